@@ -1,0 +1,421 @@
+"""One report day of gateway logs into the `requests` table, without Dagster.
+
+Fast path: DuckDB's JSON reader reads whole files, projecting only the fields the
+product uses, each as raw JSON so a wrong type is judged by our rules, not the
+reader's. A file the reader refuses (bad line, non-UTF-8, truncated gzip) is read
+record by record in Python (`salvage`), so one bad line costs one record, counted.
+
+Every record found for the day ends in exactly one place: `requests` (de-duplicated
+by request id), or `rejected_records` with its reason, file and line; duplicates are
+counted in `ingest_days`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from usage_jobs.defs.gateway.layout import LogFile, candidate_folder_days, files_for_day
+from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
+from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
+from usage_jobs.defs.gateway.tokens import estimate_tokens
+from usage_jobs.warehouse import transaction
+
+MAX_TOKENS = 100_000_000
+MAX_COST_USD = 10_000
+
+# The payload fields the product uses, and their SpendLogs-export equivalents. Read as
+# JSON so that a string where a number belongs is rejected by name, not coerced.
+SOURCE_COLUMNS = [
+    "id", "request_id", "call_type", "status", "stream", "startTime", "endTime", "model",
+    "model_group", "custom_llm_provider", "api_base", "prompt_tokens", "completion_tokens",
+    "response_cost", "spend", "metadata", "api_key", "team_id", "user", "request_tags",
+    "cache_hit", "error_str", "error_information", "messages", "response", SOURCE_LINE_FIELD,
+]
+
+
+class MissingLogsError(RuntimeError):
+    """No log folder exists for a report day."""
+
+
+@dataclass
+class IngestStats:
+    day: str
+    folders: int
+    files: int
+    ignored_files: int
+    records_read: int
+    rows: int
+    rejected: int
+    duplicates: int
+    tokens_estimated: int
+    tokens_missing: int
+    spend_repriced: int
+    unpriced: int
+    metadata_unreadable: int
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rejected / self.records_read if self.records_read else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_MACROS = f"""
+CREATE OR REPLACE TEMP MACRO jtype(j) AS coalesce(json_type(j), 'NULL');
+CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN jtype(j) = 'VARCHAR' THEN nullif(trim(j->>'$'), '') END;
+CREATE OR REPLACE TEMP MACRO jnum(j) AS CASE WHEN jtype(j) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN TRY_CAST(j::VARCHAR AS DOUBLE) END;
+CREATE OR REPLACE TEMP MACRO jbool(j) AS CASE WHEN jtype(j) = 'BOOLEAN' THEN j::VARCHAR = 'true'
+    WHEN jtype(j) = 'VARCHAR' THEN lower(j->>'$') IN ('true', '1', 'yes') END;
+CREATE OR REPLACE TEMP MACRO jpresent(j) AS jtype(j) <> 'NULL';
+CREATE OR REPLACE TEMP MACRO jobject(j) AS CASE
+    WHEN jtype(j) = 'OBJECT' THEN j
+    WHEN jtype(j) = 'VARCHAR' AND json_valid(j->>'$') AND json_type((j->>'$')::JSON) = 'OBJECT' THEN (j->>'$')::JSON END;
+CREATE OR REPLACE TEMP MACRO bad_count(j) AS jpresent(j) AND NOT coalesce(
+    isfinite(jnum(j)) AND jnum(j) >= 0 AND jnum(j) = floor(jnum(j)) AND jnum(j) <= {MAX_TOKENS}, false);
+CREATE OR REPLACE TEMP MACRO shown(j) AS left(j::VARCHAR, 40);
+CREATE OR REPLACE TEMP MACRO ts_value(j) AS CASE
+    WHEN jtype(j) IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND jnum(j) BETWEEN 946684800 AND 4102444800 THEN to_timestamp(jnum(j))
+    WHEN jtype(j) = 'VARCHAR' THEN (SELECT CASE WHEN t BETWEEN TIMESTAMPTZ '2000-01-01' AND TIMESTAMPTZ '2100-01-01' THEN t END
+                                    FROM (SELECT TRY_CAST(j->>'$' AS TIMESTAMPTZ) AS t)) END;
+"""
+
+
+def _staging_sql(day: dt.date, timezone: str) -> str:
+    tz = timezone.replace("'", "''")
+    return f"""
+CREATE OR REPLACE TEMP TABLE staged AS
+WITH src AS (
+    SELECT f.source_file, f.folder_day,
+        TRY_CAST(r."{SOURCE_LINE_FIELD}"::VARCHAR AS BIGINT) AS source_line,
+        coalesce(jstr(r.id), jstr(r.request_id)) AS request_id,
+        r.startTime AS start_raw,
+        ts_value(r.startTime) AS start_time,
+        ts_value(r.endTime) AS end_time,
+        jstr(r.call_type) AS call_type,
+        coalesce(lower(jstr(r.status)), CASE WHEN jpresent(r.error_str) THEN 'failure' ELSE 'success' END) AS status,
+        jbool(r.stream) AS stream,
+        coalesce(jstr(r.model_group), jstr(r.model)) AS model,
+        jstr(r.model) AS deployment,
+        jstr(r.custom_llm_provider) AS provider,
+        jstr(r.api_base) AS api_base,
+        r.prompt_tokens AS prompt_raw, r.completion_tokens AS completion_raw,
+        coalesce(r.response_cost, r.spend) AS cost_raw,
+        jobject(r.metadata) AS meta,
+        r.metadata AS metadata_raw,
+        r.api_key AS api_key_raw, r.team_id AS team_id_raw, r."user" AS user_raw,
+        r.request_tags AS tags_raw,
+        jbool(r.cache_hit) AS cache_hit,
+        coalesce(jstr(r.error_information->'error_class'), jstr(jobject(r.error_information)->'error_class')) AS error_class,
+        r.error_str AS error_raw,
+        jpresent(r.messages) OR jpresent(r.response) AS has_text,
+        r.messages AS messages_raw, r.response AS response_raw
+    FROM raw_records r JOIN read_paths f ON f.read_path = r.filename
+),
+typed AS (
+    SELECT *,
+        CAST(timezone('{tz}', start_time) AS DATE) AS local_day,
+        meta->'usage_object' AS usage_object
+    FROM src
+),
+judged AS (
+    SELECT *,
+        -- A folder holds requests written that day: those started in its span or just before.
+        local_day IS NOT NULL AND folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
+            AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE) AS in_window,
+        coalesce(usage_object->'cache_read_input_tokens', usage_object->'prompt_tokens_details'->'cached_tokens') AS cached_raw,
+        usage_object->'cache_creation_input_tokens' AS cache_creation_raw
+    FROM typed
+),
+reasoned AS (
+    SELECT *,
+        CASE
+            WHEN request_id IS NULL THEN 'missing or empty request id'
+            WHEN start_time IS NULL THEN 'startTime is missing or not a timestamp (got ' || coalesce(shown(start_raw), 'nothing') || ')'
+            WHEN bad_count(prompt_raw) THEN 'prompt_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(prompt_raw) || ')'
+            WHEN bad_count(completion_raw) THEN 'completion_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(completion_raw) || ')'
+            WHEN bad_count(cached_raw) THEN 'cache_read_input_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(cached_raw) || ')'
+            WHEN bad_count(cache_creation_raw) THEN 'cache_creation_input_tokens is not a whole number (got ' || shown(cache_creation_raw) || ')'
+            WHEN jpresent(cost_raw) AND NOT coalesce(isfinite(jnum(cost_raw)) AND jnum(cost_raw) BETWEEN 0 AND {MAX_COST_USD}, false)
+                THEN 'response_cost is not a number between 0 and {MAX_COST_USD} USD (got ' || shown(cost_raw) || ')'
+            WHEN status NOT IN ('success', 'failure') THEN 'status is neither success nor failure (got ' || left(status, 40) || ')'
+            WHEN model IS NULL THEN 'missing model and model_group'
+            WHEN NOT in_window THEN 'startTime ' || strftime(start_time, '%Y-%m-%d %H:%M:%S') || ' UTC is outside the days folder ' || folder_day || ' can hold'
+        END AS reason
+    FROM judged
+)
+SELECT
+    CASE WHEN in_window THEN local_day ELSE folder_day END AS owner_day,
+    source_file, source_line, folder_day, request_id, reason, start_time, end_time, call_type, status, stream,
+    model, deployment, provider, api_base, cache_hit, error_class,
+    CAST(jnum(prompt_raw) AS BIGINT) AS prompt_tokens,
+    CAST(jnum(completion_raw) AS BIGINT) AS completion_tokens,
+    coalesce(CAST(jnum(cached_raw) AS BIGINT), 0) AS cached_input_tokens,
+    coalesce(CAST(jnum(cache_creation_raw) AS BIGINT), 0) AS cache_creation_tokens,
+    jnum(cost_raw) AS cost,
+    coalesce(jstr(meta->'user_api_key_hash'), jstr(api_key_raw), 'unassigned') AS key_hash,
+    jstr(meta->'user_api_key_alias') AS key_alias,
+    coalesce(jstr(meta->'user_api_key_team_id'), jstr(team_id_raw), 'unassigned') AS team_id,
+    jstr(meta->'user_api_key_team_alias') AS team_alias,
+    coalesce(jstr(meta->'user_api_key_user_id'), jstr(user_raw)) AS user_id,
+    CASE jtype(tags_raw)
+        WHEN 'ARRAY' THEN TRY(CAST(from_json(tags_raw, '["VARCHAR"]') AS VARCHAR[]))
+        WHEN 'VARCHAR' THEN CASE WHEN json_valid(tags_raw->>'$') THEN TRY(CAST(from_json((tags_raw->>'$')::JSON, '["VARCHAR"]') AS VARCHAR[])) END
+    END AS request_tags,
+    jpresent(metadata_raw) AND meta IS NULL
+        AND coalesce(trim(metadata_raw->>'$') NOT IN ('', 'null', '{{}}'), true) AS metadata_unreadable,
+    has_text,
+    status = 'success' AND (prompt_raw IS NULL OR completion_raw IS NULL OR NOT jpresent(prompt_raw) OR NOT jpresent(completion_raw)
+        OR (coalesce(jnum(prompt_raw), 0) = 0 AND coalesce(jnum(completion_raw), 0) = 0)) AND NOT coalesce(cache_hit, false) AS tokens_absent,
+    CASE WHEN has_text THEN messages_raw::VARCHAR END AS messages_text,
+    CASE WHEN has_text THEN response_raw::VARCHAR END AS response_text
+FROM reasoned
+WHERE (CASE WHEN in_window THEN local_day ELSE folder_day END) = DATE '{day.isoformat()}'
+"""
+
+
+_PUBLISH_SQL = """
+INSERT INTO requests
+SELECT
+    s.owner_day, s.request_id, s.start_time, s.end_time, s.call_type, s.status, s.stream,
+    s.model, s.deployment, s.provider, s.api_base, s.key_hash, s.key_alias, s.team_id, s.team_alias, s.user_id,
+    s.request_tags, s.cache_hit,
+    t.input_tokens, t.output_tokens, t.input_tokens + t.output_tokens, s.cached_input_tokens, s.cache_creation_tokens,
+    CAST(CASE
+        WHEN s.status = 'failure' THEN coalesce(s.cost, 0)
+        WHEN s.cost > 0 THEN s.cost
+        WHEN coalesce(s.cache_hit, false) THEN 0
+        WHEN p.model IS NOT NULL THEN (t.input_tokens - least(s.cached_input_tokens, t.input_tokens)) * p.input
+            + least(s.cached_input_tokens, t.input_tokens) * p.cached_input + t.output_tokens * p.output
+    END AS DECIMAL(18, 10)) AS spend_usd,
+    s.estimate_used,
+    s.tokens_absent AND NOT s.estimate_used,
+    s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false) AND p.model IS NOT NULL
+        AND t.input_tokens + t.output_tokens > 0,
+    s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false) AND p.model IS NULL,
+    s.metadata_unreadable, s.error_class, s.source_file, s.source_line
+FROM deduplicated s
+CROSS JOIN LATERAL (SELECT coalesce(s.prompt_tokens, 0) AS input_tokens, coalesce(s.completion_tokens, 0) AS output_tokens) t
+LEFT JOIN prices p ON p.model = s.model
+"""
+
+
+def _read_files(conn: duckdb.DuckDBPyConnection, paths: list[str], line_delimited: bool, max_bytes: int) -> list[str]:
+    """Insert what DuckDB's JSON reader accepts; return the files it refused (found by bisection)."""
+    if not paths:
+        return []
+    columns = {name: "JSON" for name in SOURCE_COLUMNS}
+    try:
+        conn.execute(
+            "INSERT INTO raw_records BY NAME SELECT * FROM read_json(?, format = ?, columns = ?, filename = true, maximum_object_size = ?)",
+            [paths, "newline_delimited" if line_delimited else "auto", columns, max(max_bytes, 1_048_576)],
+        )
+        return []
+    except duckdb.Error:
+        if len(paths) == 1:
+            return paths
+    middle = len(paths) // 2
+    return _read_files(conn, paths[:middle], line_delimited, max_bytes) + _read_files(conn, paths[middle:], line_delimited, max_bytes)
+
+
+_EXTRACT = ", ".join(f"""'$."{name}"'""" for name in SOURCE_COLUMNS)
+_DOCUMENT_COLUMNS = ", ".join(f'fields[{i + 1}] AS "{name}"' for i, name in enumerate(SOURCE_COLUMNS))
+
+
+def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes: int) -> list[str]:
+    """One-request-per-file JSON (S3, Azure): read_text costs ~50x less per file than read_json.
+
+    Files that are not a single JSON object within the size limit are returned for salvage."""
+    if not paths:
+        return []
+    try:
+        conn.execute("CREATE OR REPLACE TEMP TABLE documents AS SELECT filename, content FROM read_text(?)", [paths])
+    except duckdb.Error:
+        if len(paths) == 1:
+            return paths
+        middle = len(paths) // 2
+        return _read_documents(conn, paths[:middle], max_bytes) + _read_documents(conn, paths[middle:], max_bytes)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE documents AS SELECT filename, content, "
+        "octet_length(encode(content)) <= ? AND json_valid(content) AND json_type(content) = 'OBJECT' AS readable FROM documents",
+        [max_bytes],
+    )
+    conn.execute(
+        f"INSERT INTO raw_records BY NAME SELECT {_DOCUMENT_COLUMNS}, filename "
+        f"FROM (SELECT filename, json_extract(content, [{_EXTRACT}]) AS fields FROM documents WHERE readable)"
+    )
+    refused = [row[0] for row in conn.execute("SELECT filename FROM documents WHERE NOT readable ORDER BY filename").fetchall()]
+    conn.execute("DROP TABLE documents")
+    return refused
+
+
+def _estimate(conn: duckdb.DuckDBPyConnection) -> None:
+    """Fill missing token counts from logged text with cl100k (the text is then dropped)."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (request_id) request_id, messages_text, response_text, prompt_tokens, completion_tokens "
+        "FROM staged WHERE reason IS NULL AND tokens_absent AND has_text ORDER BY request_id"
+    ).fetchall()
+    conn.execute("ALTER TABLE staged ADD COLUMN estimate_used BOOLEAN DEFAULT false")
+    if not rows:
+        return
+    ids, prompts, completions = [], [], []
+    for request_id, messages, response, prompt, completion in rows:
+        est_prompt, est_completion = estimate_tokens(messages, response)
+        both_zero = not prompt and not completion
+        ids.append(request_id)
+        prompts.append(est_prompt if prompt is None or both_zero else prompt)
+        completions.append(est_completion if completion is None or both_zero else completion)
+    estimates = {"request_id": np.array(ids, dtype=object), "p": np.array(prompts, dtype=np.int64), "c": np.array(completions, dtype=np.int64)}
+    conn.register("token_estimates", estimates)
+    conn.execute(
+        "UPDATE staged SET prompt_tokens = e.p, completion_tokens = e.c, estimate_used = true "
+        "FROM token_estimates e WHERE staged.request_id = e.request_id AND staged.reason IS NULL AND staged.tokens_absent AND staged.has_text"
+    )
+    conn.unregister("token_estimates")
+
+
+def ingest_day(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    logs_dir: Path,
+    day: dt.date,
+    timezone: str,
+    prices: dict[str, ModelPrice],
+    max_record_bytes: int,
+) -> IngestStats:
+    """Read, validate, de-duplicate and store one report day; replace what was there."""
+    found = files_for_day(logs_dir, day, timezone)
+    required = set(candidate_folder_days(day, timezone)[:-1])
+    if not _has_folder(found.folders_found, required):
+        wanted = ", ".join(d.isoformat() for d in sorted(required))
+        raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {logs_dir}")
+
+    conn.execute(_MACROS)
+    register_prices(conn, prices)
+    columns = ", ".join(f'"{name}" JSON' for name in SOURCE_COLUMNS)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE raw_records ({columns}, filename VARCHAR)")
+
+    with tempfile.TemporaryDirectory(prefix="usage-ingest-") as scratch:
+        read_paths, rejections = _load(conn, found.files, logs_dir, day, max_record_bytes, Path(scratch))
+        conn.register("read_paths_np", read_paths)
+        conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day FROM read_paths_np")
+        conn.unregister("read_paths_np")
+        conn.execute(_staging_sql(day, timezone))
+    conn.execute("DROP TABLE raw_records")
+    _estimate(conn)
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW deduplicated AS SELECT * FROM staged WHERE reason IS NULL "
+        "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY source_file, source_line NULLS LAST, end_time, prompt_tokens, completion_tokens, cost) = 1"
+    )
+    conn.register("file_rejections", _rejection_arrays(rejections, day))
+    day_sql = day.isoformat()
+    # Re-running a day replaces it in one transaction, so a day is never counted twice.
+    with transaction(conn):
+        conn.execute("DELETE FROM requests WHERE day = ?", [day_sql])
+        conn.execute("DELETE FROM rejected_records WHERE day = ?", [day_sql])
+        conn.execute("DELETE FROM ingest_days WHERE day = ?", [day_sql])
+        conn.execute(_PUBLISH_SQL)
+        conn.execute(
+            "INSERT INTO rejected_records SELECT owner_day, source_file, source_line, request_id, reason FROM staged WHERE reason IS NOT NULL "
+            "UNION ALL SELECT CAST(day AS DATE), source_file, nullif(source_line, -1), NULL, reason FROM file_rejections"
+        )
+        stats = _stats(conn, day, found, len(rejections))
+        conn.execute("INSERT INTO ingest_days VALUES (" + ", ".join("?" * 13) + ")", list(asdict(stats).values()))
+    conn.unregister("file_rejections")
+    conn.execute("DROP VIEW deduplicated")
+    conn.execute("DROP TABLE staged")
+    return stats
+
+
+def _has_folder(folders: list[Path], required: set[dt.date]) -> bool:
+    return any(folder.name in {d.isoformat() for d in required} for folder in folders)
+
+
+def _load(
+    conn: duckdb.DuckDBPyConnection, files: list[LogFile], logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path
+) -> tuple[dict, list[tuple[str, Rejection]]]:
+    """Fill raw_records from every file; return the path map and the file-level rejections owned by `day`."""
+    read_path, source_file, folder_day = [], [], []
+    by_path = {}
+    for log_file in files:
+        by_path[str(log_file.path)] = log_file
+        read_path.append(str(log_file.path))
+        source_file.append(_relative(log_file.path, logs_dir))
+        folder_day.append(log_file.folder_day)
+    # An empty file reads as zero rows; the salvage path names it.
+    refused = [str(f.path) for f in files if f.size == 0]
+    readable = [f for f in files if f.size > 0]
+    refused += _read_files(conn, [str(f.path) for f in readable if f.line_delimited], True, max_bytes)
+    refused += _read_files(conn, [str(f.path) for f in readable if not f.line_delimited and f.gzip], False, max_bytes)
+    refused += _read_documents(conn, [str(f.path) for f in readable if not f.line_delimited and not f.gzip], max_bytes)
+
+    rejections: list[tuple[str, Rejection]] = []
+    for number, path in enumerate(refused):
+        log_file = by_path[path]
+        records, problems = salvage_records(path, gzip_compressed=log_file.gzip, line_delimited=log_file.line_delimited, max_bytes=max_bytes)
+        # Records that cannot be dated belong to the day their folder is named after.
+        if log_file.folder_day == day:
+            rejections += [(_relative(log_file.path, logs_dir), problem) for problem in problems]
+        if not records:
+            continue
+        salvaged = scratch / f"salvaged-{number}.ndjson"
+        with salvaged.open("w", encoding="utf-8") as stream:
+            write_ndjson(records, stream)
+        read_path.append(str(salvaged))
+        source_file.append(_relative(log_file.path, logs_dir))
+        folder_day.append(log_file.folder_day)
+        if _read_files(conn, [str(salvaged)], True, max_bytes) and log_file.folder_day == day:
+            rejections.append((_relative(log_file.path, logs_dir), Rejection(None, f"{len(records)} records readable by Python but not by DuckDB")))
+    paths = {
+        "read_path": np.array(read_path, dtype=object),
+        "source_file": np.array(source_file, dtype=object),
+        "folder_day": np.array([d.isoformat() for d in folder_day], dtype=object),
+    }
+    return paths, rejections
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _rejection_arrays(rejections: list[tuple[str, Rejection]], day: dt.date) -> dict:
+    return {
+        "day": np.array([day.isoformat()] * len(rejections), dtype=object),
+        "source_file": np.array([source for source, _ in rejections], dtype=object),
+        "source_line": np.array([r.line if r.line is not None else -1 for _, r in rejections], dtype=np.int64),
+        "reason": np.array([r.reason for _, r in rejections], dtype=object),
+    }
+
+
+def _stats(conn: duckdb.DuckDBPyConnection, day: dt.date, found, file_rejections: int) -> IngestStats:
+    staged_rows, staged_rejected = conn.execute("SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM staged").fetchone()
+    rows, estimated, missing, repriced, unpriced, unreadable = conn.execute(
+        "SELECT count(*), count(*) FILTER (tokens_estimated), count(*) FILTER (tokens_missing), count(*) FILTER (spend_repriced), "
+        "count(*) FILTER (unpriced), count(*) FILTER (metadata_unreadable) FROM requests WHERE day = ?",
+        [day.isoformat()],
+    ).fetchone()
+    rejected = staged_rejected + file_rejections
+    return IngestStats(
+        day=day.isoformat(),
+        folders=len(found.folders_found),
+        files=len(found.files),
+        ignored_files=len(found.ignored),
+        records_read=staged_rows + file_rejections,
+        rows=rows,
+        rejected=rejected,
+        duplicates=staged_rows - staged_rejected - rows,
+        tokens_estimated=estimated,
+        tokens_missing=missing,
+        spend_repriced=repriced,
+        unpriced=unpriced,
+        metadata_unreadable=unreadable,
+    )

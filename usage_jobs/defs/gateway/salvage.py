@@ -1,0 +1,140 @@
+"""Record-by-record reading of a log file DuckDB could not read in one go.
+
+The fast path hands whole files to DuckDB's JSON reader; one bad line makes it
+refuse the file. This module then reads that file line by line (or as one JSON
+document), keeps every record that is a JSON object and turns everything else into
+a rejection with its reason and line number, so a bad line never costs the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+SOURCE_LINE_FIELD = "__source_line"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    line: int | None
+    reason: str
+    request_id: str | None = None
+
+
+def _reject_constant(name: str) -> str:
+    # NaN / Infinity are not JSON; keep them as text so validation rejects the field by name.
+    return name
+
+
+def _describe_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if value is None:
+        return "JSON null"
+    return "a JSON number"
+
+
+def _parse(text: bytes, line: int | None, max_bytes: int) -> tuple[dict | None, Rejection | None]:
+    if len(text) > max_bytes:
+        return None, Rejection(line, f"record is {len(text) / 1e6:.1f} MB, above the {max_bytes / 1e6:g} MB limit (USAGE_MAX_RECORD_MB)")
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Rejection(line, f"not valid UTF-8 (byte 0x{text[exc.start]:02x} at offset {exc.start})")
+    try:
+        value = json.loads(decoded, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return None, Rejection(line, f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return None, Rejection(line, "invalid JSON: nested too deeply")
+    if not isinstance(value, dict):
+        return None, Rejection(line, f"{_describe_type(value)} where a JSON object was expected")
+    return value, None
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    for number, raw in enumerate(stream, start=1):
+        yield number, raw.rstrip(b"\r\n")
+
+
+def salvage_records(path: str, *, gzip_compressed: bool, line_delimited: bool, max_bytes: int) -> tuple[list[dict], list[Rejection]]:
+    """Read one file record by record: (records with their line number, rejections)."""
+    records: list[dict] = []
+    rejections: list[Rejection] = []
+    opener = gzip.open if gzip_compressed else open
+    seen_content = False
+    last_line = 0
+    try:
+        with opener(path, "rb") as stream:
+            if not line_delimited:
+                content = stream.read()
+                seen_content = bool(content.strip())
+                whole = _parse_document(content, max_bytes)
+                if whole is not None:
+                    records, rejections = whole
+                    return records, rejections
+                stream = _reopen(path, gzip_compressed)
+            with stream:
+                for number, raw in _lines(stream):
+                    last_line = number
+                    if not raw.strip():
+                        continue
+                    seen_content = True
+                    record, rejection = _parse(raw, number, max_bytes)
+                    if rejection:
+                        rejections.append(rejection)
+                    else:
+                        record[SOURCE_LINE_FIELD] = number
+                        records.append(record)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        rejections.append(Rejection(last_line + 1 if last_line else None, f"compressed file is truncated or corrupt after line {last_line}: {exc}"))
+        seen_content = True
+    if not seen_content:
+        rejections.append(Rejection(None, "empty file"))
+    return records, rejections
+
+
+def _reopen(path: str, gzip_compressed: bool) -> IO[bytes]:
+    return gzip.open(path, "rb") if gzip_compressed else open(path, "rb")
+
+
+def _parse_document(content: bytes, max_bytes: int) -> tuple[list[dict], list[Rejection]] | None:
+    """A whole-file JSON document: one object, or an array of records (SpendLogs export).
+
+    None when the file is not one JSON document (then it is read line by line)."""
+    if not content.strip():
+        return [], []
+    try:
+        value = json.loads(content.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if isinstance(value, dict):
+        if len(content) > max_bytes:
+            return [], [Rejection(1, f"record is {len(content) / 1e6:.1f} MB, above the {max_bytes / 1e6:g} MB limit (USAGE_MAX_RECORD_MB)")]
+        value[SOURCE_LINE_FIELD] = 1
+        return [value], []
+    if isinstance(value, list):
+        records, rejections = [], []
+        for index, item in enumerate(value, start=1):
+            if isinstance(item, dict):
+                item[SOURCE_LINE_FIELD] = index
+                records.append(item)
+            else:
+                rejections.append(Rejection(index, f"array element {index} is {_describe_type(item)} where a JSON object was expected"))
+        return records, rejections
+    return [], [Rejection(1, f"{_describe_type(value)} where a JSON object was expected")]
+
+
+def write_ndjson(records: list[dict], stream: IO[str]) -> None:
+    """Write salvaged records as NDJSON for DuckDB's reader (NaN kept as text by the parser)."""
+    for record in records:
+        stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False))
+        stream.write("\n")

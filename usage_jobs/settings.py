@@ -1,0 +1,223 @@
+"""Every setting of the product, in one place.
+
+Each setting is read from an environment variable; the defaults make the demo work
+from the repository root. `usage-report check-config` prints the effective values
+(secrets masked) and fails with a message naming the first bad setting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class SettingsError(ValueError):
+    """A setting has a value the product cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    env: str
+    default: str
+    help: str
+    secret: bool = False
+
+
+SETTINGS_DOCS: tuple[SettingDoc, ...] = (
+    SettingDoc("USAGE_LOGS_DIR", "demo_data/logs", "Root folder of the gateway request logs (LiteLLM S3/GCS/Azure layouts, SpendLogs exports)."),
+    SettingDoc("USAGE_WAREHOUSE", "warehouse/usage.duckdb", "DuckDB warehouse file (created if missing)."),
+    SettingDoc("USAGE_SITE_DIR", "site_output", "Folder the static report site is written to."),
+    SettingDoc("USAGE_TIMEZONE", "UTC", "IANA time zone of report days (daily partitions, dates in exports)."),
+    SettingDoc("USAGE_START_DATE", "(earliest day folder in the logs, else 90 days ago)", "First daily partition, YYYY-MM-DD."),
+    SettingDoc("USAGE_INVENTORY_FILE", "demo_data/inventory.json if it exists", "Key/team inventory exported from the gateway's /key/list and /team/list (JSON)."),
+    SettingDoc("GATEWAY_BASE_URL", "", "Gateway (LiteLLM proxy) URL; with GATEWAY_ADMIN_KEY the inventory is read from its API instead of a file."),
+    SettingDoc("GATEWAY_ADMIN_KEY", "", "Gateway admin key for /key/list and /team/list.", secret=True),
+    SettingDoc("IG1_BASE_URL", "https://api.ig1.ai", "IG1 billing API base URL."),
+    SettingDoc("IG1_MASTER_KEY", "", "IG1 master key for /usage and /usage/history (billing is off without it).", secret=True),
+    SettingDoc("USAGE_PRICES_FILE", "(built-in IG1 list prices)", "JSON price table used to re-price requests logged without a cost."),
+    SettingDoc("USAGE_MAX_REJECTED_SHARE", "0.02", "Blocking check: largest share of a day's input records that may be rejected (0..1)."),
+    SettingDoc("USAGE_MAX_RECORD_MB", "16", "Largest accepted log record (one JSON object), in MB; longer ones are rejected."),
+    SettingDoc("USAGE_SCHEDULE_CRON", "15 1 * * *", "When the daily run ingests the previous day (cron, in USAGE_TIMEZONE)."),
+    SettingDoc("DAGSTER_HOME", ".dagster_home", "Dagster instance folder (run history, schedules); telemetry is off there."),
+)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DEMO_INVENTORY = Path("demo_data/inventory.json")
+
+
+def _env(name: str, env: dict[str, str]) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _parse_date(name: str, value: str) -> dt.date:
+    if not _DATE.match(value):
+        raise SettingsError(f"{name}={value!r} is not a date in YYYY-MM-DD form")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r} is not a valid date: {exc}") from None
+
+
+def _parse_float(name: str, value: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name}={value!r} must be between {low:g} and {high:g}")
+    return number
+
+
+def _parse_url(name: str, value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+def earliest_log_day(logs_dir: Path) -> dt.date | None:
+    """The earliest YYYY-MM-DD folder name found under the log root (shallow walk)."""
+    from usage_jobs.defs.gateway.layout import iter_day_folders
+
+    days = [day for day, _ in iter_day_folders(logs_dir)]
+    return min(days) if days else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    logs_dir: Path
+    warehouse: Path
+    site_dir: Path
+    timezone: str
+    start_date: dt.date
+    inventory_file: Path | None
+    gateway_base_url: str | None
+    gateway_admin_key: str | None = field(repr=False)
+    ig1_base_url: str
+    ig1_master_key: str | None = field(repr=False)
+    prices_file: Path | None
+    max_rejected_share: float
+    max_record_bytes: int
+    schedule_cron: str
+    dagster_home: Path
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def inventory_source(self) -> str:
+        if self.gateway_base_url and self.gateway_admin_key:
+            return "gateway"
+        if self.inventory_file:
+            return "file"
+        return "none"
+
+    @property
+    def billing_configured(self) -> bool:
+        return bool(self.ig1_master_key)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(env name, effective value) pairs, secrets masked, for check-config and the report."""
+        secret = lambda v: "(set)" if v else "(not set)"  # noqa: E731
+        return [
+            ("USAGE_LOGS_DIR", str(self.logs_dir)),
+            ("USAGE_WAREHOUSE", str(self.warehouse)),
+            ("USAGE_SITE_DIR", str(self.site_dir)),
+            ("USAGE_TIMEZONE", self.timezone),
+            ("USAGE_START_DATE", self.start_date.isoformat()),
+            ("USAGE_INVENTORY_FILE", str(self.inventory_file) if self.inventory_file else "(not set)"),
+            ("GATEWAY_BASE_URL", self.gateway_base_url or "(not set)"),
+            ("GATEWAY_ADMIN_KEY", secret(self.gateway_admin_key)),
+            ("IG1_BASE_URL", self.ig1_base_url),
+            ("IG1_MASTER_KEY", secret(self.ig1_master_key)),
+            ("USAGE_PRICES_FILE", str(self.prices_file) if self.prices_file else "(built-in)"),
+            ("USAGE_MAX_REJECTED_SHARE", f"{self.max_rejected_share:g}"),
+            ("USAGE_MAX_RECORD_MB", f"{self.max_record_bytes / 1e6:g}"),
+            ("USAGE_SCHEDULE_CRON", self.schedule_cron),
+            ("DAGSTER_HOME", str(self.dagster_home)),
+        ]
+
+
+def load_settings(env: dict[str, str] | None = None, today: dt.date | None = None) -> Settings:
+    """Read and validate every setting; raise SettingsError naming the first bad one."""
+    env = dict(os.environ if env is None else env)
+    today = today or dt.date.today()
+
+    timezone = _env("USAGE_TIMEZONE", env) or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"USAGE_TIMEZONE={timezone!r} is not a known IANA time zone (e.g. UTC, Europe/Paris)") from None
+
+    logs_dir = Path(_env("USAGE_LOGS_DIR", env) or "demo_data/logs")
+    if logs_dir.exists() and not logs_dir.is_dir():
+        raise SettingsError(f"USAGE_LOGS_DIR={str(logs_dir)!r} is a file, not a folder")
+
+    warehouse = Path(_env("USAGE_WAREHOUSE", env) or "warehouse/usage.duckdb")
+    if warehouse.is_dir():
+        raise SettingsError(f"USAGE_WAREHOUSE={str(warehouse)!r} is a folder; give the path of a .duckdb file")
+
+    site_dir = Path(_env("USAGE_SITE_DIR", env) or "site_output")
+    if site_dir.exists() and not site_dir.is_dir():
+        raise SettingsError(f"USAGE_SITE_DIR={str(site_dir)!r} is a file, not a folder")
+
+    start_raw = _env("USAGE_START_DATE", env)
+    if start_raw:
+        start_date = _parse_date("USAGE_START_DATE", start_raw)
+    else:
+        start_date = earliest_log_day(logs_dir) if logs_dir.is_dir() else None
+        start_date = start_date or today - dt.timedelta(days=90)
+
+    inventory_raw = _env("USAGE_INVENTORY_FILE", env)
+    if inventory_raw:
+        inventory_file: Path | None = Path(inventory_raw)
+        if not inventory_file.is_file():
+            raise SettingsError(f"USAGE_INVENTORY_FILE={inventory_raw!r} does not exist or is not a file")
+    else:
+        inventory_file = DEMO_INVENTORY if DEMO_INVENTORY.is_file() else None
+
+    gateway_base_url = _env("GATEWAY_BASE_URL", env)
+    gateway_admin_key = _env("GATEWAY_ADMIN_KEY", env)
+    if gateway_base_url:
+        gateway_base_url = _parse_url("GATEWAY_BASE_URL", gateway_base_url)
+        if not gateway_admin_key:
+            raise SettingsError("GATEWAY_BASE_URL is set but GATEWAY_ADMIN_KEY is not: the gateway API needs an admin key")
+
+    ig1_base_url = _parse_url("IG1_BASE_URL", _env("IG1_BASE_URL", env) or "https://api.ig1.ai")
+
+    prices_raw = _env("USAGE_PRICES_FILE", env)
+    prices_file = Path(prices_raw) if prices_raw else None
+    if prices_file and not prices_file.is_file():
+        raise SettingsError(f"USAGE_PRICES_FILE={prices_raw!r} does not exist or is not a file")
+
+    max_share = _parse_float("USAGE_MAX_REJECTED_SHARE", _env("USAGE_MAX_REJECTED_SHARE", env) or "0.02", 0.0, 1.0)
+    max_record_mb = _parse_float("USAGE_MAX_RECORD_MB", _env("USAGE_MAX_RECORD_MB", env) or "16", 0.001, 1024.0)
+
+    cron = _env("USAGE_SCHEDULE_CRON", env) or "15 1 * * *"
+    if len(cron.split()) != 5:
+        raise SettingsError(f"USAGE_SCHEDULE_CRON={cron!r} is not a 5-field cron expression")
+
+    return Settings(
+        logs_dir=logs_dir,
+        warehouse=warehouse,
+        site_dir=site_dir,
+        timezone=timezone,
+        start_date=start_date,
+        inventory_file=inventory_file,
+        gateway_base_url=gateway_base_url,
+        gateway_admin_key=gateway_admin_key,
+        ig1_base_url=ig1_base_url,
+        ig1_master_key=_env("IG1_MASTER_KEY", env),
+        prices_file=prices_file,
+        max_rejected_share=max_share,
+        max_record_bytes=int(max_record_mb * 1_000_000),
+        schedule_cron=cron,
+        dagster_home=Path(_env("DAGSTER_HOME", env) or ".dagster_home"),
+    )

@@ -1,0 +1,160 @@
+"""The DuckDB warehouse: one file, its tables, and how to open it.
+
+Tables (all dates are report-time-zone days):
+* `requests`          one row per gateway request (no prompt or response text)
+* `rejected_records`  every input record that could not be used, with reason and location
+* `ingest_days`       per day: files read, records, rejected, duplicates, estimated, re-priced, unpriced
+* `daily_usage`       day × team × key × model aggregates
+* `inventory_keys`, `inventory_teams`  the gateway's key/team inventory (latest snapshot)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    day DATE NOT NULL,
+    request_id VARCHAR NOT NULL,
+    start_time TIMESTAMPTZ NOT NULL,
+    end_time TIMESTAMPTZ,
+    call_type VARCHAR,
+    status VARCHAR NOT NULL,
+    stream BOOLEAN,
+    model VARCHAR NOT NULL,
+    deployment VARCHAR,
+    provider VARCHAR,
+    api_base VARCHAR,
+    key_hash VARCHAR NOT NULL,
+    key_alias VARCHAR,
+    team_id VARCHAR NOT NULL,
+    team_alias VARCHAR,
+    user_id VARCHAR,
+    request_tags VARCHAR[],
+    cache_hit BOOLEAN,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cached_input_tokens BIGINT NOT NULL,
+    cache_creation_tokens BIGINT NOT NULL,
+    spend_usd DECIMAL(18, 10),
+    tokens_estimated BOOLEAN NOT NULL,
+    tokens_missing BOOLEAN NOT NULL,
+    spend_repriced BOOLEAN NOT NULL,
+    unpriced BOOLEAN NOT NULL,
+    metadata_unreadable BOOLEAN NOT NULL,
+    error_class VARCHAR,
+    source_file VARCHAR NOT NULL,
+    source_line BIGINT
+);
+CREATE TABLE IF NOT EXISTS rejected_records (
+    day DATE NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_line BIGINT,
+    request_id VARCHAR,
+    reason VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_days (
+    day DATE PRIMARY KEY,
+    folders INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    ignored_files INTEGER NOT NULL,
+    records_read BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    duplicates BIGINT NOT NULL,
+    tokens_estimated BIGINT NOT NULL,
+    tokens_missing BIGINT NOT NULL,
+    spend_repriced BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL,
+    metadata_unreadable BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_usage (
+    day DATE NOT NULL,
+    team_id VARCHAR NOT NULL,
+    team_alias VARCHAR,
+    key_hash VARCHAR NOT NULL,
+    key_alias VARCHAR,
+    model VARCHAR NOT NULL,
+    requests BIGINT NOT NULL,
+    successful_requests BIGINT NOT NULL,
+    failed_requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cached_input_tokens BIGINT NOT NULL,
+    spend_usd DECIMAL(18, 10),
+    unpriced_requests BIGINT NOT NULL,
+    estimated_requests BIGINT NOT NULL,
+    repriced_requests BIGINT NOT NULL,
+    PRIMARY KEY (day, team_id, key_hash, model)
+);
+CREATE TABLE IF NOT EXISTS inventory_teams (
+    team_id VARCHAR PRIMARY KEY,
+    team_alias VARCHAR,
+    max_budget DOUBLE,
+    spend DOUBLE,
+    budget_duration VARCHAR,
+    blocked BOOLEAN,
+    models VARCHAR[],
+    created_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS inventory_keys (
+    key_hash VARCHAR PRIMARY KEY,
+    key_alias VARCHAR,
+    key_name VARCHAR,
+    team_id VARCHAR,
+    user_id VARCHAR,
+    max_budget DOUBLE,
+    spend DOUBLE,
+    budget_duration VARCHAR,
+    blocked BOOLEAN,
+    expires TIMESTAMPTZ,
+    created_at TIMESTAMPTZ,
+    models VARCHAR[]
+);
+CREATE TABLE IF NOT EXISTS inventory_status (
+    source VARCHAR NOT NULL,
+    keys INTEGER NOT NULL,
+    teams INTEGER NOT NULL,
+    note VARCHAR
+);
+"""
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating the file and its tables when writing)."""
+    if read_only:
+        conn = duckdb.connect(str(path), read_only=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = duckdb.connect(str(path))
+        conn.execute(SCHEMA)
+    # Timestamps without an offset in the logs are UTC.
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET enable_progress_bar = false")
+    return conn
+
+
+@contextlib.contextmanager
+def session(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn = connect(path, read_only=read_only)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
