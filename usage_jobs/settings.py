@@ -41,7 +41,7 @@ SETTINGS_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("USAGE_PRICES_FILE", "(built-in IG1 list prices)", "JSON price table used to re-price requests logged without a cost."),
     SettingDoc("USAGE_MAX_REJECTED_SHARE", "0.02", "Blocking check: largest share of a day's input records that may be rejected (0..1)."),
     SettingDoc("USAGE_MAX_RECORD_MB", "16", "Largest accepted log record (one JSON object), in MB; longer ones are rejected."),
-    SettingDoc("USAGE_SCHEDULE_CRON", "15 1 * * *", "When the daily run ingests the previous day (cron, in USAGE_TIMEZONE)."),
+    SettingDoc("USAGE_SCHEDULE_TIME", "01:15", "Time of day (HH:MM, USAGE_TIMEZONE) the daily run ingests the previous day."),
     SettingDoc("DAGSTER_HOME", ".dagster_home", "Dagster instance folder (run history, schedules); telemetry is off there."),
 )
 
@@ -104,7 +104,7 @@ class Settings:
     prices_file: Path | None
     max_rejected_share: float
     max_record_bytes: int
-    schedule_cron: str
+    schedule_time: dt.time
     dagster_home: Path
 
     @property
@@ -140,7 +140,7 @@ class Settings:
             ("USAGE_PRICES_FILE", str(self.prices_file) if self.prices_file else "(built-in)"),
             ("USAGE_MAX_REJECTED_SHARE", f"{self.max_rejected_share:g}"),
             ("USAGE_MAX_RECORD_MB", f"{self.max_record_bytes / 1e6:g}"),
-            ("USAGE_SCHEDULE_CRON", self.schedule_cron),
+            ("USAGE_SCHEDULE_TIME", self.schedule_time.strftime("%H:%M")),
             ("DAGSTER_HOME", str(self.dagster_home)),
         ]
 
@@ -200,9 +200,13 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
     max_share = _parse_float("USAGE_MAX_REJECTED_SHARE", _env("USAGE_MAX_REJECTED_SHARE", env) or "0.02", 0.0, 1.0)
     max_record_mb = _parse_float("USAGE_MAX_RECORD_MB", _env("USAGE_MAX_RECORD_MB", env) or "16", 0.001, 1024.0)
 
-    cron = _env("USAGE_SCHEDULE_CRON", env) or "15 1 * * *"
-    if len(cron.split()) != 5:
-        raise SettingsError(f"USAGE_SCHEDULE_CRON={cron!r} is not a 5-field cron expression")
+    schedule_raw = _env("USAGE_SCHEDULE_TIME", env) or "01:15"
+    if not re.match(r"^\d{2}:\d{2}$", schedule_raw):
+        raise SettingsError(f"USAGE_SCHEDULE_TIME={schedule_raw!r} is not a time in HH:MM form")
+    try:
+        schedule_time = dt.time.fromisoformat(schedule_raw)
+    except ValueError:
+        raise SettingsError(f"USAGE_SCHEDULE_TIME={schedule_raw!r} is not a valid time of day") from None
 
     return Settings(
         logs_dir=logs_dir,
@@ -218,6 +222,6 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         prices_file=prices_file,
         max_rejected_share=max_share,
         max_record_bytes=int(max_record_mb * 1_000_000),
-        schedule_cron=cron,
+        schedule_time=schedule_time,
         dagster_home=Path(_env("DAGSTER_HOME", env) or ".dagster_home"),
     )

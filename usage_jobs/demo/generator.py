@@ -205,8 +205,8 @@ def _tokens(model: CatalogueModel, workload: str, rng: random.Random) -> tuple[i
         return max(4, int(rng.lognormvariate(5.5, 0.7))), 0
     if model.kind == "rerank":
         return max(20, int(rng.lognormvariate(7.0, 0.5))), 0
-    prompt = max(8, int(rng.lognormvariate(6.8 if workload in ("rag", "json-extract") else 6.0, 0.8)))
-    completion = max(1, int(rng.lognormvariate(5.3, 0.7)))
+    prompt = max(8, int(rng.lognormvariate(7.6 if workload in ("rag", "json-extract") else 7.0, 0.8)))
+    completion = max(1, int(rng.lognormvariate(5.9, 0.7)))
     return prompt, completion
 
 

@@ -1,0 +1,224 @@
+"""`usage-report`: the demo, date-range runs, site rebuilds and a configuration check.
+
+Dagster modules are imported only after the settings are in the environment, because
+the daily partitions are defined from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from usage_jobs.settings import SETTINGS_DOCS, Settings, SettingsError, load_settings
+
+DAGSTER_YAML = """# Dagster instance of usage-report (created by the usage-report command).
+telemetry:
+  enabled: false
+# DuckDB allows one writing process per database file: one step at a time in every pool.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _prepare_dagster_home(settings: Settings) -> None:
+    home = settings.dagster_home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+# Dagster's console logger speaks at DEBUG; the CLI prints its own progress lines.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _step_errors(result) -> list[str]:
+    messages = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            messages.append(getattr(event.event_specific_data, "user_failure_data", None) and event.event_specific_data.user_failure_data.description
+                            or (error.cause.message if error and error.cause else error.message if error else "step failed").strip())
+    return messages
+
+
+def _failed_checks(result) -> list[str]:
+    return [f"check {e.check_name} failed: {e.description or ''}".strip() for e in result.get_asset_check_evaluations() if not e.passed]
+
+
+def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
+    """Materialise every day from start to end (inclusive), one run per day, with progress."""
+    import dagster as dg
+
+    from usage_jobs import warehouse
+    from usage_jobs.definitions import PARTITIONED_ASSETS, build_resources
+
+    _prepare_dagster_home(settings)
+    instance = dg.DagsterInstance.get()
+    resources = build_resources(settings)
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    failures: list[tuple[dt.date, str]] = []
+    began = time.monotonic()
+    for index, day in enumerate(days, start=1):
+        started = time.monotonic()
+        result = dg.materialize(PARTITIONED_ASSETS, partition_key=day.isoformat(), resources=resources, instance=instance,
+                                raise_on_error=False, run_config=QUIET, tags={"usage_report/source": "cli"})
+        problems = _step_errors(result) + _failed_checks(result)
+        prefix = f"[{index:>{len(str(len(days)))}}/{len(days)}] {day}"
+        if problems:
+            failures.append((day, "; ".join(problems)))
+            _say(f"{prefix}  FAILED: {'; '.join(problems)}")
+            continue
+        with warehouse.session(settings.warehouse, read_only=True) as conn:
+            rows, rejected, duplicates, estimated, unpriced = conn.execute(
+                "SELECT rows, rejected, duplicates, tokens_estimated, unpriced FROM ingest_days WHERE day = ?", [day.isoformat()]
+            ).fetchone()
+        _say(f"{prefix}  {rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  "
+             f"{estimated:>5,} estimated  {unpriced:>4,} unpriced  ({time.monotonic() - started:.1f} s)")
+    _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
+    return failures
+
+
+def build_site(settings: Settings) -> bool:
+    import dagster as dg
+
+    from usage_jobs.definitions import SITE_ASSETS, build_resources
+
+    _prepare_dagster_home(settings)
+    started = time.monotonic()
+    result = dg.materialize(SITE_ASSETS, resources=build_resources(settings), instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=QUIET)
+    if not result.success:
+        _say(f"Site build FAILED: {'; '.join(_step_errors(result))}")
+        return False
+    metadata = result.asset_materializations_for_node("usage_report_site")[0].metadata
+    _say(f"Site built in {time.monotonic() - started:.1f} s: {metadata['pages'].value} pages, {metadata['charts'].value} charts, "
+         f"{metadata['export files'].value} export files")
+    _say(f"Open {(settings.site_dir / 'index.html').resolve()}")
+    return True
+
+
+def cmd_check_config(args) -> int:
+    settings = load_settings()
+    width = max(len(doc.env) for doc in SETTINGS_DOCS)
+    for name, value in settings.describe():
+        _say(f"{name:<{width}}  {value}")
+    _say(f"inventory source: {settings.inventory_source}; billing: {'configured' if settings.billing_configured else 'not configured'}")
+    if not settings.logs_dir.is_dir():
+        _say(f"warning: USAGE_LOGS_DIR {settings.logs_dir} does not exist yet")
+    _say("configuration OK")
+    return 0
+
+
+def cmd_run(args) -> int:
+    if args.end < args.start:
+        raise SettingsError(f"--end {args.end} is before --start {args.start}")
+    os.environ.setdefault("USAGE_START_DATE", min(args.start, load_settings().start_date).isoformat())
+    settings = load_settings()
+    failures = run_days(settings, args.start, args.end)
+    site_ok = build_site(settings) if not args.no_site else True
+    if failures:
+        _say(f"{len(failures)} day(s) failed: " + ", ".join(day.isoformat() for day, _ in failures))
+    return 1 if failures or not site_ok else 0
+
+
+def cmd_site(args) -> int:
+    return 0 if build_site(load_settings()) else 1
+
+
+def cmd_generate(args) -> int:
+    from usage_jobs.demo.generator import default_days, generate
+
+    end = args.end or dt.date.today() - dt.timedelta(days=1)
+    days = args.days or default_days(end + dt.timedelta(days=1))
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    summary = generate(args.out, days=days, end=end, seed=args.seed, requests_per_day=args.requests_per_day,
+                       progress=lambda done, total, day, n: _say(f"  generated {day} ({n:,} requests) [{done}/{total}]") if done % 7 == 0 or done == total else None)
+    _say(f"Demo organisation in {args.out}: {summary['requests']:,} requests from {summary['first_day']} to {summary['last_day']}, "
+         f"{summary['keys']} keys in {summary['teams']} teams, {summary['anomalies']} injected anomalies")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    out = Path("demo_data")
+    args.out = out
+    _say("1/3 Generating the demo organisation (gateway logs in LiteLLM's layouts, key/team inventory)")
+    cmd_generate(args)
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    os.environ["USAGE_LOGS_DIR"] = str(out / "logs")
+    os.environ["USAGE_INVENTORY_FILE"] = str(out / "inventory.json")
+    os.environ["USAGE_START_DATE"] = summary["first_day"]
+    settings = load_settings()
+    if settings.warehouse.exists():
+        settings.warehouse.unlink()  # the demo starts from an empty warehouse
+    start, end = dt.date.fromisoformat(summary["first_day"]), dt.date.fromisoformat(summary["last_day"])
+    _say(f"2/3 Materialising {start} to {end} into {settings.warehouse}")
+    failures = run_days(settings, start, end)
+    _say("3/3 Building the report site")
+    site_ok = build_site(settings)
+    return 1 if failures or not site_ok else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="usage-report", description="IG1 usage reports: gateway logs → DuckDB warehouse → static report site. "
+                                   "Settings come from environment variables; see `usage-report check-config` and the README.")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialise a date range (both ends included) and rebuild the site")
+    run.add_argument("--start", type=_date, required=True, help="first day, YYYY-MM-DD (report time zone)")
+    run.add_argument("--end", type=_date, required=True, help="last day, YYYY-MM-DD (included)")
+    run.add_argument("--no-site", action="store_true", help="do not rebuild the site afterwards")
+    run.set_defaults(handler=cmd_run)
+
+    site = commands.add_parser("site", help="rebuild the report site from the warehouse")
+    site.set_defaults(handler=cmd_site)
+
+    check = commands.add_parser("check-config", help="print the effective settings (secrets masked) and validate them")
+    check.set_defaults(handler=cmd_check_config)
+
+    for name, handler, text in (("demo", cmd_demo, "generate the demo organisation, materialise every day and build the site"),
+                                ("generate", cmd_generate, "only generate a demo organisation's logs and inventory")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--days", type=int, default=None, help="days of traffic (default: from the first of last month to yesterday)")
+        command.add_argument("--end", type=_date, default=None, help="last day of traffic (default: yesterday)")
+        command.add_argument("--requests-per-day", type=int, default=1500, help="mean requests on a weekday (default 1500)")
+        command.add_argument("--seed", type=int, default=7)
+        if name == "generate":
+            command.add_argument("--out", type=Path, default=Path("demo_data"))
+        command.set_defaults(handler=handler)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SettingsError as exc:
+        print(f"usage-report: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("usage-report: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

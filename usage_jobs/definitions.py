@@ -1,0 +1,70 @@
+"""The Dagster definitions: `dagster dev -w workspace.yaml` and `usage-report` load these."""
+
+
+import dagster as dg
+
+from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests
+from usage_jobs.defs.inventory.assets import key_inventory
+from usage_jobs.defs.partitions import daily_partitions
+from usage_jobs.defs.report.assets import usage_report_site
+from usage_jobs.defs.resources import GatewayLogsResource, InventoryResource, SiteResource, WarehouseResource
+from usage_jobs.settings import Settings, load_settings
+
+PARTITIONED_ASSETS = [gateway_requests, daily_usage]
+SITE_ASSETS = [key_inventory, usage_report_site]
+
+
+def build_resources(settings: Settings) -> dict:
+    # Secrets are read from the environment by Dagster (EnvVar), so they never enter run config.
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse)),
+        "gateway_logs": GatewayLogsResource(
+            logs_dir=str(settings.logs_dir), timezone=settings.timezone,
+            prices_file=str(settings.prices_file) if settings.prices_file else None,
+            max_record_mb=settings.max_record_bytes / 1_000_000, max_rejected_share=settings.max_rejected_share,
+        ),
+        "inventory": InventoryResource(
+            gateway_base_url=settings.gateway_base_url,
+            gateway_admin_key=dg.EnvVar("GATEWAY_ADMIN_KEY") if settings.gateway_admin_key else None,
+            inventory_file=str(settings.inventory_file) if settings.inventory_file else None,
+        ),
+        "site": SiteResource(site_dir=str(settings.site_dir), timezone=settings.timezone, billing_configured=settings.billing_configured),
+    }
+
+
+daily_usage_job = dg.define_asset_job(
+    "daily_usage_job", selection=PARTITIONED_ASSETS, partitions_def=daily_partitions(), executor_def=dg.in_process_executor,
+    description="Ingest one day of gateway logs and aggregate it.",
+)
+site_job = dg.define_asset_job(
+    "site_job", selection=SITE_ASSETS, executor_def=dg.in_process_executor,
+    description="Refresh the key/team inventory and rebuild the report site.",
+)
+
+
+def _schedule(settings: Settings) -> dg.ScheduleDefinition:
+    return dg.build_schedule_from_partitioned_job(
+        daily_usage_job, name="daily_usage_schedule", hour_of_day=settings.schedule_time.hour,
+        minute_of_hour=settings.schedule_time.minute, default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every day, ingest and aggregate the previous day.",
+    )
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[daily_usage_job], request_job=site_job,
+                      default_status=dg.DefaultSensorStatus.RUNNING, name="rebuild_site_after_daily_run")
+def rebuild_site_after_daily_run(context: dg.RunStatusSensorContext):
+    """After each successful daily run, refresh the inventory and rebuild the site."""
+    return dg.RunRequest(run_key=f"site-after-{context.dagster_run.run_id}")
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=PARTITIONED_ASSETS + SITE_ASSETS,
+        jobs=[daily_usage_job, site_job],
+        schedules=[_schedule(settings)],
+        sensors=[rebuild_site_after_daily_run],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(load_settings())

@@ -1,0 +1,25 @@
+"""The published report site (`site_output/`)."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from usage_jobs.defs.gateway.assets import daily_usage
+from usage_jobs.defs.inventory.assets import key_inventory
+from usage_jobs.defs.report.build import build_site
+from usage_jobs.defs.resources import WAREHOUSE_POOL, SiteResource, WarehouseResource
+
+
+@dg.asset(deps=[daily_usage, key_inventory], pool=WAREHOUSE_POOL, group_name="report", kinds={"html"})
+def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseResource, site: SiteResource):
+    """The static report: `index.html` on the last 7 days, a page per period, charts with their
+    numbers beside them, and CSV/JSON exports with a manifest. Built in a scratch folder and
+    swapped in, so a failed build leaves the published site as it was."""
+    with warehouse.connect() as conn:
+        result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
+                            progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))
+    return dg.MaterializeResult(metadata={
+        "pages": result.pages, "charts": result.charts, "export files": result.export_files, "periods": result.periods,
+        "index": dg.MetadataValue.path(str(Path(site.site_dir).resolve() / "index.html")),
+    })

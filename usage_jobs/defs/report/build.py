@@ -1,0 +1,139 @@
+"""Builds the static report site from the warehouse, into a scratch folder swapped in at the end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import jinja2
+
+from usage_jobs.defs.report import charts
+from usage_jobs.defs.report.exports import ExportTable, write_exports
+from usage_jobs.defs.report.periods import Period, report_periods
+from usage_jobs.defs.report.queries import DAILY_COLUMNS, PeriodData, period_data
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "report_templates"
+MONEY = frozenset({"spend_usd"})
+
+
+@dataclass
+class SiteContext:
+    timezone: str
+    generated_at: str
+    inventory_note: str | None
+    billing_note: str | None
+    last_day: str | None
+
+
+@dataclass
+class BuildResult:
+    pages: int
+    charts: int
+    export_files: int
+    periods: int
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["usd"] = lambda v: "—" if v is None else f"${Decimal(v):,.2f}"
+    env.filters["usd4"] = lambda v: "—" if v is None else f"${Decimal(v):,.4f}"
+    env.filters["count"] = lambda v: f"{int(v or 0):,}"
+    env.filters["pct"] = lambda v: f"{v:.1%}"
+    return env
+
+
+def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_configured: bool, generated_at: dt.datetime) -> SiteContext:
+    status = conn.execute("SELECT source, keys, teams, note FROM inventory_status").fetchone()
+    if status is None:
+        inventory_note = "The key/team inventory has not been loaded yet: unused keys cannot be listed."
+    elif status[0] == "none":
+        inventory_note = "No key/team inventory is configured (USAGE_INVENTORY_FILE, or GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY): unused keys cannot be listed."
+    else:
+        inventory_note = None
+    billing_note = None if billing_configured else "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice."
+    last = conn.execute("SELECT strftime(max(day), '%Y-%m-%d') FROM ingest_days").fetchone()[0]
+    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last)
+
+
+def _charts(folder: Path, data: PeriodData) -> list[dict]:
+    days = [row["date"][5:] for row in data.daily]
+    spend_series = {model: [float(values.get(row["date"], 0)) for row in data.daily] for model, values in data.spend_by_model_day.items()}
+    specs = [
+        ("daily-spend.png", "Daily spend (USD, gateway estimate) by model", lambda p: charts.stacked_bars(
+            p, days, spend_series or {"spend": [0.0] * len(days)}, ylabel="USD", title="Daily spend by model")),
+        ("daily-tokens.png", "Tokens per day: input and output", lambda p: charts.stacked_bars(
+            p, days, {"input": [r["input_tokens"] for r in data.daily], "output": [r["output_tokens"] for r in data.daily]}, ylabel="tokens", title="Tokens in / out")),
+        ("daily-requests.png", "Requests per day: successful and failed", lambda p: charts.stacked_bars(
+            p, days, {"successful": [r["successful_requests"] for r in data.daily], "failed": [r["failed_requests"] for r in data.daily]},
+            ylabel="requests", title="Requests")),
+        ("models-spend.png", "Spend by model (USD)", lambda p: charts.horizontal_bars(
+            p, [m["model"] for m in data.models] or ["(none)"], [float(m["spend_usd"] or 0) for m in data.models] or [0.0], xlabel="USD", title="Spend by model")),
+    ]
+    made = []
+    for name, alt, draw in specs:
+        draw(folder / "charts" / name)
+        made.append({"file": f"charts/{name}", "alt": alt})
+    return made
+
+
+def _export_tables(data: PeriodData) -> list[ExportTable]:
+    return [ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily)]
+
+
+def _render_period(env: jinja2.Environment, site: Path, period: Period, periods: list[Period], data: PeriodData, context: SiteContext) -> tuple[int, int]:
+    folder = site / "periods" / period.slug
+    chart_list = _charts(folder, data)
+    metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
+                "timezone": context.timezone, "currency": "USD", "source_days": [d.isoformat() for d in period.days],
+                "missing_days": data.missing_days}
+    exports = write_exports(folder / "exports", _export_tables(data), metadata)
+    template = env.get_template("global.html.j2")
+    # The site's front page is the last-7-days page, with links rebased to the site root.
+    targets = [(folder / "index.html", "", "../../")]
+    if period.slug == "last-7-days":
+        targets.append((site / "index.html", f"periods/{period.slug}/", ""))
+    for page, here, root in targets:
+        page.write_text(template.render(period=period, periods=periods, data=data, charts=chart_list, exports=exports,
+                                        site=context, here=here, root=root), encoding="utf-8")
+    return len(targets), len(chart_list)
+
+
+def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool,
+               generated_at: dt.datetime | None = None, progress=None) -> BuildResult:
+    """Render every period into a scratch folder, then swap it in; a failure leaves the old site."""
+    generated_at = generated_at or dt.datetime.now(dt.UTC)
+    env = _environment()
+    days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
+    periods = report_periods(days)
+    context = _site_context(conn, timezone, billing_configured, generated_at)
+    scratch = site_dir.with_name(site_dir.name + ".building")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    (scratch / ".gitkeep").touch()
+    shutil.copy(TEMPLATES / "style.css", scratch / "style.css")
+    pages = chart_count = 0
+    if not periods:
+        (scratch / "index.html").write_text(env.get_template("empty.html.j2").render(site=context, root=""), encoding="utf-8")
+        pages = 1
+    for index, period in enumerate(periods):
+        made_pages, made_charts = _render_period(env, scratch, period, periods, period_data(conn, period), context)
+        pages += made_pages
+        chart_count += made_charts
+        if progress:
+            progress(index + 1, len(periods), period.slug)
+    _swap(scratch, site_dir)
+    return BuildResult(pages=pages, charts=chart_count, export_files=3 * len(periods), periods=len(periods))
+
+
+def _swap(built: Path, site_dir: Path) -> None:
+    previous = site_dir.with_name(site_dir.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if site_dir.exists():
+        site_dir.rename(previous)
+    built.rename(site_dir)
+    shutil.rmtree(previous, ignore_errors=True)

@@ -1,0 +1,51 @@
+"""Resources shared by every domain: the warehouse and the settings the assets read."""
+
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from usage_jobs import warehouse
+
+# DuckDB allows one writing process per file: every asset that opens the warehouse is in this pool (limit 1).
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file."""
+
+    path: str
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.session(Path(self.path)) as conn:
+            yield conn
+
+
+class GatewayLogsResource(dg.ConfigurableResource):
+    """Where the gateway's request logs are and how to read them."""
+
+    logs_dir: str
+    timezone: str = "UTC"
+    prices_file: str | None = None
+    max_record_mb: float = 16.0
+    max_rejected_share: float = 0.02
+
+
+class InventoryResource(dg.ConfigurableResource):
+    """Where the key/team inventory comes from: the gateway API (admin key) or a file."""
+
+    gateway_base_url: str | None = None
+    gateway_admin_key: str | None = None
+    inventory_file: str | None = None
+
+
+class SiteResource(dg.ConfigurableResource):
+    """The static report site's output folder and presentation settings."""
+
+    site_dir: str
+    timezone: str = "UTC"
+    billing_configured: bool = False
