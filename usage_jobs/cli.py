@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from usage_jobs.settings import SETTINGS_DOCS, Settings, SettingsError, load_settings
@@ -45,8 +46,8 @@ def _prepare_dagster_home(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(home)
 
 
-# Dagster's console logger speaks at DEBUG; the CLI prints its own progress lines.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI prints its own progress and error lines; Dagster's run history keeps the full logs.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _step_errors(result) -> list[str]:
@@ -210,6 +211,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Single-run backfills (BackfillPolicy) are marked beta by Dagster; the notice is noise here.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     try:
         return args.handler(args)
     except SettingsError as exc:

@@ -1,0 +1,92 @@
+"""Every bad record is either stored or counted with a reason; nothing stops the day."""
+
+import datetime as dt
+import gzip
+import json
+
+from usage_jobs.defs.gateway.ingest import MAX_TOKENS
+from helpers import DAY, ingest, payload, write
+
+
+def test_bad_input_corpus_is_counted_with_reasons(tmp_path):
+    logs = tmp_path / "logs"
+    folder = logs / "gcs" / "2026-11-10"
+    good = json.dumps(payload("good-1"))
+    lines = [
+        good,
+        '{"id": "truncated", "prompt_tokens": 1',
+        "[1, 2, 3]",
+        "42",
+        json.dumps(payload(None)),
+        json.dumps(payload("")),
+        json.dumps(payload("tokens-as-string", prompt_tokens="100")),
+        json.dumps(payload("negative", completion_tokens=-5)),
+        json.dumps(payload("absurd", prompt_tokens=MAX_TOKENS * 10)),
+        json.dumps(payload("fractional", prompt_tokens=1.5)),
+        json.dumps(payload("garbage-time", start="yesterday-ish")),
+        json.dumps(payload("bad-cost", response_cost="free")),
+        json.dumps(payload("bad-status", status="maybe")),
+        json.dumps(payload("metadata-string", metadata=json.dumps({"user_api_key_hash": "b" * 64, "user_api_key_team_id": "team-2"}))),
+        json.dumps(payload("metadata-garbage", metadata="{{{not json")),
+        json.dumps(payload("good-2", extra_unknown={"deep": {"deeper": [None]}})),
+    ]
+    write(folder / "batch-mixed.ndjson", "\n".join(lines) + "\n")
+    write(folder / "batch-nan.ndjson", json.dumps(payload("ok-before-nan")) + '\n{"id": "nan", "startTime": "2026-11-10 09:00:00.0", "model_group": "m", "prompt_tokens": NaN}\n')
+    write(folder / "batch-utf8.ndjson", json.dumps(payload("ok-utf8")).encode() + b'\n{"id": "bad-bytes-\xff\xfe", "x": 1}\n')
+    write(folder / "batch-huge.ndjson", json.dumps(payload("ok-huge")) + "\n" + json.dumps(payload("huge", response="x" * 50_000_000)) + "\n")
+    write(folder / "empty.ndjson", "")
+    full = gzip.compress(("\n".join(json.dumps(payload(f"gz-{i}")) for i in range(200)) + "\n").encode())
+    write(folder / "truncated.ndjson.gz", full[: len(full) // 2])
+    write(folder / "dup-a.ndjson", json.dumps(payload("twice")) + "\n")
+    write(logs / "azure" / "2026-11-10" / "twice.json", json.dumps(payload("twice")))
+    write(logs / "azure" / "2026-11-10" / "scalar.json", '"just a string"')
+
+    conn, stats = ingest(logs, tmp_path)
+    reasons = dict(conn.execute("SELECT coalesce(request_id, source_file || ':' || coalesce(source_line::VARCHAR, '-')), reason FROM rejected_records").fetchall())
+    stored = {r[0] for r in conn.execute("SELECT request_id FROM requests").fetchall()}
+
+    assert {"good-1", "good-2", "metadata-string", "metadata-garbage", "ok-before-nan", "ok-utf8", "ok-huge", "twice"} <= stored
+    assert reasons["gcs/2026-11-10/batch-mixed.ndjson:2"].startswith("invalid JSON")
+    assert reasons["gcs/2026-11-10/batch-mixed.ndjson:3"] == "a JSON array where a JSON object was expected"
+    assert reasons["gcs/2026-11-10/batch-mixed.ndjson:4"] == "a JSON number where a JSON object was expected"
+    assert reasons["tokens-as-string"].startswith("prompt_tokens is not a whole number")
+    assert reasons["negative"].startswith("completion_tokens is not a whole number")
+    assert reasons["absurd"].startswith("prompt_tokens is not a whole number")
+    assert reasons["fractional"].startswith("prompt_tokens is not a whole number")
+    assert reasons["garbage-time"].startswith("startTime is missing or not a timestamp")
+    assert reasons["bad-cost"].startswith("response_cost is not a number")
+    assert reasons["bad-status"].startswith("status is neither success nor failure")
+    assert reasons["nan"].startswith("prompt_tokens is not a whole number")
+    assert reasons["gcs/2026-11-10/batch-utf8.ndjson:2"].startswith("not valid UTF-8")
+    assert "above the 16 MB limit" in reasons["gcs/2026-11-10/batch-huge.ndjson:2"]
+    assert reasons["gcs/2026-11-10/empty.ndjson:-"] == "empty file"
+    assert any(k.startswith("gcs/2026-11-10/truncated.ndjson.gz") and "truncated or corrupt" in v for k, v in reasons.items())
+    assert reasons["azure/2026-11-10/scalar.json:1"] == "a JSON string where a JSON object was expected"
+    missing_id = [v for v in reasons.values() if v == "missing or empty request id"]
+    assert len(missing_id) == 2
+
+    # Metadata as a JSON string is read; garbage metadata keeps the request, attributed to `unassigned` and flagged.
+    assert conn.execute("SELECT key_hash, team_id FROM requests WHERE request_id = 'metadata-string'").fetchone() == ("b" * 64, "team-2")
+    assert conn.execute("SELECT key_hash, metadata_unreadable FROM requests WHERE request_id = 'metadata-garbage'").fetchone() == ("unassigned", True)
+    # The salvaged part of the truncated gzip is kept.
+    salvaged = conn.execute("SELECT count(*) FROM requests WHERE request_id LIKE 'gz-%'").fetchone()[0]
+    assert 0 < salvaged < 200
+    # Every record is accounted for: stored, rejected, or a counted duplicate.
+    assert stats.duplicates == 1
+    assert stats.rows + stats.rejected + stats.duplicates == stats.records_read
+    assert stats.rows == len(stored) and stats.rejected == len(reasons)
+
+
+def test_record_outside_its_folder_window_is_rejected_once(tmp_path):
+    logs = tmp_path / "logs"
+    write(logs / "gcs" / "2026-11-10" / "b.ndjson", json.dumps(payload("ok")) + "\n" + json.dumps(payload("stale", start="2026-10-01 10:00:00.0")) + "\n")
+    write(logs / "gcs" / "2026-11-11" / "b.ndjson", json.dumps(payload("next-day", start="2026-11-11 10:00:00.0")) + "\n")
+    conn, stats = ingest(logs, tmp_path)
+    assert conn.execute("SELECT request_id, reason FROM rejected_records").fetchall() == [
+        (("stale", "startTime 2026-10-01 10:00:00 UTC is outside the days folder 2026-11-10 can hold"))]
+    # The next day's run reads folder 2026-11-10 again but does not count its rejection twice.
+    from usage_jobs.defs.gateway.ingest import ingest_day
+    from usage_jobs.defs.gateway.pricing import load_prices
+
+    ingest_day(conn, logs_dir=logs, day=DAY + dt.timedelta(days=1), timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+    assert conn.execute("SELECT count(*) FROM rejected_records").fetchone()[0] == 1
