@@ -1,0 +1,23 @@
+from decimal import Decimal
+
+from usage_jobs.defs.report.exports import ExportTable, render_csv, render_json
+
+
+def test_csv_neutralises_formulas_and_keeps_dot_decimals():
+    table = ExportTable("keys", ["key_alias", "spend_usd", "requests"], frozenset({"spend_usd"}), [
+        {"key_alias": '=HYPERLINK("http://evil","x")', "spend_usd": Decimal("1234.5"), "requests": 3},
+        {"key_alias": "+cmd", "spend_usd": None, "requests": 0},
+        {"key_alias": "normal, with \"quotes\"", "spend_usd": Decimal("0.0000004"), "requests": 1},
+    ])
+    lines = render_csv(table).decode("utf-8").splitlines()
+    assert lines[0] == "key_alias,spend_usd,requests"
+    assert lines[1] == "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",1234.500000,3"
+    assert lines[2] == "'+cmd,,0"
+    assert lines[3] == '"normal, with ""quotes""",0.000000,1'
+
+
+def test_json_has_metadata_and_the_same_rows():
+    table = ExportTable("daily", ["date", "spend_usd"], frozenset({"spend_usd"}), [{"date": "2026-11-01", "spend_usd": Decimal("2.5")}])
+    document = __import__("json").loads(render_json(table, {"period": "2026-11-01"}))
+    assert document["metadata"]["rows"] == 1 and document["metadata"]["period"] == "2026-11-01"
+    assert document["data"] == [{"date": "2026-11-01", "spend_usd": 2.5}]

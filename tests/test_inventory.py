@@ -1,0 +1,85 @@
+"""Key/team inventory from the gateway API (a real HTTP server on 127.0.0.1) or a file."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from usage_jobs.defs.inventory.client import PAGE_SIZE, fetch_inventory
+from usage_jobs.defs.inventory.parse import InventoryError, parse_inventory, read_inventory_file
+
+ADMIN_KEY = "sk-admin-test-1234"
+KEYS = [{"token": f"{i:064x}", "key_alias": f"key-{i}", "team_id": "t1", "max_budget": 10, "expires": "2026-01-01T00:00:00Z"} for i in range(230)]
+TEAMS = [{"team_id": "t1", "team_alias": "Team One", "max_budget": 100.0}]
+
+
+class FakeGateway(BaseHTTPRequestHandler):
+    calls: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        FakeGateway.calls.append(self.path)
+        if self.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
+            return self._send(401, {"error": "invalid key"})
+        if url.path == "/key/list":
+            query = parse_qs(url.query)
+            page, size = int(query["page"][0]), int(query["size"][0])
+            assert query["return_full_object"] == ["true"]
+            pages = -(-len(KEYS) // size)
+            return self._send(200, {"keys": KEYS[(page - 1) * size: page * size], "total_count": len(KEYS), "current_page": page, "total_pages": pages})
+        if url.path == "/team/list":
+            return self._send(200, TEAMS)
+        self._send(404, {})
+
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def gateway():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeGateway.calls = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_every_page_of_keys_is_read(gateway):
+    keys, teams = fetch_inventory(gateway, ADMIN_KEY)
+    inventory = parse_inventory(keys, teams, "gateway")
+    assert len(inventory.keys) == 230 and len(inventory.teams) == 1
+    assert sum("/key/list" in call for call in FakeGateway.calls) == -(-230 // PAGE_SIZE)
+    assert inventory.keys[0][1] == "key-0" and inventory.keys[0][9].year == 2026
+
+
+def test_wrong_admin_key_is_a_clear_error_without_the_key(gateway):
+    with pytest.raises(InventoryError, match="HTTP 401: GATEWAY_ADMIN_KEY is wrong") as error:
+        fetch_inventory(gateway, "sk-wrong-secret")
+    assert "sk-wrong-secret" not in str(error.value)
+
+
+def test_unreachable_gateway_is_a_clear_error():
+    with pytest.raises(InventoryError, match="ConnectError"):
+        fetch_inventory("http://127.0.0.1:9", ADMIN_KEY, timeout=2)
+
+
+def test_inventory_file_holds_both_responses(tmp_path):
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"keys": {"keys": KEYS[:3], "total_pages": 1}, "teams": {"teams": TEAMS}}))
+    inventory = read_inventory_file(path)
+    assert [k[1] for k in inventory.keys] == ["key-0", "key-1", "key-2"]
+    path.write_text("[1, 2]")
+    with pytest.raises(InventoryError, match="expected"):
+        read_inventory_file(path)
