@@ -26,6 +26,7 @@ BASELINE = """
 import duckdb, json, resource, sys, time
 started = time.perf_counter()
 conn = duckdb.connect()
+conn.execute("SET enable_progress_bar = false")
 rows = conn.execute("SELECT model_group, count(*), sum(prompt_tokens), sum(completion_tokens), sum(response_cost) "
                     "FROM read_json(?, format='newline_delimited') GROUP BY ALL", [sys.argv[1]]).fetchall()
 seconds = time.perf_counter() - started
@@ -60,20 +61,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=Path("bench_data"))
-    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files (and reuse them next time)")
     args = parser.parse_args()
 
     from usage_jobs.demo.generator import write_benchmark_day
 
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
     plain = work / "plain" / "gcs" / DAY.isoformat() / "day.ndjson"
     packed = work / "gzip" / "gcs" / DAY.isoformat() / "day.ndjson.gz"
     started = time.perf_counter()
-    written = write_benchmark_day(plain, day=DAY, requests=args.requests)
-    packed.parent.mkdir(parents=True)
-    with open(plain, "rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
-        shutil.copyfileobj(source, target, 1 << 20)
+    marker = work / f"generated-{args.requests}"
+    if not (args.keep and marker.exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        write_benchmark_day(plain, day=DAY, requests=args.requests)
+        packed.parent.mkdir(parents=True)
+        with open(plain, "rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        marker.touch()
+    for stale in work.glob("*.duckdb*"):
+        stale.unlink()
+    written = args.requests
     size = plain.stat().st_size
     print(f"generated {written:,} requests, {size / 1e6:,.0f} MB plain ({size / written:,.0f} B/record), "
           f"{packed.stat().st_size / 1e6:,.0f} MB gzip, in {time.perf_counter() - started:.1f} s")

@@ -62,7 +62,9 @@ def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_config
 
 def _charts(folder: Path, data: PeriodData) -> list[dict]:
     days = [row["date"][5:] for row in data.daily]
-    spend_series = {model: [float(values.get(row["date"], 0)) for row in data.daily] for model, values in data.spend_by_model_day.items()}
+    # Largest spender first, so it gets the palette's first colour and the bottom of the stack.
+    ranked = sorted(data.spend_by_model_day.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    spend_series = {model: [float(values.get(row["date"], 0)) for row in data.daily] for model, values in ranked}
     specs = [
         ("daily-spend.png", "Daily spend (USD, gateway estimate) by model", lambda p: charts.stacked_bars(
             p, days, spend_series or {"spend": [0.0] * len(days)}, ylabel="USD", title="Daily spend by model")),
