@@ -23,7 +23,7 @@ import numpy as np
 from usage_jobs.defs.gateway.layout import LogFile, candidate_folder_days, files_for_day
 from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
 from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
-from usage_jobs.defs.gateway.tokens import estimate_tokens
+from usage_jobs.defs.gateway.tokens import estimate_many
 from usage_jobs.warehouse import transaction
 
 MAX_TOKENS = 100_000_000
@@ -82,12 +82,12 @@ CREATE OR REPLACE TEMP MACRO bad_count(j) AS jpresent(j) AND NOT coalesce(
 CREATE OR REPLACE TEMP MACRO shown(j) AS left(j::VARCHAR, 40);
 CREATE OR REPLACE TEMP MACRO ts_value(j) AS CASE
     WHEN jtype(j) IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND jnum(j) BETWEEN 946684800 AND 4102444800 THEN to_timestamp(jnum(j))
-    WHEN jtype(j) = 'VARCHAR' THEN (SELECT CASE WHEN t BETWEEN TIMESTAMPTZ '2000-01-01' AND TIMESTAMPTZ '2100-01-01' THEN t END
-                                    FROM (SELECT TRY_CAST(j->>'$' AS TIMESTAMPTZ) AS t)) END;
+    WHEN TRY_CAST(j->>'$' AS TIMESTAMPTZ) BETWEEN TIMESTAMPTZ '2000-01-01' AND TIMESTAMPTZ '2100-01-01'
+        AND jtype(j) = 'VARCHAR' THEN TRY_CAST(j->>'$' AS TIMESTAMPTZ) END;
 """
 
 
-def _staging_sql(day: dt.date, timezone: str) -> str:
+def _staging_sql(day: dt.date, timezone: str, source: str) -> str:
     tz = timezone.replace("'", "''")
     return f"""
 CREATE OR REPLACE TEMP TABLE staged AS
@@ -107,30 +107,31 @@ WITH src AS (
         jstr(r.api_base) AS api_base,
         r.prompt_tokens AS prompt_raw, r.completion_tokens AS completion_raw,
         coalesce(r.response_cost, r.spend) AS cost_raw,
-        jobject(r.metadata) AS meta,
+        json_extract(jobject(r.metadata), ['$.user_api_key_hash', '$.user_api_key_alias', '$.user_api_key_team_id',
+            '$.user_api_key_team_alias', '$.user_api_key_user_id', '$.usage_object.cache_read_input_tokens',
+            '$.usage_object.prompt_tokens_details.cached_tokens', '$.usage_object.cache_creation_input_tokens']) AS meta,
         r.metadata AS metadata_raw,
         r.api_key AS api_key_raw, r.team_id AS team_id_raw, r."user" AS user_raw,
         r.request_tags AS tags_raw,
         jbool(r.cache_hit) AS cache_hit,
         coalesce(jstr(r.error_information->'error_class'), jstr(jobject(r.error_information)->'error_class')) AS error_class,
         r.error_str AS error_raw,
-        jpresent(r.messages) OR jpresent(r.response) AS has_text,
+        -- Cheap text tests: the prompt/response is parsed only where an estimate needs it.
+        coalesce(r.messages::VARCHAR NOT IN ('null', '[]', '{{}}', '""', '"{{}}"', '"[]"'), false)
+            OR coalesce(r.response::VARCHAR NOT IN ('null', '[]', '{{}}', '""', '"{{}}"', '"[]"'), false) AS has_text,
         r.messages AS messages_raw, r.response AS response_raw
-    FROM raw_records r JOIN read_paths f ON f.read_path = r.filename
+    FROM {source} r JOIN read_paths f ON f.read_path = r.filename
 ),
 typed AS (
-    SELECT *,
-        CAST(timezone('{tz}', start_time) AS DATE) AS local_day,
-        meta->'usage_object' AS usage_object
-    FROM src
+    SELECT *, CAST(timezone('{tz}', start_time) AS DATE) AS local_day FROM src
 ),
 judged AS (
     SELECT *,
         -- A folder holds requests written that day: those started in its span or just before.
         local_day IS NOT NULL AND folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
             AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE) AS in_window,
-        coalesce(usage_object->'cache_read_input_tokens', usage_object->'prompt_tokens_details'->'cached_tokens') AS cached_raw,
-        usage_object->'cache_creation_input_tokens' AS cache_creation_raw
+        coalesce(meta[6], meta[7]) AS cached_raw,
+        meta[8] AS cache_creation_raw
     FROM typed
 ),
 reasoned AS (
@@ -159,11 +160,11 @@ SELECT
     coalesce(TRY_CAST(jnum(cached_raw) AS BIGINT), 0) AS cached_input_tokens,
     coalesce(TRY_CAST(jnum(cache_creation_raw) AS BIGINT), 0) AS cache_creation_tokens,
     jnum(cost_raw) AS cost,
-    coalesce(jstr(meta->'user_api_key_hash'), jstr(api_key_raw), 'unassigned') AS key_hash,
-    jstr(meta->'user_api_key_alias') AS key_alias,
-    coalesce(jstr(meta->'user_api_key_team_id'), jstr(team_id_raw), 'unassigned') AS team_id,
-    jstr(meta->'user_api_key_team_alias') AS team_alias,
-    coalesce(jstr(meta->'user_api_key_user_id'), jstr(user_raw)) AS user_id,
+    coalesce(jstr(meta[1]), jstr(api_key_raw), 'unassigned') AS key_hash,
+    jstr(meta[2]) AS key_alias,
+    coalesce(jstr(meta[3]), jstr(team_id_raw), 'unassigned') AS team_id,
+    jstr(meta[4]) AS team_alias,
+    coalesce(jstr(meta[5]), jstr(user_raw)) AS user_id,
     CASE jtype(tags_raw)
         WHEN 'ARRAY' THEN TRY(CAST(from_json(tags_raw, '["VARCHAR"]') AS VARCHAR[]))
         WHEN 'VARCHAR' THEN CASE WHEN json_valid(tags_raw->>'$') THEN TRY(CAST(from_json((tags_raw->>'$')::JSON, '["VARCHAR"]') AS VARCHAR[])) END
@@ -206,15 +207,22 @@ LEFT JOIN prices p ON p.model = s.model
 """
 
 
+_JSON_COLUMNS = {name: "JSON" for name in SOURCE_COLUMNS}
+_READ_JSON_LINES = "SELECT * FROM read_json(?, format = 'newline_delimited', columns = ?, filename = true, maximum_object_size = ?)"
+
+
+def _object_limit(max_bytes: int) -> int:
+    return max(max_bytes, 1_048_576)
+
+
 def _read_files(conn: duckdb.DuckDBPyConnection, paths: list[str], line_delimited: bool, max_bytes: int) -> list[str]:
     """Insert what DuckDB's JSON reader accepts; return the files it refused (found by bisection)."""
     if not paths:
         return []
-    columns = {name: "JSON" for name in SOURCE_COLUMNS}
     try:
         conn.execute(
             "INSERT INTO raw_records BY NAME SELECT * FROM read_json(?, format = ?, columns = ?, filename = true, maximum_object_size = ?)",
-            [paths, "newline_delimited" if line_delimited else "auto", columns, max(max_bytes, 1_048_576)],
+            [paths, "newline_delimited" if line_delimited else "auto", _JSON_COLUMNS, _object_limit(max_bytes)],
         )
         return []
     except duckdb.Error:
@@ -264,9 +272,9 @@ def _estimate(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("ALTER TABLE staged ADD COLUMN estimate_used BOOLEAN DEFAULT false")
     if not rows:
         return
+    estimated = estimate_many([(messages, response) for _, messages, response, _, _ in rows])
     ids, prompts, completions = [], [], []
-    for request_id, messages, response, prompt, completion in rows:
-        est_prompt, est_completion = estimate_tokens(messages, response)
+    for (request_id, _, _, prompt, completion), (est_prompt, est_completion) in zip(rows, estimated):
         both_zero = not prompt and not completion
         ids.append(request_id)
         prompts.append(est_prompt if prompt is None or both_zero else prompt)
@@ -302,11 +310,21 @@ def ingest_day(
     conn.execute(f"CREATE OR REPLACE TEMP TABLE raw_records ({columns}, filename VARCHAR)")
 
     with tempfile.TemporaryDirectory(prefix="usage-ingest-") as scratch:
-        read_paths, rejections = _load(conn, found.files, logs_dir, day, max_record_bytes, Path(scratch))
-        conn.register("read_paths_np", read_paths)
-        conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day FROM read_paths_np")
-        conn.unregister("read_paths_np")
-        conn.execute(_staging_sql(day, timezone))
+        loader = _Loader(conn, logs_dir, day, max_record_bytes, Path(scratch))
+        loader.add_paths(found.files)
+        loader.load_documents([f for f in found.files if not f.line_delimited and f.size > 0])
+        line_files = [str(f.path) for f in found.files if f.line_delimited and f.size > 0]
+        loader.salvage([f for f in found.files if f.size == 0])  # an empty file reads as zero rows; salvage names it
+        loader.publish_paths()
+        try:
+            # Clean files (the usual case) are parsed once, straight into the staging table.
+            source = "(SELECT * FROM raw_records UNION ALL BY NAME " + _READ_JSON_LINES + ")" if line_files else "raw_records"
+            conn.execute(_staging_sql(day, timezone, source), [line_files, _JSON_COLUMNS, _object_limit(max_record_bytes)] if line_files else [])
+        except duckdb.Error:
+            loader.load_lines(line_files)
+            loader.publish_paths()
+            conn.execute(_staging_sql(day, timezone, "raw_records"))
+        rejections = loader.rejections
     conn.execute("DROP TABLE raw_records")
     _estimate(conn)
     conn.execute(
@@ -337,47 +355,52 @@ def _has_folder(folders: list[Path], required: set[dt.date]) -> bool:
     return any(folder.name in {d.isoformat() for d in required} for folder in folders)
 
 
-def _load(
-    conn: duckdb.DuckDBPyConnection, files: list[LogFile], logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path
-) -> tuple[dict, list[tuple[str, Rejection]]]:
-    """Fill raw_records from every file; return the path map and the file-level rejections owned by `day`."""
-    read_path, source_file, folder_day = [], [], []
-    by_path = {}
-    for log_file in files:
-        by_path[str(log_file.path)] = log_file
-        read_path.append(str(log_file.path))
-        source_file.append(_relative(log_file.path, logs_dir))
-        folder_day.append(log_file.folder_day)
-    # An empty file reads as zero rows; the salvage path names it.
-    refused = [str(f.path) for f in files if f.size == 0]
-    readable = [f for f in files if f.size > 0]
-    refused += _read_files(conn, [str(f.path) for f in readable if f.line_delimited], True, max_bytes)
-    refused += _read_files(conn, [str(f.path) for f in readable if not f.line_delimited and f.gzip], False, max_bytes)
-    refused += _read_documents(conn, [str(f.path) for f in readable if not f.line_delimited and not f.gzip], max_bytes)
+class _Loader:
+    """Fills `raw_records` from files DuckDB reads whole, salvaging the ones it refuses."""
 
-    rejections: list[tuple[str, Rejection]] = []
-    for number, path in enumerate(refused):
-        log_file = by_path[path]
-        records, problems = salvage_records(path, gzip_compressed=log_file.gzip, line_delimited=log_file.line_delimited, max_bytes=max_bytes)
-        # Records that cannot be dated belong to the day their folder is named after.
-        if log_file.folder_day == day:
-            rejections += [(_relative(log_file.path, logs_dir), problem) for problem in problems]
-        if not records:
-            continue
-        salvaged = scratch / f"salvaged-{number}.ndjson"
-        with salvaged.open("w", encoding="utf-8") as stream:
-            write_ndjson(records, stream)
-        read_path.append(str(salvaged))
-        source_file.append(_relative(log_file.path, logs_dir))
-        folder_day.append(log_file.folder_day)
-        if _read_files(conn, [str(salvaged)], True, max_bytes) and log_file.folder_day == day:
-            rejections.append((_relative(log_file.path, logs_dir), Rejection(None, f"{len(records)} records readable by Python but not by DuckDB")))
-    paths = {
-        "read_path": np.array(read_path, dtype=object),
-        "source_file": np.array(source_file, dtype=object),
-        "folder_day": np.array([d.isoformat() for d in folder_day], dtype=object),
-    }
-    return paths, rejections
+    def __init__(self, conn: duckdb.DuckDBPyConnection, logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path):
+        self.conn, self.logs_dir, self.day, self.max_bytes, self.scratch = conn, logs_dir, day, max_bytes, scratch
+        self.paths: list[tuple[str, str, str]] = []  # (path read, source file, folder day)
+        self.by_path: dict[str, LogFile] = {}
+        self.rejections: list[tuple[str, Rejection]] = []
+
+    def add_paths(self, files: list[LogFile]) -> None:
+        for log_file in files:
+            self.by_path[str(log_file.path)] = log_file
+            self.paths.append((str(log_file.path), _relative(log_file.path, self.logs_dir), log_file.folder_day.isoformat()))
+
+    def load_documents(self, files: list[LogFile]) -> None:
+        refused = _read_files(self.conn, [str(f.path) for f in files if f.gzip], False, self.max_bytes)
+        refused += _read_documents(self.conn, [str(f.path) for f in files if not f.gzip], self.max_bytes)
+        self.salvage([self.by_path[p] for p in refused])
+
+    def load_lines(self, paths: list[str]) -> None:
+        self.salvage([self.by_path[p] for p in _read_files(self.conn, paths, True, self.max_bytes)])
+
+    def salvage(self, files: list[LogFile]) -> None:
+        for log_file in files:
+            records, problems = salvage_records(str(log_file.path), gzip_compressed=log_file.gzip,
+                                                line_delimited=log_file.line_delimited, max_bytes=self.max_bytes)
+            source = _relative(log_file.path, self.logs_dir)
+            # Records that cannot be dated belong to the day their folder is named after.
+            if log_file.folder_day == self.day:
+                self.rejections += [(source, problem) for problem in problems]
+            if not records:
+                continue
+            salvaged = self.scratch / f"salvaged-{len(self.paths)}.ndjson"
+            with salvaged.open("w", encoding="utf-8") as stream:
+                write_ndjson(records, stream)
+            self.paths.append((str(salvaged), source, log_file.folder_day.isoformat()))
+            if _read_files(self.conn, [str(salvaged)], True, self.max_bytes) and log_file.folder_day == self.day:
+                self.rejections.append((source, Rejection(None, f"{len(records)} records readable by Python but not by DuckDB")))
+
+    def publish_paths(self) -> None:
+        """Expose the (path read → source file, folder day) map to SQL as `read_paths`."""
+        columns = list(zip(*self.paths)) if self.paths else [(), (), ()]
+        arrays = {name: np.array(values, dtype=object) for name, values in zip(("read_path", "source_file", "folder_day"), columns)}
+        self.conn.register("read_paths_np", arrays)
+        self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day FROM read_paths_np")
+        self.conn.unregister("read_paths_np")
 
 
 def _relative(path: Path, root: Path) -> str:

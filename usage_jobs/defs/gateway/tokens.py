@@ -74,16 +74,26 @@ def _loads(raw: str | None) -> Any:
     return value
 
 
+def estimate_many(logged: list[tuple[str | None, str | None]]) -> list[tuple[int, int]]:
+    """(prompt tokens, completion tokens) for each logged (prompt, response) pair, encoded in one batch."""
+    texts: list[str] = []
+    spans: list[tuple[int, int, int, int]] = []  # prompt texts [a, b), response texts [b, c), chat messages
+    for messages_json, response_json in logged:
+        messages, response = _loads(messages_json), _loads(response_json)
+        start = len(texts)
+        texts += _texts(messages)
+        middle = len(texts)
+        texts += _texts(response)
+        spans.append((start, middle, len(texts), _message_count(messages)))
+    encode = cl100k().encode_ordinary  # per text: tiktoken's batch API pays a thread hand-off per text
+    counts = [len(encode(text)) for text in texts]
+    results = []
+    for start, middle, end, chat_messages in spans:
+        prompt = sum(counts[start:middle]) + (TOKENS_PER_MESSAGE * chat_messages + TOKENS_PER_REPLY if chat_messages else 0)
+        results.append((prompt, sum(counts[middle:end])))
+    return results
+
+
 def estimate_tokens(messages_json: str | None, response_json: str | None) -> tuple[int, int]:
-    """(prompt tokens, completion tokens) estimated from the logged prompt and response."""
-    encoding = cl100k()
-    messages = _loads(messages_json)
-    response = _loads(response_json)
-    prompt_texts = _texts(messages)
-    prompt = sum(len(t) for t in encoding.encode_ordinary_batch(prompt_texts)) if prompt_texts else 0
-    chat_messages = _message_count(messages)
-    if chat_messages:
-        prompt += TOKENS_PER_MESSAGE * chat_messages + TOKENS_PER_REPLY
-    completion_texts = _texts(response)
-    completion = sum(len(t) for t in encoding.encode_ordinary_batch(completion_texts)) if completion_texts else 0
-    return prompt, completion
+    """(prompt tokens, completion tokens) estimated from one logged prompt and response."""
+    return estimate_many([(messages_json, response_json)])[0]
