@@ -27,12 +27,13 @@ def _markdown(rows: list[tuple], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+# Daily partitions; single-run backfills so `--partition-range` works; one warehouse writer at a time.
+DAILY_WAREHOUSE_ASSET = dict(partitions_def=daily_partitions(), backfill_policy=dg.BackfillPolicy.single_run(),
+                             pool=WAREHOUSE_POOL, group_name="gateway", kinds={"duckdb"})
+
+
 @dg.asset(
-    partitions_def=daily_partitions(),
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name="gateway",
-    kinds={"duckdb"},
+    **DAILY_WAREHOUSE_ASSET,
     check_specs=[
         dg.AssetCheckSpec(REJECTED_SHARE_CHECK, asset="gateway_requests", blocking=True,
                           description="The share of input records rejected stays under USAGE_MAX_REJECTED_SHARE."),
@@ -96,11 +97,7 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
 
 @dg.asset(
-    partitions_def=daily_partitions(),
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name="gateway",
-    kinds={"duckdb"},
+    **DAILY_WAREHOUSE_ASSET,
     deps=[gateway_requests],
     check_specs=[dg.AssetCheckSpec(TOTALS_CHECK, asset="daily_usage", description="Aggregates add up to the request-level totals of the day.")],
 )
