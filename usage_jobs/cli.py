@@ -51,12 +51,19 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _step_errors(result) -> list[str]:
+    """The message of each failed step: a dg.Failure's description, else the error's root cause."""
     messages = []
     for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            messages.append(getattr(event.event_specific_data, "user_failure_data", None) and event.event_specific_data.user_failure_data.description
-                            or (error.cause.message if error and error.cause else error.message if error else "step failed").strip())
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        failure = getattr(data, "user_failure_data", None)
+        if failure and failure.description:
+            messages.append(failure.description)
+        elif data.error:
+            messages.append((data.error.cause or data.error).message.strip())
+        else:
+            messages.append("step failed")
     return messages
 
 

@@ -63,7 +63,6 @@ class DemoKey:
     sink: str
     max_budget: float | None
     used_after_expiry: bool = False
-    first_used: dt.date | None = None
 
 
 @dataclass

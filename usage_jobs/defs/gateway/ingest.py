@@ -215,21 +215,26 @@ def _object_limit(max_bytes: int) -> int:
     return max(max_bytes, 1_048_576)
 
 
-def _read_files(conn: duckdb.DuckDBPyConnection, paths: list[str], line_delimited: bool, max_bytes: int) -> list[str]:
-    """Insert what DuckDB's JSON reader accepts; return the files it refused (found by bisection)."""
+def _refused_by_bisection(read, paths: list[str]) -> list[str]:
+    """Run `read` on all paths; where it fails, split the list to find the files it refuses."""
     if not paths:
         return []
     try:
-        conn.execute(
-            "INSERT INTO raw_records BY NAME SELECT * FROM read_json(?, format = ?, columns = ?, filename = true, maximum_object_size = ?)",
-            [paths, "newline_delimited" if line_delimited else "auto", _JSON_COLUMNS, _object_limit(max_bytes)],
-        )
+        read(paths)
         return []
     except duckdb.Error:
         if len(paths) == 1:
             return paths
     middle = len(paths) // 2
-    return _read_files(conn, paths[:middle], line_delimited, max_bytes) + _read_files(conn, paths[middle:], line_delimited, max_bytes)
+    return _refused_by_bisection(read, paths[:middle]) + _refused_by_bisection(read, paths[middle:])
+
+
+def _read_files(conn: duckdb.DuckDBPyConnection, paths: list[str], line_delimited: bool, max_bytes: int) -> list[str]:
+    """Insert what DuckDB's JSON reader accepts; return the files it refused."""
+    return _refused_by_bisection(lambda batch: conn.execute(
+        "INSERT INTO raw_records BY NAME SELECT * FROM read_json(?, format = ?, columns = ?, filename = true, maximum_object_size = ?)",
+        [batch, "newline_delimited" if line_delimited else "auto", _JSON_COLUMNS, _object_limit(max_bytes)],
+    ), paths)
 
 
 _EXTRACT = ", ".join(f"""'$."{name}"'""" for name in SOURCE_COLUMNS)
@@ -242,13 +247,9 @@ def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes
     Files that are not a single JSON object within the size limit are returned for salvage."""
     if not paths:
         return []
-    try:
-        conn.execute("CREATE OR REPLACE TEMP TABLE documents AS SELECT filename, content FROM read_text(?)", [paths])
-    except duckdb.Error:
-        if len(paths) == 1:
-            return paths
-        middle = len(paths) // 2
-        return _read_documents(conn, paths[:middle], max_bytes) + _read_documents(conn, paths[middle:], max_bytes)
+    conn.execute("CREATE OR REPLACE TEMP TABLE documents (filename VARCHAR, content VARCHAR)")
+    unreadable = _refused_by_bisection(
+        lambda batch: conn.execute("INSERT INTO documents SELECT filename, content FROM read_text(?)", [batch]), paths)
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE documents AS SELECT filename, content, "
         "octet_length(encode(content)) <= ? AND json_valid(content) AND json_type(content) = 'OBJECT' AS readable FROM documents",
@@ -260,7 +261,7 @@ def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes
     )
     refused = [row[0] for row in conn.execute("SELECT filename FROM documents WHERE NOT readable ORDER BY filename").fetchall()]
     conn.execute("DROP TABLE documents")
-    return refused
+    return unreadable + refused
 
 
 def _estimate(conn: duckdb.DuckDBPyConnection) -> None:
@@ -352,7 +353,8 @@ def ingest_day(
 
 
 def _has_folder(folders: list[Path], required: set[dt.date]) -> bool:
-    return any(folder.name in {d.isoformat() for d in required} for folder in folders)
+    names = {d.isoformat() for d in required}
+    return any(folder.name in names for folder in folders)
 
 
 class _Loader:

@@ -87,7 +87,7 @@ def _export_tables(data: PeriodData) -> list[ExportTable]:
     return [ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily)]
 
 
-def _render_period(env: jinja2.Environment, site: Path, period: Period, periods: list[Period], data: PeriodData, context: SiteContext) -> tuple[int, int]:
+def _render_period(env: jinja2.Environment, site: Path, period: Period, periods: list[Period], data: PeriodData, context: SiteContext) -> tuple[int, int, int]:
     folder = site / "periods" / period.slug
     chart_list = _charts(folder, data)
     metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
@@ -102,7 +102,7 @@ def _render_period(env: jinja2.Environment, site: Path, period: Period, periods:
     for page, here, root in targets:
         page.write_text(template.render(period=period, periods=periods, data=data, charts=chart_list, exports=exports,
                                         site=context, here=here, root=root), encoding="utf-8")
-    return len(targets), len(chart_list)
+    return len(targets), len(chart_list), len(exports) + 1  # + the manifest
 
 
 def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool,
@@ -118,18 +118,19 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     scratch.mkdir(parents=True)
     (scratch / ".gitkeep").touch()
     shutil.copy(TEMPLATES / "style.css", scratch / "style.css")
-    pages = chart_count = 0
+    pages = chart_count = export_count = 0
     if not periods:
         (scratch / "index.html").write_text(env.get_template("empty.html.j2").render(site=context, root=""), encoding="utf-8")
         pages = 1
     for index, period in enumerate(periods):
-        made_pages, made_charts = _render_period(env, scratch, period, periods, period_data(conn, period), context)
+        made_pages, made_charts, made_exports = _render_period(env, scratch, period, periods, period_data(conn, period), context)
         pages += made_pages
         chart_count += made_charts
+        export_count += made_exports
         if progress:
             progress(index + 1, len(periods), period.slug)
     _swap(scratch, site_dir)
-    return BuildResult(pages=pages, charts=chart_count, export_files=3 * len(periods), periods=len(periods))
+    return BuildResult(pages=pages, charts=chart_count, export_files=export_count, periods=len(periods))
 
 
 def _swap(built: Path, site_dir: Path) -> None:

@@ -13,8 +13,6 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 STYLE = {
     "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
     "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figure.dpi": 100, "savefig.bbox": "tight",
-    # A fixed hash salt keeps the SVG/PNG output identical between builds.
-    "svg.hashsalt": "usage-report",
 }
 
 
