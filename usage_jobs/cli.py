@@ -7,8 +7,10 @@ the daily partitions are defined from them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -67,8 +69,10 @@ def _step_errors(result) -> list[str]:
     return messages
 
 
-def _failed_checks(result) -> list[str]:
-    return [f"check {e.check_name} failed: {e.description or ''}".strip() for e in result.get_asset_check_evaluations() if not e.passed]
+def _failed_checks(result, severity: str = "ERROR") -> list[str]:
+    """Checks that did not pass, at one severity: ERROR fails the run, WARN is reported."""
+    return [f"check {e.check_name} {'failed' if severity == 'ERROR' else 'warns'}: {e.description or ''}".strip()
+            for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == severity]
 
 
 def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
@@ -76,7 +80,7 @@ def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.
     import dagster as dg
 
     from usage_jobs import warehouse
-    from usage_jobs.definitions import PARTITIONED_ASSETS, build_resources
+    from usage_jobs.definitions import GATEWAY_ASSETS, build_resources
 
     _prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
@@ -86,7 +90,7 @@ def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.
     began = time.monotonic()
     for index, day in enumerate(days, start=1):
         started = time.monotonic()
-        result = dg.materialize(PARTITIONED_ASSETS, partition_key=day.isoformat(), resources=resources, instance=instance,
+        result = dg.materialize(GATEWAY_ASSETS, partition_key=day.isoformat(), resources=resources, instance=instance,
                                 raise_on_error=False, run_config=QUIET, tags={"usage_report/source": "cli"})
         problems = _step_errors(result) + _failed_checks(result)
         prefix = f"[{index:>{len(str(len(days)))}}/{len(days)}] {day}"
@@ -101,7 +105,43 @@ def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.
         _say(f"{prefix}  {rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  "
              f"{estimated:>5,} estimated  {unpriced:>4,} unpriced  ({time.monotonic() - started:.1f} s)")
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
+    if settings.billing_configured:
+        failures += run_billing(settings, start, end)
+    else:
+        _say("Billing: not configured (IG1_MASTER_KEY not set); the report shows gateway estimates only")
     return failures
+
+
+def run_billing(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
+    """Fetch, reconcile and allocate IG1's billing of start..end in one run (a single-run backfill)."""
+    import dagster as dg
+
+    from usage_jobs import warehouse
+    from usage_jobs.definitions import BILLING_ASSETS, build_resources
+
+    _prepare_dagster_home(settings)
+    _say(f"Billing: asking IG1 ({settings.ig1_base_url}) for {start} to {end} and reconciling")
+    started = time.monotonic()
+    result = dg.materialize(BILLING_ASSETS, resources=build_resources(settings), instance=dg.DagsterInstance.get(), raise_on_error=False,
+                            run_config=QUIET, tags={"usage_report/source": "cli", "dagster/asset_partition_range_start": start.isoformat(),
+                                                    "dagster/asset_partition_range_end": end.isoformat()})
+    problems = _step_errors(result) + _failed_checks(result)
+    for warning in _failed_checks(result, "WARN"):
+        _say(f"  warning: {warning}")
+    if problems:
+        _say(f"  Billing FAILED: {'; '.join(problems)}")
+        return [(end, "; ".join(problems))]
+    with warehouse.session(settings.warehouse, read_only=True) as conn:
+        billed, unbilled = conn.execute("SELECT count(*) FILTER (billed), count(*) FILTER (NOT billed) FROM billing_days WHERE day BETWEEN ? AND ?",
+                                        [start, end]).fetchone()
+        variance = conn.execute(
+            "SELECT model, round(sum(billed_input_tokens + billed_output_tokens) * 100.0 / sum(estimated_input_tokens + estimated_output_tokens) - 100, 1), "
+            "round(sum(billed_cost_usd) * 100.0 / sum(estimated_cost_usd) - 100, 1) FROM reconciliation "
+            "WHERE day BETWEEN ? AND ? AND status = 'reconciled' GROUP BY model ORDER BY model", [start, end]).fetchall()
+    _say(f"  {billed} days billed, {unbilled} not billed yet, in {time.monotonic() - started:.1f} s; variance (billed vs estimated):")
+    for model, tokens, cost in variance:
+        _say(f"    {model:<36} tokens {tokens:+6.1f}%   cost (USD) {'n/a' if cost is None else f'{cost:+6.1f}%'}")
+    return []
 
 
 def build_site(settings: Settings) -> bool:
@@ -175,15 +215,48 @@ def cmd_demo(args) -> int:
     os.environ["USAGE_LOGS_DIR"] = str(out / "logs")
     os.environ["USAGE_INVENTORY_FILE"] = str(out / "inventory.json")
     os.environ["USAGE_START_DATE"] = summary["first_day"]
-    settings = load_settings()
-    if settings.warehouse.exists():
-        settings.warehouse.unlink()  # the demo starts from an empty warehouse
-    start, end = dt.date.fromisoformat(summary["first_day"]), dt.date.fromisoformat(summary["last_day"])
-    _say(f"2/3 Materialising {start} to {end} into {settings.warehouse}")
-    failures = run_days(settings, start, end)
-    _say("3/3 Building the report site")
-    site_ok = build_site(settings)
+    with _demo_billing(out / "billing") as emulator:
+        settings = load_settings()
+        if settings.warehouse.exists():
+            settings.warehouse.unlink()  # the demo starts from an empty warehouse
+        start, end = dt.date.fromisoformat(summary["first_day"]), dt.date.fromisoformat(summary["last_day"])
+        _say(f"2/3 Materialising {start} to {end} into {settings.warehouse} (IG1 billing emulator on {emulator.url})")
+        failures = run_days(settings, start, end)
+        _say("3/3 Building the report site")
+        site_ok = build_site(settings)
     return 1 if failures or not site_ok else 0
+
+
+@contextlib.contextmanager
+def _demo_billing(folder: Path):
+    """The local IG1 emulator over the demo's ledger, with a throwaway master key, for the demo's duration.
+
+    Like IG1, it has not billed yesterday yet: the report shows that day as awaiting billing."""
+    from usage_jobs.demo.emulator import Faults, IG1Emulator
+
+    master_key = "demo-" + secrets.token_urlsafe(24)
+    with IG1Emulator.from_file(folder / "ledger.json", master_key, faults=Faults(delay_days=1)) as emulator:
+        os.environ.update({"IG1_BASE_URL": emulator.url, "IG1_MASTER_KEY": master_key})
+        os.environ.setdefault("IG1_USD_RATE", str(folder / "usd_per_eur.csv"))
+        yield emulator
+
+
+def cmd_emulator(args) -> int:
+    """Serve the demo ledger as IG1's billing API until interrupted (for `dagster dev` on the demo)."""
+    from usage_jobs.demo.emulator import IG1Emulator
+
+    master_key = os.environ.get("IG1_MASTER_KEY", "")
+    if not master_key:
+        raise SettingsError("IG1_MASTER_KEY must be set: the emulator admits only that key (export the same value for dagster dev)")
+    if not args.ledger.is_file():
+        raise SettingsError(f"no ledger at {args.ledger}: run `usage-report generate` (or `make demo`) first")
+    with IG1Emulator.from_file(args.ledger, master_key, port=args.port) as emulator:
+        _say(f"IG1 billing emulator on {emulator.url} (set IG1_BASE_URL={emulator.url}); Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -199,6 +272,11 @@ def parser() -> argparse.ArgumentParser:
 
     site = commands.add_parser("site", help="rebuild the report site from the warehouse")
     site.set_defaults(handler=cmd_site)
+
+    emulator = commands.add_parser("emulator", help="serve the demo's IG1 billing API on 127.0.0.1 (admits IG1_MASTER_KEY only)")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--ledger", type=Path, default=Path("demo_data/billing/ledger.json"))
+    emulator.set_defaults(handler=cmd_emulator)
 
     check = commands.add_parser("check-config", help="print the effective settings (secrets masked) and validate them")
     check.set_defaults(handler=cmd_check_config)

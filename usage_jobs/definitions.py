@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from usage_jobs.defs.billing.assets import billed_usage, billing_chargeback, billing_reconciliation, commit_status
+from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests
 from usage_jobs.defs.inventory.assets import key_inventory
 from usage_jobs.defs.partitions import daily_partitions
@@ -10,8 +12,10 @@ from usage_jobs.defs.report.assets import usage_report_site
 from usage_jobs.defs.resources import GatewayLogsResource, InventoryResource, SiteResource, WarehouseResource
 from usage_jobs.settings import Settings, load_settings
 
-PARTITIONED_ASSETS = [gateway_requests, daily_usage]
-SITE_ASSETS = [key_inventory, usage_report_site]
+GATEWAY_ASSETS = [gateway_requests, daily_usage]
+BILLING_ASSETS = [billed_usage, billing_reconciliation, billing_chargeback]
+PARTITIONED_ASSETS = GATEWAY_ASSETS + BILLING_ASSETS
+SITE_ASSETS = [key_inventory, commit_status, usage_report_site]
 
 
 def build_resources(settings: Settings) -> dict:
@@ -28,17 +32,23 @@ def build_resources(settings: Settings) -> dict:
             gateway_admin_key=dg.EnvVar("GATEWAY_ADMIN_KEY") if settings.gateway_admin_key else None,
             inventory_file=str(settings.inventory_file) if settings.inventory_file else None,
         ),
+        "billing": BillingResource(
+            base_url=settings.ig1_base_url, master_key=dg.EnvVar("IG1_MASTER_KEY") if settings.ig1_master_key else None,
+            billing_timezone=settings.billing_timezone, refresh_days=settings.billing_refresh_days, usd_rate=settings.usd_rate,
+            late_days=settings.billing_late_days, timeout_seconds=settings.billing_timeout_seconds,
+            max_retries=settings.billing_max_retries, variance_warn_pct=settings.variance_warn_pct,
+        ),
         "site": SiteResource(site_dir=str(settings.site_dir), timezone=settings.timezone, billing_configured=settings.billing_configured),
     }
 
 
 daily_usage_job = dg.define_asset_job(
     "daily_usage_job", selection=PARTITIONED_ASSETS, partitions_def=daily_partitions(), executor_def=dg.in_process_executor,
-    description="Ingest one day of gateway logs and aggregate it.",
+    description="Ingest one day of gateway logs, aggregate it, and fetch and reconcile IG1's billing of it (and of the days before, which IG1 may have restated).",
 )
 site_job = dg.define_asset_job(
     "site_job", selection=SITE_ASSETS, executor_def=dg.in_process_executor,
-    description="Refresh the key/team inventory and rebuild the report site.",
+    description="Refresh the key/team inventory and IG1's commit status, and rebuild the report site.",
 )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from usage_jobs.defs.billing.fx import FxError, load_usd_rates
+
 
 class SettingsError(ValueError):
     """A setting has a value the product cannot use; the message names the setting."""
@@ -38,6 +40,13 @@ SETTINGS_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("GATEWAY_ADMIN_KEY", "", "Gateway admin key for /key/list and /team/list.", secret=True),
     SettingDoc("IG1_BASE_URL", "https://api.ig1.ai", "IG1 billing API base URL."),
     SettingDoc("IG1_MASTER_KEY", "", "IG1 master key for /usage and /usage/history (billing is off without it).", secret=True),
+    SettingDoc("IG1_BILLING_TIMEZONE", "UTC", "IANA time zone of IG1's billing days; gateway requests are reconciled by the billing day they started in."),
+    SettingDoc("IG1_REFRESH_DAYS", "3", "Days of billing each daily run asks IG1 for again (the day and the ones before it), as billing arrives late and can be restated."),
+    SettingDoc("IG1_USD_RATE", "(none; 1 when IG1 bills in USD)", "USD per unit of the contract currency: a number (1.08), or a CSV file of date,usd_per_unit (latest rate on or before each day is used)."),
+    SettingDoc("IG1_LATE_DAYS", "2", "Billing still missing this many days after a day fails the billing check (before that it is a warning)."),
+    SettingDoc("IG1_TIMEOUT_SECONDS", "30", "Read timeout of one IG1 API call, in seconds (connect timeout: 5 s)."),
+    SettingDoc("IG1_MAX_RETRIES", "4", "Retries of an IG1 API call after a timeout, 429 or 5xx (exponential backoff with jitter)."),
+    SettingDoc("USAGE_VARIANCE_WARN_PCT", "10", "Estimated-versus-billed variance (tokens or cost, %) beyond which the variance check warns."),
     SettingDoc("USAGE_PRICES_FILE", "(built-in IG1 list prices)", "JSON price table used to re-price requests logged without a cost."),
     SettingDoc("USAGE_MAX_REJECTED_SHARE", "0.02", "Blocking check: largest share of a day's input records that may be rejected (0..1)."),
     SettingDoc("USAGE_MAX_RECORD_MB", "16", "Largest accepted log record (one JSON object), in MB; longer ones are rejected."),
@@ -65,11 +74,13 @@ def _parse_date(name: str, value: str) -> dt.date:
         raise SettingsError(f"{name}={value!r} is not a valid date: {exc}") from None
 
 
-def _parse_float(name: str, value: str, low: float, high: float) -> float:
+def _parse_float(name: str, value: str, low: float, high: float, whole: bool = False) -> float:
     try:
         number = float(value)
     except ValueError:
         raise SettingsError(f"{name}={value!r} is not a number") from None
+    if whole and number != int(number):
+        raise SettingsError(f"{name}={value!r} must be a whole number")
     if not low <= number <= high:
         raise SettingsError(f"{name}={value!r} must be between {low:g} and {high:g}")
     return number
@@ -101,6 +112,13 @@ class Settings:
     gateway_admin_key: str | None = field(repr=False)
     ig1_base_url: str
     ig1_master_key: str | None = field(repr=False)
+    billing_timezone: str
+    billing_refresh_days: int
+    usd_rate: str | None
+    billing_late_days: int
+    billing_timeout_seconds: float
+    billing_max_retries: int
+    variance_warn_pct: float
     prices_file: Path | None
     max_rejected_share: float
     max_record_bytes: int
@@ -137,6 +155,13 @@ class Settings:
             ("GATEWAY_ADMIN_KEY", secret(self.gateway_admin_key)),
             ("IG1_BASE_URL", self.ig1_base_url),
             ("IG1_MASTER_KEY", secret(self.ig1_master_key)),
+            ("IG1_BILLING_TIMEZONE", self.billing_timezone),
+            ("IG1_REFRESH_DAYS", str(self.billing_refresh_days)),
+            ("IG1_USD_RATE", self.usd_rate or "(not set)"),
+            ("IG1_LATE_DAYS", str(self.billing_late_days)),
+            ("IG1_TIMEOUT_SECONDS", f"{self.billing_timeout_seconds:g}"),
+            ("IG1_MAX_RETRIES", str(self.billing_max_retries)),
+            ("USAGE_VARIANCE_WARN_PCT", f"{self.variance_warn_pct:g}"),
             ("USAGE_PRICES_FILE", str(self.prices_file) if self.prices_file else "(built-in)"),
             ("USAGE_MAX_REJECTED_SHARE", f"{self.max_rejected_share:g}"),
             ("USAGE_MAX_RECORD_MB", f"{self.max_record_bytes / 1e6:g}"),
@@ -192,6 +217,17 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
 
     ig1_base_url = _parse_url("IG1_BASE_URL", _env("IG1_BASE_URL", env) or "https://api.ig1.ai")
 
+    billing_timezone = _env("IG1_BILLING_TIMEZONE", env) or "UTC"
+    try:
+        ZoneInfo(billing_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"IG1_BILLING_TIMEZONE={billing_timezone!r} is not a known IANA time zone (e.g. UTC)") from None
+    usd_rate = _env("IG1_USD_RATE", env)
+    try:
+        load_usd_rates(usd_rate)
+    except FxError as exc:
+        raise SettingsError(str(exc)) from None
+
     prices_raw = _env("USAGE_PRICES_FILE", env)
     prices_file = Path(prices_raw) if prices_raw else None
     if prices_file and not prices_file.is_file():
@@ -219,6 +255,13 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         gateway_admin_key=gateway_admin_key,
         ig1_base_url=ig1_base_url,
         ig1_master_key=_env("IG1_MASTER_KEY", env),
+        billing_timezone=billing_timezone,
+        billing_refresh_days=int(_parse_float("IG1_REFRESH_DAYS", _env("IG1_REFRESH_DAYS", env) or "3", 1, 90, whole=True)),
+        usd_rate=usd_rate,
+        billing_late_days=int(_parse_float("IG1_LATE_DAYS", _env("IG1_LATE_DAYS", env) or "2", 0, 365, whole=True)),
+        billing_timeout_seconds=_parse_float("IG1_TIMEOUT_SECONDS", _env("IG1_TIMEOUT_SECONDS", env) or "30", 0.1, 600),
+        billing_max_retries=int(_parse_float("IG1_MAX_RETRIES", _env("IG1_MAX_RETRIES", env) or "4", 0, 20, whole=True)),
+        variance_warn_pct=_parse_float("USAGE_VARIANCE_WARN_PCT", _env("USAGE_VARIANCE_WARN_PCT", env) or "10", 0, 1000),
         prices_file=prices_file,
         max_rejected_share=max_share,
         max_record_bytes=int(max_record_mb * 1_000_000),

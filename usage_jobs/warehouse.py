@@ -6,6 +6,12 @@ Tables (all dates are report-time-zone days):
 * `ingest_days`       per day: files read, records, rejected, duplicates, estimated, re-priced, unpriced
 * `daily_usage`       day × team × key × model aggregates
 * `inventory_keys`, `inventory_teams`  the gateway's key/team inventory (latest snapshot)
+* `billed_usage`      IG1's billed usage per billing day × model (contract currency)
+* `billing_days`      per billing day asked of IG1: billed or not yet, and whether it was restated
+* `reconciliation`    per billing day × model: the gateway's estimate against IG1's bill
+* `chargeback`        per billing day × model × team × key: the billed cost allocated, to the cent
+* `commit_status`     IG1's /usage answer (month spend so far, commit) per day it was asked
+Billing days are days in IG1_BILLING_TIMEZONE (UTC unless set).
 """
 
 from __future__ import annotations
@@ -122,6 +128,65 @@ CREATE TABLE IF NOT EXISTS inventory_status (
     keys INTEGER NOT NULL,
     teams INTEGER NOT NULL,
     note VARCHAR
+);
+CREATE TABLE IF NOT EXISTS billed_usage (
+    day DATE NOT NULL,
+    model VARCHAR NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    requests BIGINT,
+    cost DECIMAL(18, 6) NOT NULL,
+    currency VARCHAR NOT NULL,
+    PRIMARY KEY (day, model)
+);
+CREATE TABLE IF NOT EXISTS billing_days (
+    day DATE PRIMARY KEY,
+    billed BOOLEAN NOT NULL,
+    models INTEGER NOT NULL,
+    cost DECIMAL(18, 6),
+    currency VARCHAR,
+    restated BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reconciliation (
+    day DATE NOT NULL,
+    model VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    estimated_requests BIGINT,
+    billed_requests BIGINT,
+    estimated_input_tokens BIGINT,
+    billed_input_tokens BIGINT,
+    estimated_output_tokens BIGINT,
+    billed_output_tokens BIGINT,
+    token_variance_pct DOUBLE,
+    estimated_cost_usd DECIMAL(18, 6),
+    billed_cost DECIMAL(18, 6),
+    billed_currency VARCHAR,
+    usd_rate DECIMAL(18, 6),
+    billed_cost_usd DECIMAL(18, 6),
+    cost_variance_pct DOUBLE,
+    PRIMARY KEY (day, model)
+);
+CREATE TABLE IF NOT EXISTS chargeback (
+    day DATE NOT NULL,
+    model VARCHAR NOT NULL,
+    team_id VARCHAR NOT NULL,
+    team_alias VARCHAR,
+    key_hash VARCHAR NOT NULL,
+    key_alias VARCHAR,
+    basis VARCHAR NOT NULL,
+    weight DOUBLE NOT NULL,
+    allocated_cost DECIMAL(18, 2) NOT NULL,
+    currency VARCHAR NOT NULL,
+    allocated_cost_usd DECIMAL(18, 2),
+    PRIMARY KEY (day, model, team_id, key_hash)
+);
+CREATE TABLE IF NOT EXISTS commit_status (
+    asked_on DATE PRIMARY KEY,
+    month VARCHAR NOT NULL,
+    current DECIMAL(18, 6) NOT NULL,
+    commit DECIMAL(18, 6) NOT NULL,
+    max_throughput DOUBLE,
+    currency VARCHAR
 );
 """
 

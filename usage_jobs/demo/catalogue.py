@@ -1,8 +1,10 @@
 """The IG1 model catalogue the demo organisation uses (Qwen 3.5 family first).
 
 `list_usd` are the gateway's list prices (USD per 1M tokens: input, output, cached
-input); None means the gateway has no price for the model. `tokenizer` names the
-official tokenizer family, which decides how IG1's counts differ from cl100k.
+input); None means the gateway has no price for the model. `ig1_eur` is what IG1
+bills under the demo contract (EUR per 1M tokens: input, output, cached input), for
+every model. `tokenizer` names the official tokenizer family, which decides how IG1's
+counts differ from cl100k (`OFFICIAL_TO_CL100K`).
 """
 
 from __future__ import annotations
@@ -17,19 +19,34 @@ class CatalogueModel:
     tokenizer: str  # qwen35 | qwen3 | llama3 | mistral | xlmr
     popularity: float
     list_usd: tuple[float, float, float] | None
+    ig1_eur: tuple[float, float, float]
 
 
 CATALOGUE: tuple[CatalogueModel, ...] = (
-    CatalogueModel("qwen35-397b-a17b-instruct-general", "chat", "qwen35", 30, (0.60, 3.60, 0.15)),
-    CatalogueModel("qwen35-122b-a10b-instruct", "chat", "qwen35", 18, (0.40, 2.40, 0.10)),
-    CatalogueModel("qwen35-35b-a3b-instruct", "chat", "qwen35", 16, (0.15, 0.90, 0.04)),
-    CatalogueModel("qwen3-coder-30b-a3b-instruct", "chat", "qwen3", 10, (0.20, 0.80, 0.05)),
-    CatalogueModel("llama-3.3-70b-instruct", "chat", "llama3", 6, (0.50, 0.75, 0.25)),
-    CatalogueModel("mistral-small-3.2-24b-instruct", "chat", "mistral", 6, (0.10, 0.30, 0.05)),
-    CatalogueModel("bge-m3", "embedding", "xlmr", 9, (0.02, 0.0, 0.02)),
-    CatalogueModel("bge-reranker-v2-m3", "rerank", "xlmr", 3, (0.02, 0.0, 0.02)),
+    CatalogueModel("qwen35-397b-a17b-instruct-general", "chat", "qwen35", 30, (0.60, 3.60, 0.15), (0.52, 3.10, 0.13)),
+    CatalogueModel("qwen35-122b-a10b-instruct", "chat", "qwen35", 18, (0.40, 2.40, 0.10), (0.35, 2.05, 0.09)),
+    CatalogueModel("qwen35-35b-a3b-instruct", "chat", "qwen35", 16, (0.15, 0.90, 0.04), (0.13, 0.78, 0.035)),
+    CatalogueModel("qwen3-coder-30b-a3b-instruct", "chat", "qwen3", 10, (0.20, 0.80, 0.05), (0.17, 0.70, 0.045)),
+    CatalogueModel("llama-3.3-70b-instruct", "chat", "llama3", 6, (0.50, 0.75, 0.25), (0.44, 0.66, 0.22)),
+    CatalogueModel("mistral-small-3.2-24b-instruct", "chat", "mistral", 6, (0.10, 0.30, 0.05), (0.09, 0.26, 0.045)),
+    CatalogueModel("bge-m3", "embedding", "xlmr", 9, (0.02, 0.0, 0.02), (0.018, 0.0, 0.018)),
+    CatalogueModel("bge-reranker-v2-m3", "rerank", "xlmr", 3, (0.02, 0.0, 0.02), (0.018, 0.0, 0.018)),
     # New in the catalogue: the gateway has no price for it yet (reported as unpriced).
-    CatalogueModel("qwen36-27b-instruct-preview", "chat", "qwen35", 2, None),
+    CatalogueModel("qwen36-27b-instruct-preview", "chat", "qwen35", 2, None, (0.11, 0.66, 0.03)),
 )
 
 BY_NAME = {model.name: model for model in CATALOGUE}
+
+# Official tokenizer count ÷ cl100k count, per tokenizer family and kind of content
+# (DESIGN §3.3: measured offline over 1-4 KB texts; digits split one by one in Qwen
+# and Mistral make number-heavy JSON the most expensive).
+OFFICIAL_TO_CL100K: dict[str, dict[str, float]] = {
+    "qwen35": {"chat-en": 1.04, "chat-fr": 0.93, "code": 1.08, "json-extract": 1.24, "rag": 1.05, "embed": 1.04},
+    "qwen3": {"chat-en": 1.01, "chat-fr": 1.02, "code": 1.02, "json-extract": 1.21, "rag": 1.01, "embed": 1.01},
+    "llama3": {"chat-en": 1.00, "chat-fr": 1.00, "code": 1.00, "json-extract": 1.00, "rag": 1.00, "embed": 1.00},
+    "mistral": {"chat-en": 1.02, "chat-fr": 0.92, "code": 1.12, "json-extract": 1.26, "rag": 1.03, "embed": 1.02},
+    "xlmr": {"chat-en": 1.06, "chat-fr": 0.97, "code": 1.15, "json-extract": 1.18, "rag": 1.06, "embed": 1.06},
+}
+# Chat templates add tokens the gateway does not see: per message, and the reply's end marker.
+TEMPLATE_TOKENS_PER_MESSAGE = 4
+TEMPLATE_TOKENS_PER_REPLY = 1

@@ -9,8 +9,10 @@ Layout under `<out>/logs/` (what LiteLLM's loggers write):
 * `spendlogs/YYYY-MM-DD/spendlogs-<date>.jsonl.gz`                      LiteLLM_SpendLogs export rows
 * `audit_logs/YYYY-MM-DD/…`                                             not request data
 A folder is the day the file was written (UTC), so late requests land in the next day.
-Beside the logs: `inventory.json` (the /key/list and /team/list responses) and
-`anomalies.json`, the ground truth of the abnormal days injected per key.
+Beside the logs: `inventory.json` (the /key/list and /team/list responses),
+`anomalies.json` (the ground truth of the abnormal days injected per key), and
+`billing/`: IG1's billed usage of the same traffic (`ledger.json`, served by the
+emulator) and a dated EUR→USD rates file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from usage_jobs.demo.catalogue import BY_NAME, CATALOGUE, CatalogueModel
+from usage_jobs.demo.ig1 import BilledRequest, Ledger, bill_request, write_ledger, write_usd_rates
 
 TEAM_NAMES = (
     "Customer Support", "Data Science", "Legal", "Marketing", "Platform", "Finance",
@@ -215,8 +218,8 @@ def _list_cost(model: CatalogueModel, prompt: int, completion: int, cached: int)
     return ((prompt - cached) * price_in + cached * price_cached + completion * price_out) / 1e6
 
 
-def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.Random, *, fail: bool, string_times: bool) -> dict:
-    """One StandardLoggingPayload as LiteLLM logs it (only plausible, not every field)."""
+def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.Random, *, fail: bool, string_times: bool) -> tuple[dict, BilledRequest | None]:
+    """One StandardLoggingPayload as LiteLLM logs it (only plausible, not every field), and what IG1 bills for it."""
     model = BY_NAME[model_name]
     request_id = ("chatcmpl-" if model.kind == "chat" else model.kind + "-") + str(uuid.UUID(int=rng.getrandbits(128)))
     prompt, completion = _tokens(model, key.workload, rng)
@@ -294,7 +297,10 @@ def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.
                               "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": _text(key.workload, completion, rng)}}]}
     elif model.list_usd and rng.random() < 0.02:
         record["response_cost"] = None  # the gateway's price map missed the model at that moment
-    return record
+    if fail:
+        return record, None  # IG1 does not bill failed requests
+    return record, bill_request(model, key.workload, request_id, prompt=prompt, completion=completion, cached=cached,
+                                messages=2 if model.kind == "chat" else 0)
 
 
 def _time(moment: dt.datetime, as_string: bool) -> float | str:
@@ -340,8 +346,8 @@ def _iso(value: float | str) -> str:
 
 # --- a day of traffic ---------------------------------------------------------------
 
-def day_requests(org: DemoOrganisation, day: dt.date, seed: int) -> list[dict]:
-    """Every request of one UTC day, in start order."""
+def day_requests(org: DemoOrganisation, day: dt.date, seed: int) -> list[tuple[dict, BilledRequest | None]]:
+    """Every request of one UTC day, in start order, with what IG1 bills for it."""
     rng = random.Random(f"day-{seed}-{day.isoformat()}")
     weekday_factor = 0.25 if day.weekday() >= 5 else 1.0
     anomalies = {(a.key_hash, a.kind): a for a in org.anomalies if a.day == day}
@@ -373,7 +379,7 @@ def day_requests(org: DemoOrganisation, day: dt.date, seed: int) -> list[dict]:
         if extra_model:
             for _ in range(max(20, count)):
                 records.append(make_request(key, extra_model, _start_time(day, rng), rng, fail=False, string_times=False))
-    records.sort(key=lambda r: (_moment(r["startTime"]), r["id"]))
+    records.sort(key=lambda pair: (_moment(pair[0]["startTime"]), pair[0]["id"]))
     return records
 
 
@@ -497,11 +503,14 @@ def generate(out: Path, *, days: int, end: dt.date, seed: int = 7, requests_per_
     logs = out / "logs"
     rng = random.Random(f"files-{seed}")
     writer = LogWriter(logs, rng)
+    ledger = Ledger()
     total = duplicates = 0
     for index in range(days):
         day = first_day + dt.timedelta(days=index)
         records = day_requests(org, day, seed)
-        for record in records:
+        for record, billed in records:
+            if billed:
+                ledger.add(_moment(record["startTime"]).date(), record["model_group"], billed)
             key = by_hash[record["metadata"]["user_api_key_hash"]]
             writer.write(key, record)
             if rng.random() < duplicate_share:
@@ -520,6 +529,8 @@ def generate(out: Path, *, days: int, end: dt.date, seed: int = 7, requests_per_
     summary = {"first_day": first_day.isoformat(), "last_day": end.isoformat(), "requests": total, "duplicate_deliveries": duplicates,
                "teams": len(org.teams), "keys": len(org.keys), "anomalies": len(truth), "seed": seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_ledger(out / "billing" / "ledger.json", ledger, end)
+    write_usd_rates(out / "billing" / "usd_per_eur.csv", first_day, end, seed)
     return summary
 
 
@@ -553,7 +564,7 @@ def write_benchmark_day(path: Path, *, day: dt.date, requests: int, seed: int = 
         for _ in range(requests):
             key = rng.choices(keys, weights)[0]
             model = rng.choice(key.models)
-            record = make_request(key, model, _start_time(day, rng), rng, fail=rng.random() < 0.03, string_times=rng.random() < 0.5)
+            record, _ = make_request(key, model, _start_time(day, rng), rng, fail=rng.random() < 0.03, string_times=rng.random() < 0.5)
             stream.write(json.dumps(_lean(record), ensure_ascii=False, separators=(",", ":")))
             stream.write("\n")
             written += 1

@@ -1,7 +1,6 @@
 """Gateway request logs → `requests` (one row per request) → `daily_usage` aggregates."""
 
 
-import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -9,31 +8,16 @@ import dagster as dg
 from usage_jobs.defs.gateway.aggregates import aggregate_day, totals_mismatch
 from usage_jobs.defs.gateway.ingest import IngestStats, MissingLogsError, ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
-from usage_jobs.defs.partitions import daily_partitions
-from usage_jobs.defs.resources import WAREHOUSE_POOL, GatewayLogsResource, WarehouseResource
+from usage_jobs.defs.partitions import daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
 
 REJECTED_SHARE_CHECK = "rejected_share_below_limit"
 UNIQUE_IDS_CHECK = "request_ids_unique"
 TOTALS_CHECK = "aggregates_match_requests"
 
 
-def _days(context: dg.AssetExecutionContext) -> list[dt.date]:
-    return [dt.date.fromisoformat(key) for key in context.partition_keys]
-
-
-def _markdown(rows: list[tuple], header: tuple[str, ...]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-# Daily partitions; single-run backfills so `--partition-range` works; one warehouse writer at a time.
-DAILY_WAREHOUSE_ASSET = dict(partitions_def=daily_partitions(), backfill_policy=dg.BackfillPolicy.single_run(),
-                             pool=WAREHOUSE_POOL, group_name="gateway", kinds={"duckdb"})
-
-
 @dg.asset(
-    **DAILY_WAREHOUSE_ASSET,
+    **daily_warehouse_asset("gateway"),
     check_specs=[
         dg.AssetCheckSpec(REJECTED_SHARE_CHECK, asset="gateway_requests", blocking=True,
                           description="The share of input records rejected stays under USAGE_MAX_REJECTED_SHARE."),
@@ -51,7 +35,7 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     prices = load_prices(Path(gateway_logs.prices_file) if gateway_logs.prices_file else None)
     all_stats: list[IngestStats] = []
     with warehouse.connect() as conn:
-        for day in _days(context):
+        for day in partition_days(context):
             try:
                 stats = ingest_day(conn, logs_dir=Path(gateway_logs.logs_dir), day=day, timezone=gateway_logs.timezone,
                                    prices=prices, max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000))
@@ -81,7 +65,7 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             "tokens missing": totals["tokens_missing"],
             "files": totals["files"],
             "records read": totals["records_read"],
-            "rejection reasons": dg.MetadataValue.md(_markdown(reasons, ("reason", "records")) if reasons else "none"),
+            "rejection reasons": dg.MetadataValue.md(markdown_table(reasons, ("reason", "records")) if reasons else "none"),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -97,7 +81,7 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
 
 @dg.asset(
-    **DAILY_WAREHOUSE_ASSET,
+    **daily_warehouse_asset("gateway"),
     deps=[gateway_requests],
     check_specs=[dg.AssetCheckSpec(TOTALS_CHECK, asset="daily_usage", description="Aggregates add up to the request-level totals of the day.")],
 )
@@ -106,7 +90,7 @@ def daily_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     rows = 0
     mismatches: list[str] = []
     with warehouse.connect() as conn:
-        for day in _days(context):
+        for day in partition_days(context):
             rows += aggregate_day(conn, day)
             mismatches += [f"{day}: {m}" for m in totals_mismatch(conn, day)]
         first, last = context.partition_keys[0], context.partition_keys[-1]
@@ -117,6 +101,6 @@ def daily_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         ).fetchall()
     return dg.MaterializeResult(
         metadata={"dagster/row_count": rows, "rows": rows,
-                  "preview by model": dg.MetadataValue.md(_markdown(preview, ("model", "requests", "total tokens", "spend (USD)")))},
+                  "preview by model": dg.MetadataValue.md(markdown_table(preview, ("model", "requests", "total tokens", "spend (USD)")))},
         check_results=[dg.AssetCheckResult(check_name=TOTALS_CHECK, passed=not mismatches, metadata={"mismatches": "\n".join(mismatches) or "none"})],
     )

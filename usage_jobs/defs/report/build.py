@@ -14,10 +14,13 @@ import jinja2
 from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.periods import Period, report_periods
-from usage_jobs.defs.report.queries import DAILY_COLUMNS, PeriodData, period_data
+from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
+from usage_jobs.defs.report.queries import DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, PeriodData, period_data
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "report_templates"
-MONEY = frozenset({"spend_usd"})
+MONEY = frozenset({"spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"})
+# The reconciliation page is published for these periods (every period comes with the full site).
+RECONCILIATION_PAGES = frozenset({"last-7-days"})
 
 
 @dataclass
@@ -27,6 +30,7 @@ class SiteContext:
     inventory_note: str | None
     billing_note: str | None
     last_day: str | None
+    billing_configured: bool
 
 
 @dataclass
@@ -44,6 +48,9 @@ def _environment() -> jinja2.Environment:
     env.filters["usd4"] = lambda v: "—" if v is None else f"${Decimal(v):,.4f}"
     env.filters["count"] = lambda v: f"{int(v or 0):,}"
     env.filters["pct"] = lambda v: f"{v:.1%}"
+    env.filters["variance"] = lambda v: "—" if v is None else f"{v:+.1f}%"
+    env.filters["money"] = lambda v, currency=None: "—" if v is None else f"{Decimal(v):,.2f} {currency or ''}".strip()
+    env.filters["money4"] = lambda v: "—" if v is None else f"{Decimal(v):,.4f}"
     return env
 
 
@@ -57,7 +64,7 @@ def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_config
         inventory_note = None
     billing_note = None if billing_configured else "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice."
     last = conn.execute("SELECT strftime(max(day), '%Y-%m-%d') FROM ingest_days").fetchone()[0]
-    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last)
+    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured)
 
 
 def _charts(folder: Path, data: PeriodData) -> list[dict]:
@@ -83,26 +90,55 @@ def _charts(folder: Path, data: PeriodData) -> list[dict]:
     return made
 
 
-def _export_tables(data: PeriodData) -> list[ExportTable]:
-    return [ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily)]
+def _export_tables(data: PeriodData, billing: BillingView) -> list[ExportTable]:
+    return [ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily), ExportTable("teams", TEAM_COLUMNS, MONEY, data.teams),
+            ExportTable("models", MODEL_COLUMNS, MONEY, data.models),
+            ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, billing.reconciliation)]
 
 
-def _render_period(env: jinja2.Environment, site: Path, period: Period, periods: list[Period], data: PeriodData, context: SiteContext) -> tuple[int, int, int]:
+def _reconciliation_charts(folder: Path, billing: BillingView) -> list[dict]:
+    made = []
+    if billing.by_model:
+        charts.variance_bars(folder / "charts" / "variance.png", [m["model"] for m in billing.by_model],
+                             {"tokens": [m["token_variance_pct"] for m in billing.by_model], "cost (USD)": [m["cost_variance_pct"] for m in billing.by_model]},
+                             title="Billed against estimated, by model")
+        made.append({"file": "charts/variance.png", "alt": "Variance of billed against estimated tokens and cost, per model"})
+    forecast = billing.forecast
+    if forecast:
+        charts.commit_gauge(folder / "charts" / "commit.png", spent=float(forecast.spent), projected=float(forecast.projected_month_end),
+                            commit=float(forecast.commit), currency=billing.commit_currency or "")
+        made.append({"file": "charts/commit.png", "alt": f"Commit for {forecast.month}: spent, projected month end and the commit"})
+    return made
+
+
+def _render_period(env: jinja2.Environment, conn: duckdb.DuckDBPyConnection, site: Path, period: Period, periods: list[Period],
+                   data: PeriodData, context: SiteContext) -> tuple[int, int, int]:
     folder = site / "periods" / period.slug
     chart_list = _charts(folder, data)
     metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
                 "timezone": context.timezone, "currency": "USD", "source_days": [d.isoformat() for d in period.days],
                 "missing_days": data.missing_days}
-    exports = write_exports(folder / "exports", _export_tables(data), metadata)
+    reconciliation_page = period.slug in RECONCILIATION_PAGES and context.billing_configured
+    billing = billing_view(conn, period, with_forecast=reconciliation_page)
+    metadata["billed_currency"] = billing.currency
+    exports = write_exports(folder / "exports", _export_tables(data, billing), metadata)
     template = env.get_template("global.html.j2")
     # The site's front page is the last-7-days page, with links rebased to the site root.
     targets = [(folder / "index.html", "", "../../")]
     if period.slug == "last-7-days":
         targets.append((site / "index.html", f"periods/{period.slug}/", ""))
     for page, here, root in targets:
-        page.write_text(template.render(period=period, periods=periods, data=data, charts=chart_list, exports=exports,
-                                        site=context, here=here, root=root), encoding="utf-8")
-    return len(targets), len(chart_list), len(exports) + 1  # + the manifest
+        page.write_text(template.render(period=period, periods=periods, data=data, charts=chart_list, exports=exports, site=context,
+                                        here=here, root=root, reconciliation_page=reconciliation_page), encoding="utf-8")
+    pages = len(targets)
+    if reconciliation_page:
+        billing_charts = _reconciliation_charts(folder, billing)
+        chart_list += billing_charts
+        (folder / "reconciliation.html").write_text(env.get_template("reconciliation.html.j2").render(
+            period=period, periods=periods, billing=billing, charts=billing_charts, exports=exports, site=context, here="", root="../../"),
+            encoding="utf-8")
+        pages += 1
+    return pages, len(chart_list), len(exports) + 1  # + the manifest
 
 
 def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool,
@@ -123,7 +159,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         (scratch / "index.html").write_text(env.get_template("empty.html.j2").render(site=context, root=""), encoding="utf-8")
         pages = 1
     for index, period in enumerate(periods):
-        made_pages, made_charts, made_exports = _render_period(env, scratch, period, periods, period_data(conn, period), context)
+        made_pages, made_charts, made_exports = _render_period(env, conn, scratch, period, periods, period_data(conn, period), context)
         pages += made_pages
         chart_count += made_charts
         export_count += made_exports

@@ -46,3 +46,36 @@ def horizontal_bars(path: Path, labels: list[str], values: list[float], *, xlabe
         ax.set_xlabel(xlabel)
         ax.set_title(title, loc="left")
         _save(fig, path)
+
+
+def variance_bars(path: Path, labels: list[str], series: dict[str, list[float | None]], *, title: str) -> None:
+    """Signed % variance per label, one bar per series side by side; zero line marked (gaps for n/a)."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 0.45 * max(len(labels), 3) + 0.9))
+        height = 0.8 / max(len(series), 1)
+        positions = list(range(len(labels)))[::-1]
+        for index, (name, values) in enumerate(series.items()):
+            ax.barh([p + (index - (len(series) - 1) / 2) * height for p in positions], [v if v is not None else 0 for v in values],
+                    height=height, label=name, color=PALETTE[index], hatch=["", "//"][index % 2], edgecolor="white", linewidth=0.4)
+        ax.axvline(0, color="#000000", linewidth=0.8)
+        ax.set_yticks(positions, labels)
+        ax.set_xlabel("(billed − estimated) ÷ estimated, %")
+        ax.set_title(title, loc="left")
+        if len(series) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _save(fig, path)
+
+
+def commit_gauge(path: Path, *, spent: float, projected: float, commit: float, currency: str) -> None:
+    """The month's commit as a bar: spent so far, projected month end (outline), commit line."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 1.5))
+        ax.barh([0], [projected], color="white", edgecolor=PALETTE[1], hatch="//", linewidth=1.2, label="projected month end")
+        ax.barh([0], [spent], color=PALETTE[0], label="spent so far")
+        ax.axvline(commit, color="#000000", linewidth=2, label="monthly commit")
+        ax.set_yticks([])
+        ax.set_xlim(0, max(projected, commit, spent) * 1.08 or 1)
+        ax.set_xlabel(currency)
+        ax.grid(axis="y", visible=False)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _save(fig, path)

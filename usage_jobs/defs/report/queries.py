@@ -13,6 +13,12 @@ DAILY_COLUMNS = ["date", "requests", "successful_requests", "failed_requests", "
                  "cached_input_tokens", "unpriced_requests", "estimated_requests"]
 
 
+MODEL_COLUMNS = ["model", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
+                 "billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency", "unpriced_requests"]
+TEAM_COLUMNS = ["team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens",
+                "spend_usd", "billed_cost_allocated", "top_model", "billed_currency", "unpriced_requests"]
+
+
 @dataclass
 class PeriodData:
     period: Period
@@ -20,6 +26,7 @@ class PeriodData:
     totals: dict
     top_keys: list[dict]
     models: list[dict]
+    teams: list[dict]
     missing_days: list[str]
     rejected: int
     duplicates: int
@@ -59,13 +66,48 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         GROUP BY u.key_hash, u.team_id
         ORDER BY spend_usd DESC, requests DESC, u.key_hash LIMIT 10
         """, bounds))
+    # Billed columns are IG1's billing days in the period (they equal report days when both are UTC).
     models = _dicts(conn.execute(
         """
-        SELECT model, sum(requests) AS requests, sum(successful_requests) AS successful_requests, sum(failed_requests) AS failed_requests,
-            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_tokens) AS total_tokens,
-            sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests
-        FROM daily_usage WHERE day BETWEEN ? AND ?
-        GROUP BY model ORDER BY coalesce(sum(spend_usd), 0) DESC, requests DESC, model
+        WITH used AS (
+            SELECT model, sum(requests) AS requests, sum(successful_requests) AS successful_requests, sum(failed_requests) AS failed_requests,
+                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_tokens) AS total_tokens,
+                sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests
+            FROM daily_usage WHERE day BETWEEN $1 AND $2 GROUP BY model),
+        billed AS (
+            SELECT model, sum(input_tokens) AS billed_input_tokens, sum(output_tokens) AS billed_output_tokens, sum(cost) AS billed_cost,
+                any_value(currency) AS billed_currency
+            FROM billed_usage WHERE day BETWEEN $1 AND $2 GROUP BY model)
+        SELECT model, coalesce(requests, 0) AS requests, coalesce(successful_requests, 0) AS successful_requests,
+            coalesce(failed_requests, 0) AS failed_requests, coalesce(input_tokens, 0) AS input_tokens, coalesce(output_tokens, 0) AS output_tokens,
+            coalesce(total_tokens, 0) AS total_tokens, CASE WHEN used.model IS NULL THEN 0 ELSE spend_usd END AS spend_usd,
+            billed_input_tokens, billed_output_tokens, billed_cost, billed_currency, coalesce(unpriced_requests, 0) AS unpriced_requests
+        FROM used FULL JOIN billed USING (model)
+        ORDER BY coalesce(spend_usd, 0) DESC, requests DESC, model
+        """, bounds))
+    teams = _dicts(conn.execute(
+        """
+        WITH by_model AS (
+            SELECT team_id, model, sum(requests) AS requests, sum(successful_requests) AS successful_requests, sum(failed_requests) AS failed_requests,
+                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_tokens) AS total_tokens,
+                sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests, arg_max(team_alias, day) AS seen_alias
+            FROM daily_usage WHERE day BETWEEN $1 AND $2 GROUP BY team_id, model),
+        used AS (
+            SELECT team_id, any_value(seen_alias) AS seen_alias, sum(requests) AS requests, sum(successful_requests) AS successful_requests,
+                sum(failed_requests) AS failed_requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                sum(total_tokens) AS total_tokens, sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests,
+                arg_max(model, (coalesce(spend_usd, 0), total_tokens, requests)) AS top_model
+            FROM by_model GROUP BY team_id),
+        allocated AS (
+            SELECT team_id, sum(allocated_cost) AS billed_cost_allocated, any_value(currency) AS billed_currency
+            FROM chargeback WHERE day BETWEEN $1 AND $2 GROUP BY team_id)
+        SELECT team_id, coalesce(t.team_alias, used.seen_alias) AS team_alias, coalesce(requests, 0) AS requests,
+            coalesce(successful_requests, 0) AS successful_requests, coalesce(failed_requests, 0) AS failed_requests,
+            coalesce(input_tokens, 0) AS input_tokens, coalesce(output_tokens, 0) AS output_tokens, coalesce(total_tokens, 0) AS total_tokens,
+            CASE WHEN used.team_id IS NULL THEN 0 ELSE spend_usd END AS spend_usd, billed_cost_allocated, top_model, billed_currency,
+            coalesce(unpriced_requests, 0) AS unpriced_requests
+        FROM used FULL JOIN allocated USING (team_id) LEFT JOIN inventory_teams t USING (team_id)
+        ORDER BY coalesce(spend_usd, 0) DESC, requests DESC, team_id
         """, bounds))
     by_model_day: dict[str, dict[str, Decimal]] = {}
     for model, day, spend in conn.execute(
@@ -77,7 +119,7 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         "SELECT coalesce(sum(rejected), 0), coalesce(sum(duplicates), 0) FROM ingest_days WHERE day BETWEEN ? AND ?", bounds
     ).fetchone()
     return PeriodData(
-        period=period, daily=daily, totals=totals, top_keys=top_keys, models=models,
+        period=period, daily=daily, totals=totals, top_keys=top_keys, models=models, teams=teams,
         missing_days=[row["date"] for row in daily if row["date"] not in ingested],
         rejected=int(rejected), duplicates=int(duplicates), spend_by_model_day=by_model_day,
     )

@@ -1,0 +1,173 @@
+"""IG1 billing → `billed_usage` → `reconciliation` and `chargeback`; the month's `commit_status`."""
+
+
+import datetime as dt
+import time
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from usage_jobs.defs.billing.client import BillingError
+from usage_jobs.defs.billing.forecast import commit_forecast
+from usage_jobs.defs.billing.reconcile import billing_window, chargeback, reconcile, store_history
+from usage_jobs.defs.billing.resources import BillingResource
+from usage_jobs.defs.gateway.assets import gateway_requests
+from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.resources import WAREHOUSE_POOL, WarehouseResource
+
+BILLED_PRESENT_CHECK = "billing_arrived"
+VARIANCE_CHECK = "variance_within_threshold"
+NOT_CONFIGURED = "IG1 billing is not configured (IG1_MASTER_KEY not set): nothing fetched"
+
+
+def _window(context: dg.AssetExecutionContext, billing: BillingResource) -> tuple[dt.date, dt.date]:
+    days = partition_days(context)
+    return billing_window(days[0], days[-1], billing.refresh_days, daily_partitions().start.date())
+
+
+def _today(billing: BillingResource) -> dt.date:
+    return dt.datetime.now(ZoneInfo(billing.billing_timezone)).date()
+
+
+def _failure(exc: BillingError) -> dg.Failure:
+    return dg.Failure(description=str(exc), allow_retries=False)
+
+
+@dg.asset(**daily_warehouse_asset("billing"))
+def billed_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
+    """IG1's billed usage per billing day × model, in the contract currency (`GET /usage/history`).
+
+    Each run also asks again for the IG1_REFRESH_DAYS - 1 days before its own, because
+    billing arrives late and can be restated: a restated day replaces its old figures."""
+    if not billing.configured:
+        return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
+    start, end = _window(context, billing)
+    started = time.monotonic()
+    with billing.client(log=context.log.warning) as client:
+        try:
+            history = client.history(start, end)
+        except BillingError as exc:
+            raise _failure(exc) from None
+        calls = client.calls
+    with warehouse.connect() as conn:
+        stored = store_history(conn, history, start, end)
+    listed = lambda days: ", ".join(d.isoformat() for d in days) or "none"  # noqa: E731
+    if stored.unbilled_days:
+        context.log.warning(f"IG1 has not billed {listed(stored.unbilled_days)} yet")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": stored.rows, "window": f"{start} to {end}", "currency": history.currency,
+        "billed days": len(stored.billed_days), "not billed yet": listed(stored.unbilled_days),
+        "restated days": listed(stored.restated_days), "kept (absent from the answer)": listed(stored.kept_days),
+        "API attempts": calls.attempts, "API retries": len(calls.retries), "seconds": round(time.monotonic() - started, 3),
+    })
+
+
+@dg.asset(
+    **daily_warehouse_asset("billing"),
+    deps=[billed_usage, gateway_requests],
+    check_specs=[
+        dg.AssetCheckSpec(BILLED_PRESENT_CHECK, asset="billing_reconciliation",
+                          description="IG1 has billed every day with gateway traffic: a warning while late, a failure after IG1_LATE_DAYS."),
+        dg.AssetCheckSpec(VARIANCE_CHECK, asset="billing_reconciliation",
+                          description="Estimated and billed tokens and cost agree within USAGE_VARIANCE_WARN_PCT (warning otherwise)."),
+    ],
+)
+def billing_reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
+    """The gateway's estimate against IG1's bill, per billing day × model: input and output
+    tokens, estimated cost (USD) against billed cost (contract currency and USD), and the
+    variance in % as (billed − estimated) ÷ estimated × 100. Successful requests only:
+    IG1 does not bill failures."""
+    if not billing.configured:
+        return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED}, check_results=[
+            dg.AssetCheckResult(check_name=name, passed=True, description=NOT_CONFIGURED) for name in (BILLED_PRESENT_CHECK, VARIANCE_CHECK)])
+    start, end = _window(context, billing)
+    with warehouse.connect() as conn:
+        rows = reconcile(conn, start, end, billing_timezone=billing.billing_timezone,
+                         report_timezone=daily_partitions().timezone, rates=billing.rates())
+        summary = conn.execute(
+            "SELECT model, sum(estimated_input_tokens + estimated_output_tokens), sum(billed_input_tokens + billed_output_tokens), "
+            "round(avg(token_variance_pct), 2), round(avg(cost_variance_pct), 2) FROM reconciliation "
+            "WHERE day BETWEEN ? AND ? AND status = 'reconciled' GROUP BY model ORDER BY model", [start, end]).fetchall()
+        unbilled = [row[0] for row in conn.execute(
+            "SELECT DISTINCT day FROM reconciliation WHERE day BETWEEN ? AND ? AND status = 'not billed yet' ORDER BY day", [start, end]).fetchall()]
+        worst = conn.execute(
+            "SELECT day, model, token_variance_pct, cost_variance_pct FROM reconciliation WHERE day BETWEEN ? AND ? AND status = 'reconciled' "
+            "ORDER BY greatest(abs(token_variance_pct), coalesce(abs(cost_variance_pct), 0)) DESC, day, model LIMIT 1", [start, end]).fetchone()
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows, "window": f"{start} to {end}",
+                  "variance by model": dg.MetadataValue.md(markdown_table(summary, ("model", "estimated tokens", "billed tokens", "token variance %", "cost variance %")))},
+        check_results=[_billing_arrived(unbilled, _today(billing), billing.late_days), _variance(worst, billing.variance_warn_pct)],
+    )
+
+
+def _billing_arrived(unbilled: list[dt.date], today: dt.date, late_days: int) -> dg.AssetCheckResult:
+    """Unbilled days with traffic: a warning while IG1 may still be catching up, a failure once too late."""
+    if not unbilled:
+        return dg.AssetCheckResult(check_name=BILLED_PRESENT_CHECK, passed=True, description="IG1 has billed every reconciled day")
+    overdue = [day for day in unbilled if (today - day).days > late_days]
+    days = ", ".join(day.isoformat() for day in unbilled)
+    severity = dg.AssetCheckSeverity.ERROR if overdue else dg.AssetCheckSeverity.WARN
+    description = (f"IG1 billing is missing for {days}; " +
+                   (f"{len(overdue)} day(s) more than {late_days} days old" if overdue else f"still within the {late_days}-day delay"))
+    return dg.AssetCheckResult(check_name=BILLED_PRESENT_CHECK, passed=False, severity=severity, description=description,
+                               metadata={"missing days": days, "overdue days": ", ".join(d.isoformat() for d in overdue) or "none", "late after days": late_days})
+
+
+def _variance(worst: tuple | None, threshold: float) -> dg.AssetCheckResult:
+    if worst is None:
+        return dg.AssetCheckResult(check_name=VARIANCE_CHECK, passed=True, description="no reconciled day × model in the window")
+    day, model, tokens, cost = worst
+    largest = max(abs(tokens or 0), abs(cost or 0))
+    return dg.AssetCheckResult(
+        check_name=VARIANCE_CHECK, passed=largest <= threshold, severity=dg.AssetCheckSeverity.WARN,
+        description=f"worst: {model} on {day}, tokens {tokens:+.2f}%, cost {'n/a' if cost is None else f'{cost:+.2f}%'} (threshold ±{threshold:g}%)",
+        metadata={"worst day": day.isoformat(), "worst model": model, "token variance %": tokens,
+                  "cost variance %": cost if cost is not None else "n/a", "threshold %": threshold},
+    )
+
+
+@dg.asset(**daily_warehouse_asset("billing"), deps=[billed_usage, gateway_requests])
+def billing_chargeback(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
+    """IG1's billed cost of each billing day × model shared among teams and keys in
+    proportion to their estimated cost (tokens where the model is unpriced), to the cent:
+    the shares add up to the billed total exactly. Billed usage the gateway never saw
+    goes to the `unassigned` bucket."""
+    if not billing.configured:
+        return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
+    start, end = _window(context, billing)
+    with warehouse.connect() as conn:
+        rows = chargeback(conn, start, end, billing_timezone=billing.billing_timezone, rates=billing.rates())
+        preview = conn.execute(
+            "SELECT coalesce(any_value(team_alias), team_id), sum(allocated_cost), any_value(currency) FROM chargeback "
+            "WHERE day BETWEEN ? AND ? GROUP BY team_id ORDER BY 2 DESC LIMIT 12", [start, end]).fetchall()
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "window": f"{start} to {end}",
+                                          "allocated by team": dg.MetadataValue.md(markdown_table(preview, ("team", "allocated", "currency")))})
+
+
+@dg.asset(pool=WAREHOUSE_POOL, group_name="billing", kinds={"duckdb"})
+def commit_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
+    """This month's spend and commit as IG1 reports them (`GET /usage`), recorded for the day
+    asked, with the run-rate forecast of the month end and of the day the commit runs out."""
+    if not billing.configured:
+        return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
+    with billing.client(log=context.log.warning) as client:
+        try:
+            status = client.usage()
+        except BillingError as exc:
+            raise _failure(exc) from None
+    today = _today(billing)
+    with warehouse.connect() as conn:
+        currency = conn.execute("SELECT arg_max(currency, day) FROM billed_usage").fetchone()[0]
+        conn.execute("DELETE FROM commit_status WHERE asked_on = ?", [today])
+        conn.execute("INSERT INTO commit_status VALUES (?, ?, ?, ?, ?, ?)",
+                     [today, today.strftime("%Y-%m"), status.current, status.commit, status.max_throughput, currency])
+        daily = dict(conn.execute("SELECT day, sum(cost) FROM billed_usage WHERE day >= ? GROUP BY day",
+                                  [today - dt.timedelta(days=14)]).fetchall())
+    forecast = commit_forecast(today=today, spent=status.current, commit=status.commit, daily_costs={d: Decimal(c) for d, c in daily.items()})
+    return dg.MaterializeResult(metadata={
+        "month": forecast.month, "currency": currency or "unknown", "spent": float(status.current), "commit": float(status.commit),
+        "used %": round(forecast.used_share * 100, 1), "run-rate per day": float(forecast.run_rate_per_day),
+        "projected month end": float(forecast.projected_month_end),
+        "commit runs out": "already exhausted" if forecast.already_exhausted else (forecast.exhausted_on.isoformat() if forecast.exhausted_on else "not this month"),
+    })
