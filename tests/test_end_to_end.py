@@ -128,3 +128,17 @@ def test_rerunning_a_day_gives_identical_rows_and_byte_identical_exports(built):
     after = snapshot()
     assert before[0] == after[0] and before[1] == after[1] and before[2] == after[2]
     assert before[3] == after[3] and before[3]
+
+
+def test_without_billing_settings_everything_runs_and_the_report_says_billing_is_missing(built):
+    site = built.site_dir
+    assert "IG1 billing is not configured (IG1_MASTER_KEY)" in (site / "index.html").read_text()
+    assert not (site / "periods" / "last-7-days" / "reconciliation.html").exists()
+    reconciliation = json.loads((site / "periods" / "last-7-days" / "exports" / "reconciliation.json").read_text())
+    assert reconciliation["data"] == [] and reconciliation["metadata"]["billed_currency"] is None
+    teams = list(csv.DictReader((site / "periods" / "last-7-days" / "exports" / "teams.csv").open(encoding="utf-8")))
+    assert teams and all(t["billed_cost_allocated"] == "" for t in teams)
+    conn = duckdb.connect(str(built.warehouse), read_only=True)
+    assert conn.execute("SELECT count(*) FROM billed_usage").fetchone()[0] == 0
+    assert sum(int(t["requests"]) for t in teams) == conn.execute(
+        "SELECT count(*) FROM requests WHERE day BETWEEN ? AND ?", [DAYS[0], DAYS[-1]]).fetchone()[0]

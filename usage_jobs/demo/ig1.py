@@ -63,8 +63,8 @@ class Ledger:
         recent = [row["cost"] for row in data if (last_day - dt.date.fromisoformat(row["date"])).days < 14]
         daily = sum(recent) / 14 if recent else 0.0
         days_in_month = (last_day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - last_day.replace(day=1)
-        # A commit a little under the month's run-rate: the demo shows the day it runs out.
-        commit = max(10, math.ceil(daily * days_in_month.days * 0.93 / 10) * 10)
+        # A commit under the month's run-rate: the demo shows the day it runs out.
+        commit = max(10, math.floor(daily * days_in_month.days * 0.85 / 5) * 5)
         return {"currency": CURRENCY, "commit": commit, "max_throughput": MAX_THROUGHPUT, "data": data}
 
 
