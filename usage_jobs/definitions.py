@@ -21,7 +21,7 @@ SITE_ASSETS = [key_inventory, commit_status, usage_report_site]
 def build_resources(settings: Settings) -> dict:
     # Secrets are read from the environment by Dagster (EnvVar), so they never enter run config.
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse)),
+        "warehouse": WarehouseResource(path=str(settings.warehouse), memory_limit=settings.duckdb_memory_limit),
         "gateway_logs": GatewayLogsResource(
             logs_dir=str(settings.logs_dir), timezone=settings.timezone,
             prices_file=str(settings.prices_file) if settings.prices_file else None,

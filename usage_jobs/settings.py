@@ -49,6 +49,7 @@ SETTINGS_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("USAGE_VARIANCE_WARN_PCT", "10", "Estimated-versus-billed variance (tokens or cost, %) beyond which the variance check warns."),
     SettingDoc("USAGE_PRICES_FILE", "(built-in IG1 list prices)", "JSON price table used to re-price requests logged without a cost."),
     SettingDoc("USAGE_MAX_REJECTED_SHARE", "0.02", "Blocking check: largest share of a day's input records that may be rejected (0..1)."),
+    SettingDoc("USAGE_DUCKDB_MEMORY_LIMIT", "1GB", "Memory DuckDB may use per connection (e.g. 800MB, 4GB); beyond it, it spills to disk."),
     SettingDoc("USAGE_MAX_RECORD_MB", "16", "Largest accepted log record (one JSON object), in MB; longer ones are rejected."),
     SettingDoc("USAGE_SCHEDULE_TIME", "01:15", "Time of day (HH:MM, USAGE_TIMEZONE) the daily run ingests the previous day."),
     SettingDoc("DAGSTER_HOME", ".dagster_home", "Dagster instance folder (run history, schedules); telemetry is off there."),
@@ -122,6 +123,7 @@ class Settings:
     prices_file: Path | None
     max_rejected_share: float
     max_record_bytes: int
+    duckdb_memory_limit: str
     schedule_time: dt.time
     dagster_home: Path
 
@@ -164,6 +166,7 @@ class Settings:
             ("USAGE_VARIANCE_WARN_PCT", f"{self.variance_warn_pct:g}"),
             ("USAGE_PRICES_FILE", str(self.prices_file) if self.prices_file else "(built-in)"),
             ("USAGE_MAX_REJECTED_SHARE", f"{self.max_rejected_share:g}"),
+            ("USAGE_DUCKDB_MEMORY_LIMIT", self.duckdb_memory_limit),
             ("USAGE_MAX_RECORD_MB", f"{self.max_record_bytes / 1e6:g}"),
             ("USAGE_SCHEDULE_TIME", self.schedule_time.strftime("%H:%M")),
             ("DAGSTER_HOME", str(self.dagster_home)),
@@ -236,6 +239,10 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
     max_share = _parse_float("USAGE_MAX_REJECTED_SHARE", _env("USAGE_MAX_REJECTED_SHARE", env) or "0.02", 0.0, 1.0)
     max_record_mb = _parse_float("USAGE_MAX_RECORD_MB", _env("USAGE_MAX_RECORD_MB", env) or "16", 0.001, 1024.0)
 
+    memory_limit = _env("USAGE_DUCKDB_MEMORY_LIMIT", env) or "1GB"
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit, re.IGNORECASE):
+        raise SettingsError(f"USAGE_DUCKDB_MEMORY_LIMIT={memory_limit!r} is not a size such as 800MB or 4GB")
+
     schedule_raw = _env("USAGE_SCHEDULE_TIME", env) or "01:15"
     if not re.match(r"^\d{2}:\d{2}$", schedule_raw):
         raise SettingsError(f"USAGE_SCHEDULE_TIME={schedule_raw!r} is not a time in HH:MM form")
@@ -265,6 +272,7 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         prices_file=prices_file,
         max_rejected_share=max_share,
         max_record_bytes=int(max_record_mb * 1_000_000),
+        duckdb_memory_limit=memory_limit,
         schedule_time=schedule_time,
         dagster_home=Path(_env("DAGSTER_HOME", env) or ".dagster_home"),
     )

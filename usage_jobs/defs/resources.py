@@ -18,10 +18,11 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file."""
 
     path: str
+    memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.session(Path(self.path)) as conn:
+        with warehouse.session(Path(self.path), memory_limit=self.memory_limit) as conn:
             yield conn
 
 
