@@ -157,7 +157,8 @@ def build_site(settings: Settings) -> bool:
         return False
     metadata = result.asset_materializations_for_node("usage_report_site")[0].metadata
     _say(f"Site built in {time.monotonic() - started:.1f} s: {metadata['pages'].value} pages, {metadata['charts'].value} charts, "
-         f"{metadata['export files'].value} export files")
+         f"{metadata['export files'].value} export files; {metadata['periods rendered'].value} periods rendered, "
+         f"{metadata['periods unchanged (copied)'].value} unchanged")
     _say(f"Open {(settings.site_dir / 'index.html').resolve()}")
     return True
 

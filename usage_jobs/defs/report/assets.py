@@ -22,5 +22,6 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
                             progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))
     return dg.MaterializeResult(metadata={
         "pages": result.pages, "charts": result.charts, "export files": result.export_files, "periods": result.periods,
+        "periods rendered": result.rendered_periods, "periods unchanged (copied)": result.reused_periods,
         "index": dg.MetadataValue.path(str(Path(site.site_dir).resolve() / "index.html")),
     })

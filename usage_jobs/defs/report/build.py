@@ -1,10 +1,21 @@
-"""Builds the static report site from the warehouse, into a scratch folder swapped in at the end."""
+"""Builds the static report site from the warehouse, into a scratch folder swapped in at the end.
+
+Every period (day, ISO week, month, last 7 and last 30 days) gets the views global,
+teams (+ a page per team), keys (+ a page per key used in the period), models and, with
+billing, estimated vs billed; and its exports. A period whose inputs have not changed
+since the published build (same fingerprint) is copied from it instead of rendered again.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import multiprocessing
+import os
 import shutil
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,15 +23,25 @@ import duckdb
 import jinja2
 
 from usage_jobs.defs.report import charts
-from usage_jobs.defs.report.exports import ExportTable, write_exports
-from usage_jobs.defs.report.periods import Period, report_periods
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
-from usage_jobs.defs.report.queries import DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, PeriodData, period_data
+from usage_jobs.defs.report.exports import ExportTable, write_exports
+from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_rows
+from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
+from usage_jobs.defs.report.queries import (
+    DAILY_COLUMNS, KEY_COLUMNS, KEY_MODEL_DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, TEAM_MODEL_DAILY_COLUMNS, PeriodData, page_name, period_data,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "report_templates"
-MONEY = frozenset({"spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"})
-# The reconciliation page is published for these periods (every period comes with the full site).
-RECONCILIATION_PAGES = frozenset({"last-7-days"})
+MONEY = frozenset({"spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
+FINGERPRINT_FILE = ".fingerprint"
+
+
+def _source_version() -> str:
+    """Templates and rendering code: a change to either re-renders every period."""
+    digest = hashlib.sha256()
+    for path in sorted(TEMPLATES.iterdir()) + sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -39,6 +60,30 @@ class BuildResult:
     charts: int
     export_files: int
     periods: int
+    rendered_periods: int = 0
+    reused_periods: int = 0
+
+
+@dataclass
+class ChartJob:
+    draw: str  # name of a function in `charts`
+    path: Path
+    kwargs: dict
+
+
+@dataclass
+class Rendered:
+    pages: int = 0
+    exports: int = 0
+    charts: list[ChartJob] = field(default_factory=list)
+
+
+def _when(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return str(value)
 
 
 def _environment() -> jinja2.Environment:
@@ -51,6 +96,7 @@ def _environment() -> jinja2.Environment:
     env.filters["variance"] = lambda v: "—" if v is None else f"{v:+.1f}%"
     env.filters["money"] = lambda v, currency=None: "—" if v is None else f"{Decimal(v):,.2f} {currency or ''}".strip()
     env.filters["money4"] = lambda v: "—" if v is None else f"{Decimal(v):,.4f}"
+    env.filters["when"] = _when
     return env
 
 
@@ -67,106 +113,195 @@ def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_config
     return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured)
 
 
-def _charts(folder: Path, data: PeriodData) -> list[dict]:
-    days = [row["date"][5:] for row in data.daily]
-    # Largest spender first, so it gets the palette's first colour and the bottom of the stack.
-    ranked = sorted(data.spend_by_model_day.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-    spend_series = {model: [float(values.get(row["date"], 0)) for row in data.daily] for model, values in ranked}
-    specs = [
-        ("daily-spend.png", "Daily spend (USD, gateway estimate) by model", lambda p: charts.stacked_bars(
-            p, days, spend_series or {"spend": [0.0] * len(days)}, ylabel="USD", title="Daily spend by model")),
-        ("daily-tokens.png", "Tokens per day: input and output", lambda p: charts.stacked_bars(
-            p, days, {"input": [r["input_tokens"] for r in data.daily], "output": [r["output_tokens"] for r in data.daily]}, ylabel="tokens", title="Tokens in / out")),
-        ("daily-requests.png", "Requests per day: successful and failed", lambda p: charts.stacked_bars(
-            p, days, {"successful": [r["successful_requests"] for r in data.daily], "failed": [r["failed_requests"] for r in data.daily]},
-            ylabel="requests", title="Requests")),
-        ("models-spend.png", "Spend by model (USD)", lambda p: charts.horizontal_bars(
-            p, [m["model"] for m in data.models] or ["(none)"], [float(m["spend_usd"] or 0) for m in data.models] or [0.0], xlabel="USD", title="Spend by model")),
+def _iso(value) -> str | None:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, dt.datetime) else value
+
+
+def _export_tables(data: PeriodData, billing: BillingView, timezone: str) -> list[ExportTable]:
+    keys = [{**key, **{name: _iso(key[name]) for name in ("last_request_at", "first_request_at", "created_at", "expires")}} for key in data.keys]
+    return [
+        ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily),
+        ExportTable("teams", TEAM_COLUMNS, MONEY, data.teams),
+        ExportTable("keys", KEY_COLUMNS, MONEY, keys),
+        ExportTable("models", MODEL_COLUMNS, MONEY, data.models),
+        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, data.team_model_daily),
+        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, data.key_model_daily),
+        ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, billing.reconciliation),
+        ExportTable("focus", FOCUS_COLUMNS, MONEY, focus_rows(data.team_model_daily, timezone=timezone)),
     ]
-    made = []
-    for name, alt, draw in specs:
-        draw(folder / "charts" / name)
-        made.append({"file": f"charts/{name}", "alt": alt})
-    return made
 
 
-def _export_tables(data: PeriodData, billing: BillingView) -> list[ExportTable]:
-    return [ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily), ExportTable("teams", TEAM_COLUMNS, MONEY, data.teams),
-            ExportTable("models", MODEL_COLUMNS, MONEY, data.models),
-            ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, billing.reconciliation)]
+def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: BillingView, show_commit: bool) -> dict[str, tuple[ChartJob, str]]:
+    """The charts of a period: name → (job, text alternative). Day periods skip per-day series of one bar."""
+    jobs: dict[str, tuple[ChartJob, str]] = {}
 
+    def add(name: str, draw: str, alt: str, **kwargs) -> None:
+        jobs[name] = (ChartJob(draw, folder / "charts" / f"{name}.png", kwargs), alt)
 
-def _reconciliation_charts(folder: Path, billing: BillingView) -> list[dict]:
-    made = []
+    if period.kind != "day":
+        days = [row["date"][5:] for row in data.daily]
+        # Largest spender first: it gets the palette's first colour and the bottom of the stack.
+        ranked = sorted(data.spend_by_model_day.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+        spend = {model: [float(values.get(row["date"], 0)) for row in data.daily] for model, values in ranked}
+        add("daily-spend", "stacked_bars", "Daily spend (USD, gateway estimate) by model", labels=days,
+            series=spend or {"spend": [0.0] * len(days)}, ylabel="USD", title="Daily spend by model")
+        add("daily-tokens", "stacked_bars", "Tokens per day: input and output", labels=days,
+            series={"input": [r["input_tokens"] for r in data.daily], "output": [r["output_tokens"] for r in data.daily]}, ylabel="tokens", title="Tokens in / out")
+        add("daily-requests", "stacked_bars", "Requests per day: successful and failed", labels=days,
+            series={"successful": [r["successful_requests"] for r in data.daily], "failed": [r["failed_requests"] for r in data.daily]},
+            ylabel="requests", title="Requests")
+    models = [m for m in data.models if m["requests"]]
+    add("models-spend", "horizontal_bars", "Spend by model (USD, gateway estimate)", labels=[m["model"] for m in models] or ["(none)"],
+        values=[float(m["spend_usd"] or 0) for m in models] or [0.0], xlabel="USD", title="Spend by model")
+    teams = [t for t in data.teams if t["requests"]][:15]
+    add("teams-spend", "horizontal_bars", "Spend by team (USD, gateway estimate), the 15 largest", labels=[t["team_alias"] or t["team_id"] for t in teams] or ["(none)"],
+        values=[float(t["spend_usd"] or 0) for t in teams] or [0.0], xlabel="USD", title="Spend by team")
     if billing.by_model:
-        charts.variance_bars(folder / "charts" / "variance.png", [m["model"] for m in billing.by_model],
-                             {"tokens": [m["token_variance_pct"] for m in billing.by_model], "cost (USD)": [m["cost_variance_pct"] for m in billing.by_model]},
-                             title="Billed against estimated, by model")
-        made.append({"file": "charts/variance.png", "alt": "Variance of billed against estimated tokens and cost, per model"})
+        add("variance", "variance_bars", "Variance of billed against estimated tokens and cost, per model", labels=[m["model"] for m in billing.by_model],
+            series={"tokens": [m["token_variance_pct"] for m in billing.by_model], "cost (USD)": [m["cost_variance_pct"] for m in billing.by_model]},
+            title="Billed against estimated, by model")
     forecast = billing.forecast
-    if forecast:
-        charts.commit_gauge(folder / "charts" / "commit.png", spent=float(forecast.spent), projected=float(forecast.projected_month_end),
-                            commit=float(forecast.commit), currency=billing.commit_currency or "")
-        made.append({"file": "charts/commit.png", "alt": f"Commit for {forecast.month}: spent, projected month end and the commit"})
-    return made
+    if show_commit and forecast:
+        add("commit", "commit_gauge", f"Commit for {forecast.month}: spent, projected month end and the commit", spent=float(forecast.spent),
+            projected=float(forecast.projected_month_end), commit=float(forecast.commit), currency=billing.commit_currency or "")
+    return jobs
 
 
-def _render_period(env: jinja2.Environment, conn: duckdb.DuckDBPyConnection, site: Path, period: Period, periods: list[Period],
-                   data: PeriodData, context: SiteContext) -> tuple[int, int, int]:
-    folder = site / "periods" / period.slug
-    chart_list = _charts(folder, data)
-    metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
-                "timezone": context.timezone, "currency": "USD", "source_days": [d.isoformat() for d in period.days],
-                "missing_days": data.missing_days}
-    reconciliation_page = period.slug in RECONCILIATION_PAGES and context.billing_configured
-    billing = billing_view(conn, period, with_forecast=reconciliation_page)
-    metadata["billed_currency"] = billing.currency
-    exports = write_exports(folder / "exports", _export_tables(data, billing), metadata)
-    template = env.get_template("global.html.j2")
-    # The site's front page is the last-7-days page, with links rebased to the site root.
-    targets = [(folder / "index.html", "", "../../")]
-    if period.slug == "last-7-days":
-        targets.append((site / "index.html", f"periods/{period.slug}/", ""))
-    for page, here, root in targets:
-        page.write_text(template.render(period=period, periods=periods, data=data, charts=chart_list, exports=exports, site=context,
-                                        here=here, root=root, reconciliation_page=reconciliation_page), encoding="utf-8")
-    pages = len(targets)
-    if reconciliation_page:
-        billing_charts = _reconciliation_charts(folder, billing)
-        chart_list += billing_charts
-        (folder / "reconciliation.html").write_text(env.get_template("reconciliation.html.j2").render(
-            period=period, periods=periods, billing=billing, charts=billing_charts, exports=exports, site=context, here="", root="../../"),
-            encoding="utf-8")
-        pages += 1
-    return pages, len(chart_list), len(exports) + 1  # + the manifest
+class SiteBuilder:
+    def __init__(self, conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, generated_at: dt.datetime):
+        self.conn, self.site_dir, self.timezone = conn, site_dir, timezone
+        self.env = _environment()
+        self.context = _site_context(conn, timezone, billing_configured, generated_at)
+        self.version = _source_version()
+
+    def views(self) -> list[tuple[str, str]]:
+        views = [("index.html", "Global"), ("teams.html", "Teams"), ("keys.html", "Keys"), ("models.html", "Models")]
+        return views + ([("reconciliation.html", "Estimated vs billed")] if self.context.billing_configured else [])
+
+    def _freshness(self, period: Period, data: PeriodData) -> str:
+        text = f"logs ingested up to {data.last_ingested}" if data.last_ingested else "no logs ingested for this period"
+        if self.context.billing_configured:
+            billed = self.conn.execute("SELECT strftime(max(day), '%Y-%m-%d') FROM billing_days WHERE billed AND day <= ?", [period.end]).fetchone()[0]
+            text += f"; IG1 billing up to {billed}" if billed else "; no IG1 billing yet"
+        return text
+
+    def fingerprint(self, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, freshness: str) -> str:
+        context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
+        document = {"version": self.version, "context": context, "freshness": freshness, "data": vars(data), "billing": vars(billing),
+                    "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
+        return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
+
+    def _write(self, path: Path, template: str, **values) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.env.get_template(template).render(site=self.context, **values), encoding="utf-8")
+
+    def render(self, scratch: Path, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, freshness: str) -> Rendered:
+        folder = scratch / "periods" / period.slug
+        show_commit = period.kind.startswith("last-")
+        jobs = _chart_jobs(folder, period, data, billing, show_commit)
+        metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
+                    "timezone": self.timezone, "currency": "USD", "billed_currency": billing.currency,
+                    "source_days": [d.isoformat() for d in period.days], "missing_days": data.missing_days}
+        exports = write_exports(folder / "exports", _export_tables(data, billing, self.timezone), metadata, generated_at=self.context.generated_at)
+        result = Rendered(exports=len(exports) + 1, charts=[job for job, _ in jobs.values()])
+
+        def chart_refs(here: str) -> dict:
+            return {name: {"src": f"{here}charts/{name}.png", "alt": alt} for name, (_, alt) in jobs.items()}
+
+        team_pages = {team_id: page_name(team_id) for team_id in data.team_pages}
+        common = dict(period=period, nav=nav, data=data, exports=exports, views=self.views(), freshness=freshness)
+        top_level = [("index.html", "global.html.j2"), ("teams.html", "teams.html.j2"), ("keys.html", "keys.html.j2"), ("models.html", "models.html.j2")]
+        status_counts = _status_counts(data)
+        for file, template in top_level:
+            self._write(folder / file, template, **common, charts=chart_refs(""), here="", root="../../", view_file=file,
+                        team_pages=team_pages, status_counts=status_counts)
+        if self.context.billing_configured:
+            self._write(folder / "reconciliation.html", "reconciliation.html.j2", **common, billing=billing, charts=chart_refs(""), here="",
+                        root="../../", view_file="reconciliation.html", show_commit=show_commit)
+        result.pages += len(top_level) + int(self.context.billing_configured)
+        for team_id, team in data.team_pages.items():
+            models = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))[:10]
+            keys = [(data.key_pages[k], row) for k, row in sorted(team["by_key"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["requests"], item[0]))[:10]]
+            self._write(folder / "teams" / f"{team_pages[team_id]}.html", "team.html.j2", **common, team=team, models=models, keys=keys,
+                        here="../", root="../../../", view_file="teams.html")
+        for key in data.key_pages.values():
+            models = sorted(key["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))
+            self._write(folder / "keys" / f"{key['page']}.html", "key.html.j2", **common, key=key, models=models, here="../", root="../../../", view_file="keys.html")
+        result.pages += len(data.team_pages) + len(data.key_pages)
+        if period.slug == "last-7-days":  # the site's front page, with links rebased to the site root
+            self._write(scratch / "index.html", "global.html.j2", **common, charts=chart_refs(f"periods/{period.slug}/"), here=f"periods/{period.slug}/",
+                        root="", view_file="index.html")
+            result.pages += 1
+        return result
+
+
+def _status_counts(data: PeriodData) -> list[str]:
+    counts: dict[str, int] = {}
+    for key in data.keys:
+        counts[key["status"]] = counts.get(key["status"], 0) + 1
+    return [f"{n} {status}" for status, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def _draw(job: ChartJob) -> None:
+    getattr(charts, job.draw)(job.path, **job.kwargs)
+
+
+def _draw_all(jobs: list[ChartJob]) -> None:
+    """matplotlib is single-threaded: charts are drawn on every core, in worker processes."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(jobs) < 8 or workers == 1:
+        for job in jobs:
+            _draw(job)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        list(pool.map(_draw, jobs, chunksize=4))
 
 
 def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool,
-               generated_at: dt.datetime | None = None, progress=None) -> BuildResult:
-    """Render every period into a scratch folder, then swap it in; a failure leaves the old site."""
-    generated_at = generated_at or dt.datetime.now(dt.UTC)
-    env = _environment()
+               generated_at: dt.datetime | None = None, progress=None, full: bool = False) -> BuildResult:
+    """Render every period into a scratch folder, then swap it in; a failure leaves the old site.
+
+    Periods whose fingerprint matches the published site's are copied from it (unless `full`)."""
+    builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured, generated_at=generated_at or dt.datetime.now(dt.UTC))
     days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
     periods = report_periods(days)
-    context = _site_context(conn, timezone, billing_configured, generated_at)
     scratch = site_dir.with_name(site_dir.name + ".building")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     (scratch / ".gitkeep").touch()
     shutil.copy(TEMPLATES / "style.css", scratch / "style.css")
-    pages = chart_count = export_count = 0
+    result = BuildResult(pages=0, charts=0, export_files=0, periods=len(periods))
     if not periods:
-        (scratch / "index.html").write_text(env.get_template("empty.html.j2").render(site=context, root=""), encoding="utf-8")
-        pages = 1
+        builder._write(scratch / "index.html", "empty.html.j2", root="")
+        result.pages = 1
+    navs = navigation(periods) if periods else {}
+    jobs: list[ChartJob] = []
     for index, period in enumerate(periods):
-        made_pages, made_charts, made_exports = _render_period(env, conn, scratch, period, periods, period_data(conn, period), context)
-        pages += made_pages
-        chart_count += made_charts
-        export_count += made_exports
+        data = period_data(conn, period)
+        billing = billing_view(conn, period, with_forecast=period.kind.startswith("last-"))
+        freshness = builder._freshness(period, data)
+        fingerprint = builder.fingerprint(period, navs[period.slug], data, billing, freshness)
+        published = site_dir / "periods" / period.slug
+        reusable = not full and (published / FINGERPRINT_FILE).is_file() and (published / FINGERPRINT_FILE).read_text() == fingerprint
+        if reusable and period.slug != "last-7-days":
+            shutil.copytree(published, scratch / "periods" / period.slug)
+            result.reused_periods += 1
+            result.pages += sum(1 for _ in published.rglob("*.html"))
+            result.charts += sum(1 for _ in published.glob("charts/*.png"))
+            result.export_files += sum(1 for _ in published.glob("exports/*"))
+        else:
+            rendered = builder.render(scratch, period, navs[period.slug], data, billing, freshness)
+            (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
+            jobs += rendered.charts
+            result.rendered_periods += 1
+            result.pages += rendered.pages
+            result.charts += len(rendered.charts)
+            result.export_files += rendered.exports
         if progress:
             progress(index + 1, len(periods), period.slug)
+    _draw_all(jobs)
     _swap(scratch, site_dir)
-    return BuildResult(pages=pages, charts=chart_count, export_files=export_count, periods=len(periods))
+    return result
 
 
 def _swap(built: Path, site_dir: Path) -> None:

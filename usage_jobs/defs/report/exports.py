@@ -2,8 +2,8 @@
 
 CSV: UTF-8, header row, dot decimals, text cells that a spreadsheet would run as a
 formula (starting with = + - @ or a control character) prefixed with a quote. JSON:
-`{"metadata": {...}, "data": [...]}`. Nothing time-dependent is written, so
-rebuilding a period gives byte-identical files.
+`{"metadata": {...}, "data": [...]}`. Nothing time-dependent is written in them, so
+rebuilding a period gives byte-identical files; only the manifest says when it was built.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
 
-def write_exports(folder: Path, tables: list[ExportTable], metadata: dict) -> list[dict]:
-    """Write every table as CSV and JSON and a manifest listing each file's rows and sha256."""
+def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None) -> list[dict]:
+    """Write every table as CSV and JSON, and a manifest listing each file's rows and sha256,
+    the period, its source days and the generation time (the data files carry no time)."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for table in tables:
@@ -79,6 +80,6 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict) -> li
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
                             "sha256": hashlib.sha256(content).hexdigest()})
-    manifest = {"metadata": metadata, "files": entries}
+    manifest = {"metadata": {**metadata, "generated_at": generated_at}, "files": entries}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return entries

@@ -1,7 +1,15 @@
-"""What a report page shows for one period, read from the warehouse."""
+"""What the pages and exports of one period show, read from the warehouse.
+
+The period's `daily_usage` rows (day × team × key × model) are read once and every
+breakdown is summed from them, so teams, keys, models and days always add up to the
+same global totals.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -11,26 +19,24 @@ from usage_jobs.defs.report.periods import Period
 
 DAILY_COLUMNS = ["date", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
                  "cached_input_tokens", "unpriced_requests", "estimated_requests"]
-
-
 MODEL_COLUMNS = ["model", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
                  "billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency", "unpriced_requests"]
 TEAM_COLUMNS = ["team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens",
                 "spend_usd", "billed_cost_allocated", "top_model", "billed_currency", "unpriced_requests"]
+KEY_COLUMNS = ["key_hash", "key_alias", "team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens",
+               "output_tokens", "total_tokens", "spend_usd", "last_request_at", "status", "first_request_at", "created_at", "expires", "unpriced_requests"]
+TEAM_MODEL_DAILY_COLUMNS = ["date", "team_id", "team_alias", "model", "requests", "successful_requests", "failed_requests", "input_tokens",
+                            "output_tokens", "total_tokens", "spend_usd", "billed_cost_allocated", "billed_currency", "unpriced_requests"]
+KEY_MODEL_DAILY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "model", "requests", "successful_requests", "failed_requests",
+                           "input_tokens", "output_tokens", "total_tokens", "spend_usd", "unpriced_requests"]
+COUNTS = ("requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
+          "unpriced_requests", "estimated_requests")
+UNASSIGNED = "unassigned"
 
 
-@dataclass
-class PeriodData:
-    period: Period
-    daily: list[dict]
-    totals: dict
-    top_keys: list[dict]
-    models: list[dict]
-    teams: list[dict]
-    missing_days: list[str]
-    rejected: int
-    duplicates: int
-    spend_by_model_day: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+def page_name(identifier: str) -> str:
+    """A file name for a team or key page: hashed, so no text from the logs reaches a path."""
+    return hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:16]
 
 
 def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -38,88 +44,172 @@ def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def _empty() -> dict:
+    return {**{name: 0 for name in COUNTS}, "spend_usd": Decimal(0)}
+
+
+def _add(target: dict, row: dict) -> None:
+    for name in COUNTS:
+        target[name] += row[name]
+    target["spend_usd"] += row["spend_usd"] or 0
+
+
+@dataclass
+class PeriodData:
+    period: Period
+    daily: list[dict]
+    totals: dict
+    previous_totals: dict | None
+    top_keys: list[dict]
+    models: list[dict]
+    teams: list[dict]
+    keys: list[dict]
+    team_model_daily: list[dict]
+    key_model_daily: list[dict]
+    team_pages: dict[str, dict] = field(default_factory=dict)  # team_id → its page's data
+    key_pages: dict[str, dict] = field(default_factory=dict)  # key_hash → its page's data
+    missing_days: list[str] = field(default_factory=list)
+    rejected: int = 0
+    duplicates: int = 0
+    spend_by_model_day: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    last_ingested: str | None = None
+
+
+def _totals(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> dict | None:
+    row = conn.execute("SELECT count(*) FROM ingest_days WHERE day BETWEEN ? AND ?", [start, end]).fetchone()
+    if not row[0]:
+        return None
+    requests, tokens, spend = conn.execute(
+        "SELECT coalesce(sum(requests), 0), coalesce(sum(total_tokens), 0), coalesce(sum(spend_usd), 0) FROM daily_usage WHERE day BETWEEN ? AND ?",
+        [start, end]).fetchone()
+    return {"requests": requests, "total_tokens": tokens, "spend_usd": spend, "days": row[0]}
+
+
+def _key_status(key: dict, period: Period, ever_used: bool) -> str:
+    used = key["requests"] > 0
+    expires, blocked = key.get("expires"), key.get("blocked")
+    if used and expires is not None and key["last_in_period"] is not None and key["last_in_period"] > expires:
+        return "expired but still used"
+    if used and blocked:
+        return "blocked but still used"
+    if used and key["team_id"] in (None, UNASSIGNED):
+        return "no team"
+    if used:
+        return "active"
+    return "unused in the period" if ever_used else "never used"
+
+
 def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
-    bounds = [period.start.isoformat(), period.end.isoformat()]
-    daily = _dicts(conn.execute(
-        """
-        WITH days AS (SELECT CAST(d AS DATE) AS date FROM generate_series(CAST(? AS DATE), CAST(? AS DATE), INTERVAL 1 DAY) t(d))
-        SELECT strftime(days.date, '%Y-%m-%d') AS date,
-            coalesce(sum(u.requests), 0) AS requests, coalesce(sum(u.successful_requests), 0) AS successful_requests,
-            coalesce(sum(u.failed_requests), 0) AS failed_requests, coalesce(sum(u.input_tokens), 0) AS input_tokens,
-            coalesce(sum(u.output_tokens), 0) AS output_tokens, coalesce(sum(u.total_tokens), 0) AS total_tokens,
-            coalesce(sum(u.spend_usd), 0) AS spend_usd, coalesce(sum(u.cached_input_tokens), 0) AS cached_input_tokens,
-            coalesce(sum(u.unpriced_requests), 0) AS unpriced_requests, coalesce(sum(u.estimated_requests), 0) AS estimated_requests
-        FROM days LEFT JOIN daily_usage u ON u.day = days.date
-        GROUP BY days.date ORDER BY days.date
-        """, bounds))
-    totals = {name: sum(row[name] for row in daily) for name in DAILY_COLUMNS[1:]}
-    top_keys = _dicts(conn.execute(
-        """
-        SELECT u.key_hash, coalesce(arg_max(u.key_alias, u.day), any_value(k.key_alias)) AS key_alias,
-            u.team_id, coalesce(any_value(t.team_alias), arg_max(u.team_alias, u.day)) AS team_alias,
-            sum(u.requests) AS requests, sum(u.failed_requests) AS failed_requests, sum(u.total_tokens) AS total_tokens,
-            coalesce(sum(u.spend_usd), 0) AS spend_usd, sum(u.unpriced_requests) AS unpriced_requests
-        FROM daily_usage u
-        LEFT JOIN inventory_keys k ON k.key_hash = u.key_hash
-        LEFT JOIN inventory_teams t ON t.team_id = u.team_id
-        WHERE u.day BETWEEN ? AND ?
-        GROUP BY u.key_hash, u.team_id
-        ORDER BY spend_usd DESC, requests DESC, u.key_hash LIMIT 10
-        """, bounds))
-    # Billed columns are IG1's billing days in the period (they equal report days when both are UTC).
-    models = _dicts(conn.execute(
-        """
-        WITH used AS (
-            SELECT model, sum(requests) AS requests, sum(successful_requests) AS successful_requests, sum(failed_requests) AS failed_requests,
-                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_tokens) AS total_tokens,
-                sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests
-            FROM daily_usage WHERE day BETWEEN $1 AND $2 GROUP BY model),
-        billed AS (
-            SELECT model, sum(input_tokens) AS billed_input_tokens, sum(output_tokens) AS billed_output_tokens, sum(cost) AS billed_cost,
-                any_value(currency) AS billed_currency
-            FROM billed_usage WHERE day BETWEEN $1 AND $2 GROUP BY model)
-        SELECT model, coalesce(requests, 0) AS requests, coalesce(successful_requests, 0) AS successful_requests,
-            coalesce(failed_requests, 0) AS failed_requests, coalesce(input_tokens, 0) AS input_tokens, coalesce(output_tokens, 0) AS output_tokens,
-            coalesce(total_tokens, 0) AS total_tokens, CASE WHEN used.model IS NULL THEN 0 ELSE spend_usd END AS spend_usd,
-            billed_input_tokens, billed_output_tokens, billed_cost, billed_currency, coalesce(unpriced_requests, 0) AS unpriced_requests
-        FROM used FULL JOIN billed USING (model)
-        ORDER BY coalesce(spend_usd, 0) DESC, requests DESC, model
-        """, bounds))
-    teams = _dicts(conn.execute(
-        """
-        WITH by_model AS (
-            SELECT team_id, model, sum(requests) AS requests, sum(successful_requests) AS successful_requests, sum(failed_requests) AS failed_requests,
-                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_tokens) AS total_tokens,
-                sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests, arg_max(team_alias, day) AS seen_alias
-            FROM daily_usage WHERE day BETWEEN $1 AND $2 GROUP BY team_id, model),
-        used AS (
-            SELECT team_id, any_value(seen_alias) AS seen_alias, sum(requests) AS requests, sum(successful_requests) AS successful_requests,
-                sum(failed_requests) AS failed_requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-                sum(total_tokens) AS total_tokens, sum(spend_usd) AS spend_usd, sum(unpriced_requests) AS unpriced_requests,
-                arg_max(model, (coalesce(spend_usd, 0), total_tokens, requests)) AS top_model
-            FROM by_model GROUP BY team_id),
-        allocated AS (
-            SELECT team_id, sum(allocated_cost) AS billed_cost_allocated, any_value(currency) AS billed_currency
-            FROM chargeback WHERE day BETWEEN $1 AND $2 GROUP BY team_id)
-        SELECT team_id, coalesce(t.team_alias, used.seen_alias) AS team_alias, coalesce(requests, 0) AS requests,
-            coalesce(successful_requests, 0) AS successful_requests, coalesce(failed_requests, 0) AS failed_requests,
-            coalesce(input_tokens, 0) AS input_tokens, coalesce(output_tokens, 0) AS output_tokens, coalesce(total_tokens, 0) AS total_tokens,
-            CASE WHEN used.team_id IS NULL THEN 0 ELSE spend_usd END AS spend_usd, billed_cost_allocated, top_model, billed_currency,
-            coalesce(unpriced_requests, 0) AS unpriced_requests
-        FROM used FULL JOIN allocated USING (team_id) LEFT JOIN inventory_teams t USING (team_id)
-        ORDER BY coalesce(spend_usd, 0) DESC, requests DESC, team_id
-        """, bounds))
-    by_model_day: dict[str, dict[str, Decimal]] = {}
-    for model, day, spend in conn.execute(
-        "SELECT model, strftime(day, '%Y-%m-%d'), coalesce(sum(spend_usd), 0) FROM daily_usage WHERE day BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL", bounds
-    ).fetchall():
-        by_model_day.setdefault(model, {})[day] = spend
+    bounds = [period.start, period.end]
+    rows = _dicts(conn.execute(
+        "SELECT strftime(day, '%Y-%m-%d') AS date, team_id, team_alias, key_hash, key_alias, model, " + ", ".join(COUNTS) +
+        ", spend_usd FROM daily_usage WHERE day BETWEEN ? AND ? ORDER BY day, team_id, key_hash, model", bounds))
+    team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
+    inventory = {row["key_hash"]: row for row in _dicts(conn.execute(
+        "SELECT key_hash, key_alias, team_id, blocked, expires, created_at FROM inventory_keys"))}
+    allocated = {(d, t, m): (cost, currency) for d, t, m, cost, currency in conn.execute(
+        "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback "
+        "WHERE day BETWEEN ? AND ? GROUP BY ALL", bounds).fetchall()}
+    billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
+        "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
+        bounds).fetchall()}
+    seen = {k: (first, last) for k, first, last in conn.execute(
+        "SELECT key_hash, min(start_time), max(start_time) FROM requests WHERE day <= ? GROUP BY key_hash", [period.end]).fetchall()}
+    last_in_period = dict(conn.execute(
+        "SELECT key_hash, max(start_time) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall())
+
+    def team_alias(team_id: str, seen_alias: str | None) -> str | None:
+        return team_names.get(team_id) or seen_alias
+
+    # Days, models, teams, keys and their crossings, all summed from the same rows.
+    daily = {d.isoformat(): {"date": d.isoformat(), **_empty()} for d in period.days}
+    models: dict[str, dict] = defaultdict(_empty)
+    teams: dict[str, dict] = {}
+    keys: dict[str, dict] = {}
+    team_model_daily: dict[tuple, dict] = {}
+    key_model_daily: dict[tuple, dict] = {}
+    spend_by_model_day: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    unpriced_models: set[str] = set()
+    for row in rows:
+        _add(daily[row["date"]], row)
+        _add(models[row["model"]], row)
+        if row["spend_usd"] is None:
+            unpriced_models.add(row["model"])
+        team = teams.setdefault(row["team_id"], {"team_id": row["team_id"], "team_alias": team_alias(row["team_id"], row["team_alias"]),
+                                                 **_empty(), "by_model": defaultdict(_empty), "by_key": defaultdict(_empty), "by_day": defaultdict(_empty)})
+        _add(team, row)
+        _add(team["by_model"][row["model"]], row)
+        _add(team["by_key"][row["key_hash"]], row)
+        _add(team["by_day"][row["date"]], row)
+        key = keys.setdefault(row["key_hash"], {"key_hash": row["key_hash"], "key_alias": row["key_alias"], "team_id": row["team_id"],
+                                                "team_alias": team["team_alias"], **_empty(), "by_model": defaultdict(_empty), "by_day": defaultdict(_empty)})
+        key["key_alias"] = row["key_alias"] or key["key_alias"]
+        _add(key, row)
+        _add(key["by_model"][row["model"]], row)
+        _add(key["by_day"][row["date"]], row)
+        cell = team_model_daily.setdefault((row["date"], row["team_id"], row["model"]), {
+            "date": row["date"], "team_id": row["team_id"], "team_alias": team["team_alias"], "model": row["model"], **_empty()})
+        _add(cell, row)
+        _add(key_model_daily.setdefault((row["date"], row["key_hash"], row["model"]), {
+            "date": row["date"], "key_hash": row["key_hash"], "key_alias": row["key_alias"], "team_id": row["team_id"], "model": row["model"], **_empty()}), row)
+        spend_by_model_day[row["model"]][row["date"]] = spend_by_model_day[row["model"]].get(row["date"], Decimal(0)) + (row["spend_usd"] or 0)
+
+    # A model with no price has no spend figure: shown as unpriced, never as $0.
+    for name, model in models.items():
+        model["model"] = name
+        if name in unpriced_models and not model["spend_usd"]:
+            model["spend_usd"] = None
+        b = billed.get(name)
+        model.update({"billed_input_tokens": b[0] if b else None, "billed_output_tokens": b[1] if b else None,
+                      "billed_cost": b[2] if b else None, "billed_currency": b[3] if b else None})
+    for name, (i, o, c, cur) in billed.items():
+        if name not in models:  # billed by IG1 but never seen by the gateway
+            models[name] = {"model": name, **_empty(), "billed_input_tokens": i, "billed_output_tokens": o, "billed_cost": c, "billed_currency": cur}
+
+    for (date, team_id, model), cell in team_model_daily.items():
+        cost, currency = allocated.pop((date, team_id, model), (None, None))
+        cell.update({"billed_cost_allocated": cost, "billed_currency": currency})
+    for (date, team_id, model), (cost, currency) in allocated.items():  # billed usage the gateway never saw: the unassigned bucket
+        team_model_daily[(date, team_id, model)] = {"date": date, "team_id": team_id, "team_alias": team_alias(team_id, None), "model": model,
+                                                    **_empty(), "billed_cost_allocated": cost, "billed_currency": currency}
+        teams.setdefault(team_id, {"team_id": team_id, "team_alias": team_alias(team_id, None), **_empty(),
+                                   "by_model": defaultdict(_empty), "by_key": defaultdict(_empty), "by_day": defaultdict(_empty)})
+    for team in teams.values():
+        cells = [c for c in team_model_daily.values() if c["team_id"] == team["team_id"] and c["billed_cost_allocated"] is not None]
+        team["billed_cost_allocated"] = sum((c["billed_cost_allocated"] for c in cells), Decimal(0)) if cells else None
+        team["billed_currency"] = cells[0]["billed_currency"] if cells else None
+        ranked = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))
+        team["top_model"] = ranked[0][0] if ranked else None
+
+    # Keys: every key in the inventory or seen in the logs, with its status in the period.
+    for key_hash, inv in inventory.items():
+        keys.setdefault(key_hash, {"key_hash": key_hash, "key_alias": inv["key_alias"], "team_id": inv["team_id"] or UNASSIGNED,
+                                   "team_alias": team_alias(inv["team_id"] or UNASSIGNED, None), **_empty(),
+                                   "by_model": defaultdict(_empty), "by_day": defaultdict(_empty)})
+    for key_hash, key in keys.items():
+        inv = inventory.get(key_hash, {})
+        first, last = seen.get(key_hash, (None, None))
+        key.update({"key_alias": key["key_alias"] or inv.get("key_alias"), "blocked": inv.get("blocked"), "expires": inv.get("expires"),
+                    "created_at": inv.get("created_at"), "first_request_at": first, "last_request_at": last,
+                    "last_in_period": last_in_period.get(key_hash)})
+        key["status"] = _key_status(key, period, ever_used=last is not None)
+        key["page"] = page_name(key_hash) if key["requests"] else None
+
+    totals = {name: sum(row[name] for row in daily.values()) for name in DAILY_COLUMNS[1:]}
     ingested = {row[0] for row in conn.execute("SELECT strftime(day, '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?", bounds).fetchall()}
-    rejected, duplicates = conn.execute(
-        "SELECT coalesce(sum(rejected), 0), coalesce(sum(duplicates), 0) FROM ingest_days WHERE day BETWEEN ? AND ?", bounds
-    ).fetchone()
+    rejected, duplicates, last_ingested = conn.execute(
+        "SELECT coalesce(sum(rejected), 0), coalesce(sum(duplicates), 0), strftime(max(day), '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?",
+        bounds).fetchone()
+    by_spend = lambda item: (-(item["spend_usd"] or 0), -item["requests"], item.get("key_hash") or item.get("team_id") or item.get("model"))  # noqa: E731
+    key_list = sorted(keys.values(), key=by_spend)
     return PeriodData(
-        period=period, daily=daily, totals=totals, top_keys=top_keys, models=models, teams=teams,
-        missing_days=[row["date"] for row in daily if row["date"] not in ingested],
-        rejected=int(rejected), duplicates=int(duplicates), spend_by_model_day=by_model_day,
+        period=period, daily=list(daily.values()), totals=totals,
+        previous_totals=_totals(conn, *period.previous_span()),
+        top_keys=[k for k in key_list if k["requests"]][:10], models=sorted(models.values(), key=by_spend),
+        teams=sorted(teams.values(), key=by_spend), keys=key_list,
+        team_model_daily=sorted(team_model_daily.values(), key=lambda c: (c["date"], c["team_id"], c["model"])),
+        key_model_daily=sorted(key_model_daily.values(), key=lambda c: (c["date"], c["key_hash"], c["model"])),
+        team_pages={t["team_id"]: t for t in teams.values()}, key_pages={k["key_hash"]: k for k in key_list if k["requests"]},
+        missing_days=[d for d in daily if d not in ingested], rejected=int(rejected), duplicates=int(duplicates),
+        spend_by_model_day=dict(spend_by_model_day), last_ingested=last_ingested,
     )
