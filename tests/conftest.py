@@ -42,3 +42,30 @@ def read_all_records(logs: Path) -> list[dict]:
         for document in documents:
             records += document if isinstance(document, list) else [document]
     return records
+
+
+@pytest.fixture(scope="session")
+def demo_site(demo_org, tmp_path_factory):
+    """The demo organisation through every asset, with IG1 billing from the emulator: a full site."""
+    import dagster as dg
+
+    from usage_jobs.definitions import BILLING_ASSETS, GATEWAY_ASSETS, SITE_ASSETS, build_resources
+    from usage_jobs.demo.emulator import IG1Emulator
+    from usage_jobs.settings import load_settings
+
+    out = tmp_path_factory.mktemp("site")
+    key = "site-test-master-key"
+    first = DEMO_END - dt.timedelta(days=DEMO_DAYS - 1)
+    with pytest.MonkeyPatch.context() as env, IG1Emulator.from_file(demo_org / "billing" / "ledger.json", key, today=DEMO_END + dt.timedelta(days=1)) as emulator:
+        env.setenv("IG1_MASTER_KEY", key)
+        settings = load_settings({
+            "USAGE_LOGS_DIR": str(demo_org / "logs"), "USAGE_WAREHOUSE": str(out / "usage.duckdb"), "USAGE_SITE_DIR": str(out / "site"),
+            "USAGE_INVENTORY_FILE": str(demo_org / "inventory.json"), "USAGE_START_DATE": "2026-01-01", "IG1_BASE_URL": emulator.url,
+            "IG1_MASTER_KEY": key, "IG1_USD_RATE": str(demo_org / "billing" / "usd_per_eur.csv"),
+        })
+        resources = build_resources(settings)
+        instance = dg.DagsterInstance.ephemeral()
+        tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": DEMO_END.isoformat()}
+        assert dg.materialize(GATEWAY_ASSETS + BILLING_ASSETS, resources=resources, instance=instance, tags=tags).success
+        assert dg.materialize(SITE_ASSETS, resources=resources, instance=instance).success
+    return settings

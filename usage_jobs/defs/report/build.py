@@ -62,6 +62,7 @@ class BuildResult:
     periods: int
     rendered_periods: int = 0
     reused_periods: int = 0
+    rendered: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -294,6 +295,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
             jobs += rendered.charts
             result.rendered_periods += 1
+            result.rendered.append(period.slug)
             result.pages += rendered.pages
             result.charts += len(rendered.charts)
             result.export_files += rendered.exports

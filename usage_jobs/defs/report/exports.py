@@ -66,7 +66,10 @@ def render_csv(table: ExportTable) -> bytes:
 def render_json(table: ExportTable, metadata: dict) -> bytes:
     data = [{c: _json_value(row.get(c), c in table.money_columns) for c in table.columns} for row in table.rows]
     document = {"metadata": {**metadata, "export": table.name, "columns": table.columns, "rows": len(data)}, "data": data}
-    return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    # One row per line: readable, and json's C encoder (indent= falls back to pure Python, 5x slower).
+    rows = ",\n".join(json.dumps(row, ensure_ascii=False) for row in data)
+    head = json.dumps(document["metadata"], ensure_ascii=False)
+    return f'{{"metadata": {head},\n"data": [\n{rows}\n]}}\n'.encode("utf-8")
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None) -> list[dict]:

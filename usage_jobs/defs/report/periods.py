@@ -95,8 +95,9 @@ def navigation(periods: list[Period]) -> dict[str, Navigation]:
         kinds = []
         for kind in KINDS:
             candidates = by_kind.get(kind, [])
-            # The period of that kind holding this one's last day (else the nearest before it).
-            match = next((p for p in candidates if p.start <= anchor <= p.end), None)
+            # The period of that kind holding this one's last day (else the nearest before it);
+            # the rolling periods always end on the last day, so every page links to them as they are.
+            match = candidates[0] if kind.startswith("last-") and candidates else next((p for p in candidates if p.start <= anchor <= p.end), None)
             if match is None:
                 earlier = [p for p in candidates if p.end <= anchor]
                 match = earlier[-1] if earlier else None

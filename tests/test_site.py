@@ -1,0 +1,169 @@
+"""The published site: every period adds up, exports agree with pages, hostile names are
+harmless, links resolve, publishing is all-or-nothing and unchanged periods are reused."""
+
+import csv
+import datetime as dt
+import hashlib
+import html
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from conftest import DEMO_END
+from helpers import payload, write
+from usage_jobs import warehouse
+from usage_jobs.defs.gateway.aggregates import aggregate_day
+from usage_jobs.defs.gateway.ingest import ingest_day
+from usage_jobs.defs.gateway.pricing import load_prices
+from usage_jobs.defs.report import build as site_build
+from usage_jobs.defs.report.build import build_site
+
+EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus")
+
+
+def _csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _sum(rows: list[dict], column: str) -> Decimal:
+    return sum((Decimal(r[column]) for r in rows if r[column] not in ("", None)), Decimal(0))
+
+
+def _kpi(page: str, label: str) -> str:
+    return re.search(rf'<p class="label">{re.escape(label)}</p><p class="value">([^<]+)</p>', page).group(1)
+
+
+def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exports(demo_site):
+    periods = sorted((demo_site.site_dir / "periods").iterdir())
+    assert {p.name for p in periods} >= {"last-7-days", "last-30-days", "2026-11", "2026-W47", DEMO_END.isoformat()}
+    for folder in periods:
+        exports = folder / "exports"
+        tables = {name: _csv(exports / f"{name}.csv") for name in EXPORTS}
+        for name in EXPORTS:  # JSON holds the same rows as CSV
+            document = json.loads((exports / f"{name}.json").read_text(encoding="utf-8"))
+            assert len(document["data"]) == len(tables[name]) and document["metadata"]["period"] == folder.name
+            assert list(document["data"][0]) == list(tables[name][0]) if tables[name] else True
+        for column in ("requests", "failed_requests", "total_tokens", "spend_usd"):
+            total = _sum(tables["daily"], column)
+            for name in ("teams", "keys", "models", "team_model_daily", "key_model_daily"):
+                # Money cells are rounded to 6 decimals each: sums may differ by half a millionth per row, no more.
+                slack = Decimal("0.0000005") * (len(tables[name]) + len(tables["daily"])) if column == "spend_usd" else 0
+                assert abs(_sum(tables[name], column) - total) <= slack, (folder.name, name, column)
+        page = (folder / "index.html").read_text(encoding="utf-8")
+        assert _kpi(page, "Requests") == f"{int(_sum(tables['daily'], 'requests')):,}"
+        assert _kpi(page, "Total tokens") == f"{int(_sum(tables['daily'], 'total_tokens')):,}"
+        assert _kpi(page, "Spend (USD, estimate)") == f"${_sum(tables['daily'], 'spend_usd'):,.2f}"
+        # Billed cost allocated to teams adds up to IG1's bill for the period's days.
+        assert _sum(tables["teams"], "billed_cost_allocated") == _sum(tables["team_model_daily"], "billed_cost_allocated")
+        manifest = json.loads((exports / "manifest.json").read_text())
+        assert {f["file"] for f in manifest["files"]} == {f"{n}.{s}" for n in EXPORTS for s in ("csv", "json")}
+        for entry in manifest["files"]:
+            assert hashlib.sha256((exports / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+        assert manifest["metadata"]["generated_at"] and manifest["metadata"]["source_days"]
+
+
+def test_the_focus_export_follows_the_focus_rules(demo_site):
+    rows = _csv(demo_site.site_dir / "periods" / "last-7-days" / "exports" / "focus.csv")
+    assert rows
+    for row in rows:
+        start, end = row["ChargePeriodStart"], row["ChargePeriodEnd"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT00:00:00Z", start) and end > start  # UTC, start inclusive, end exclusive
+        assert (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)) == dt.timedelta(days=1)
+        assert re.fullmatch(r"[A-Z]{3}", row["BillingCurrency"]) and row["ServiceCategory"] == "AI and Machine Learning"
+        assert row["ConsumedUnit"] == "Tokens" and int(row["ConsumedQuantity"]) >= 0 and row["ChargeCategory"] == "Usage"
+        assert Decimal(row["BilledCost"]) == Decimal(row["EffectiveCost"]) >= 0
+
+
+def test_every_local_link_and_image_resolves_and_nothing_points_elsewhere(demo_site):
+    site = demo_site.site_dir
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 100
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r'(?:href|src)="([^"]+)"', text):
+            assert not re.match(r"^[a-z]+:", target), (page, target)  # no other host, no scheme at all
+            assert (page.parent / html.unescape(target).split("#")[0]).resolve().is_file(), (page.relative_to(site), target)
+
+
+def test_navigation_moves_between_periods_of_a_kind_and_between_kinds(demo_site):
+    day = (demo_site.site_dir / "periods" / DEMO_END.isoformat() / "teams.html").read_text()
+    previous = (DEMO_END - dt.timedelta(days=1)).isoformat()
+    assert f'rel="prev" href="../../periods/{previous}/teams.html"' in day
+    assert "no later day" in day
+    for kind in ("2026-W47", "2026-11", "last-7-days", "last-30-days"):
+        assert f'href="../../periods/{kind}/teams.html"' in day
+
+
+@pytest.fixture
+def hostile_site(tmp_path):
+    names = {
+        "script": "<script>alert('x')</script>",
+        "quotes": "Team \"Q\" & 'co'",
+        "formula": '=HYPERLINK("http://evil.example","click")',
+        "rtl": "abc\u202edcba",
+        "long": "L" * 500,
+    }
+    logs = tmp_path / "logs"
+    lines = []
+    for index, (label, name) in enumerate(names.items()):
+        metadata = {"user_api_key_hash": f"{index:064x}", "user_api_key_alias": name, "user_api_key_team_id": f"team-{label}", "user_api_key_team_alias": name}
+        lines.append(json.dumps(payload(f"req-{label}", metadata=metadata, model_group=name if label == "formula" else "qwen35-35b-a3b-instruct")))
+    write(logs / "gcs" / "2026-11-10" / "batch.ndjson", "\n".join(lines) + "\n")
+    conn = warehouse.connect(tmp_path / "w.duckdb")
+    ingest_day(conn, logs_dir=logs, day=dt.date(2026, 11, 10), timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+    aggregate_day(conn, dt.date(2026, 11, 10))
+    build_site(conn, tmp_path / "site", timezone="UTC", billing_configured=False)
+    return tmp_path / "site", names
+
+
+def test_hostile_names_are_shown_verbatim_and_harmless(hostile_site):
+    site, names = hostile_site
+    pages = {p: p.read_text(encoding="utf-8") for p in site.rglob("*.html")}
+    for text in pages.values():
+        assert "<script>alert" not in text
+        assert "href=\"http://evil" not in text
+    shown = "\n".join(html.unescape(t) for t in pages.values())
+    for name in names.values():
+        assert name in shown
+    teams_csv = _csv(site / "periods" / "2026-11-10" / "exports" / "teams.csv")
+    aliases = {row["team_alias"] for row in teams_csv}
+    assert "'" + names["formula"] in aliases and names["script"] in aliases and names["long"] in aliases
+    models = json.loads((site / "periods" / "2026-11-10" / "exports" / "models.json").read_text(encoding="utf-8"))
+    assert names["formula"] in {row["model"] for row in models["data"]}  # JSON keeps the text as it is
+
+
+def test_a_failed_build_leaves_the_published_site_untouched(demo_site, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    conn = warehouse.connect(demo_site.warehouse, read_only=True)
+    build_site(conn, site, timezone="UTC", billing_configured=True)
+    before = {p.relative_to(site).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in site.rglob("*") if p.is_file()}
+
+    def broken(jobs):
+        raise RuntimeError("disk full while drawing charts")
+
+    monkeypatch.setattr(site_build, "_draw_all", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_site(conn, site, timezone="UTC", billing_configured=True, full=True)
+    after = {p.relative_to(site).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in site.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp_path):
+    db = tmp_path / "usage.duckdb"
+    db.write_bytes(demo_site.warehouse.read_bytes())
+    site = tmp_path / "site"
+    conn = warehouse.connect(db)
+    first = build_site(conn, site, timezone="UTC", billing_configured=True)
+    assert first.rendered_periods == first.periods
+    unchanged = build_site(conn, site, timezone="UTC", billing_configured=True)
+    assert (unchanged.rendered_periods, unchanged.reused_periods) == (1, first.periods - 1)  # last-7-days always carries the front page
+    day = DEMO_END.isoformat()
+    conn.execute("DELETE FROM daily_usage WHERE day = ? AND model = 'bge-m3'", [day])  # the day changes
+    changed = build_site(conn, site, timezone="UTC", billing_configured=True)
+    rendered = {p.name for p in (site / "periods").iterdir() if (p / "index.html").stat().st_mtime > (site / "periods" / "2026-11-17" / "index.html").stat().st_mtime}
+    assert {day, "2026-W47", "2026-11", "last-7-days", "last-30-days"} <= rendered
+    assert changed.rendered_periods == 5 and changed.reused_periods == first.periods - 5
