@@ -254,7 +254,10 @@ def _draw_all(jobs: list[ChartJob]) -> None:
         for job in jobs:
             _draw(job)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # forkserver, not fork: forking a process that runs threads (Dagster, DuckDB, servers) can deadlock the child.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["usage_jobs.defs.report.charts"])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
         list(pool.map(_draw, jobs, chunksize=4))
 
 
