@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo test dev bench clean
+.PHONY: install browser demo test dev bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,14 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/usage-report demo
 
-test: install
+# The browser tests drive Debian's Chromium (a test tool's own browser download does not work offline).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+		echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install browser
 	$(BIN)/pytest -q
 
 dev: install
@@ -25,6 +32,7 @@ dev: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/site.py
 
 clean:
 	rm -rf demo_data warehouse bench_data test-artifacts

@@ -273,7 +273,8 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     (scratch / ".gitkeep").touch()
-    shutil.copy(TEMPLATES / "style.css", scratch / "style.css")
+    for asset in ("style.css", "favicon.svg"):
+        shutil.copy(TEMPLATES / asset, scratch / asset)
     result = BuildResult(pages=0, charts=0, export_files=0, periods=len(periods))
     if not periods:
         builder._write(scratch / "index.html", "empty.html.j2", root="")

@@ -1,0 +1,127 @@
+"""Every kind of page in a real browser: headless Chromium (Debian's, installed by `make test`)
+against the site served on 127.0.0.1. No console errors, no failed or external requests,
+links between periods and views work, the team filter works. Screenshots are kept in
+test-artifacts/screenshots/."""
+
+import datetime as dt
+import functools
+import json
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from conftest import DEMO_END
+from usage_jobs.defs.report.queries import page_name
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(demo_site):
+    handler = functools.partial(QuietHandler, directory=str(demo_site.site_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "Chromium is installed by `make test` (Debian packages chromium, chromium-driver)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # Without the background-networking flags Chromium calls Google's hosts, which this machine refuses.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1600",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def _visit(browser, served: str, path: str, shot: str) -> None:
+    browser.get_log("performance")  # drop what earlier pages logged
+    browser.get(f"{served}/{path}")
+    assert browser.execute_script("return document.readyState") == "complete"
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == [], (path, errors)
+    ours: set[str] = set()
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message["params"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            if not url.startswith(("http:", "https:", "ws:", "wss:")):
+                continue  # the browser's own pages (chrome:, about:, data:), not the network
+            assert url.startswith(served + "/"), (path, url)
+            ours.add(params["requestId"])
+        elif message["method"] == "Network.loadingFailed" and params["requestId"] in ours:
+            raise AssertionError(f"{path}: a request failed: {params}")
+        elif message["method"] == "Network.responseReceived" and params["requestId"] in ours:
+            assert params["response"]["status"] in (200, 304), (path, params["response"]["url"])  # 304: from the cache
+    assert ours, path
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{shot}.png"))
+
+
+def test_every_kind_of_page_loads_cleanly(browser, served, demo_site):
+    import duckdb
+
+    conn = duckdb.connect(str(demo_site.warehouse), read_only=True)
+    team_id = conn.execute("SELECT team_id FROM daily_usage WHERE day = ? GROUP BY team_id ORDER BY sum(requests) DESC LIMIT 1", [DEMO_END]).fetchone()[0]
+    key_hash = conn.execute("SELECT key_hash FROM daily_usage WHERE day = ? GROUP BY key_hash ORDER BY sum(requests) DESC LIMIT 1", [DEMO_END]).fetchone()[0]
+    day = DEMO_END.isoformat()
+    pages = {
+        "front": "index.html", "day-global": f"periods/{day}/index.html", "week-teams": "periods/2026-W47/teams.html",
+        "month-keys": "periods/2026-11/keys.html", "rolling-models": "periods/last-30-days/models.html",
+        "reconciliation": "periods/last-7-days/reconciliation.html", "team": f"periods/{day}/teams/{page_name(team_id)}.html",
+        "key": f"periods/2026-11/keys/{page_name(key_hash)}.html",
+    }
+    for shot, path in pages.items():
+        _visit(browser, served, path, shot)
+
+
+def test_links_move_between_periods_and_views(browser, served):
+    day = DEMO_END.isoformat()
+    _visit(browser, served, f"periods/{day}/index.html", "nav-start")
+    browser.find_element(By.CSS_SELECTOR, "a[rel=prev]").click()
+    assert browser.current_url.endswith(f"/periods/{(DEMO_END - dt.timedelta(days=1)).isoformat()}/index.html")
+    browser.find_element(By.LINK_TEXT, "Teams").click()
+    assert browser.current_url.endswith("/teams.html")
+    browser.find_element(By.LINK_TEXT, "Month").click()
+    assert browser.current_url.endswith("/periods/2026-11/teams.html")
+    browser.find_element(By.LINK_TEXT, "Estimated vs billed").click()
+    assert "Estimated vs billed" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.LINK_TEXT, "IG1 usage report").click()
+    assert browser.current_url.endswith("/index.html") and "Last 7 days" in browser.find_element(By.TAG_NAME, "h1").text
+
+
+def test_the_team_filter_works_without_a_server_round_trip(browser, served):
+    _visit(browser, served, "periods/last-7-days/teams.html", "filter-before")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#teams tbody tr[data-name]")
+    assert len(rows) >= 10
+    browser.find_element(By.ID, "team-filter").send_keys("legal")
+    visible = [row.get_attribute("data-name") for row in rows if row.is_displayed()]
+    assert visible == ["Legal"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "filter-after.png"))
+
+
+def teardown_module(module):
+    # Keep the screenshots, drop anything else a crashed browser may have left.
+    shutil.rmtree(SCREENSHOTS.parent / "tmp", ignore_errors=True)
