@@ -21,7 +21,7 @@ from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
 
-EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus")
+EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies")
 
 
 def _csv(path: Path) -> list[dict]:

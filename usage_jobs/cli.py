@@ -242,6 +242,29 @@ def _demo_billing(folder: Path):
         yield emulator
 
 
+def cmd_serve(args) -> int:
+    """Serve the site to admins only, until interrupted."""
+    from usage_jobs.serve import AccessPolicy, make_server
+
+    settings = load_settings()
+    if not settings.gateway_base_url and not settings.admin_tokens:
+        raise SettingsError("nobody could be admitted: set GATEWAY_BASE_URL (admins sign in with their gateway key) or USAGE_ADMIN_TOKENS")
+    if not (settings.site_dir / "index.html").is_file():
+        raise SettingsError(f"no site in {settings.site_dir}: run `usage-report site` (or `make demo`) first")
+    policy = AccessPolicy(settings.gateway_base_url, list(settings.admin_tokens), cache_seconds=settings.auth_cache_seconds)
+    host, port = args.host or settings.serve_host, args.port or settings.serve_port
+    server = make_server(settings.site_dir, policy, host=host, port=port, log=_say if args.verbose else None)
+    _say(f"Serving {settings.site_dir} to admins on http://{host}:{server.server_address[1]}/ "
+         "(sign in with your gateway key as the password); Ctrl-C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_emulator(args) -> int:
     """Serve the demo ledger as IG1's billing API until interrupted (for `dagster dev` on the demo)."""
     from usage_jobs.demo.emulator import IG1Emulator
@@ -273,6 +296,12 @@ def parser() -> argparse.ArgumentParser:
 
     site = commands.add_parser("site", help="rebuild the report site from the warehouse")
     site.set_defaults(handler=cmd_site)
+
+    serve = commands.add_parser("serve", help="serve the site to admins only (gateway role proxy_admin / proxy_admin_viewer, or an admin token)")
+    serve.add_argument("--host", default=None, help="listen address (default USAGE_SERVE_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default USAGE_SERVE_PORT, 8080)")
+    serve.add_argument("--verbose", action="store_true", help="print one line per request")
+    serve.set_defaults(handler=cmd_serve)
 
     emulator = commands.add_parser("emulator", help="serve the demo's IG1 billing API on 127.0.0.1 (admits IG1_MASTER_KEY only)")
     emulator.add_argument("--port", type=int, default=8765)

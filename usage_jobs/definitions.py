@@ -7,12 +7,13 @@ from usage_jobs.defs.billing.assets import billed_usage, billing_chargeback, bil
 from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests
 from usage_jobs.defs.inventory.assets import key_inventory
+from usage_jobs.defs.keys.assets import key_anomalies
 from usage_jobs.defs.partitions import daily_partitions
 from usage_jobs.defs.report.assets import usage_report_site
 from usage_jobs.defs.resources import GatewayLogsResource, InventoryResource, SiteResource, WarehouseResource
 from usage_jobs.settings import Settings, load_settings
 
-GATEWAY_ASSETS = [gateway_requests, daily_usage]
+GATEWAY_ASSETS = [gateway_requests, daily_usage, key_anomalies]
 BILLING_ASSETS = [billed_usage, billing_reconciliation, billing_chargeback]
 PARTITIONED_ASSETS = GATEWAY_ASSETS + BILLING_ASSETS
 SITE_ASSETS = [key_inventory, commit_status, usage_report_site]

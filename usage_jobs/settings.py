@@ -52,6 +52,10 @@ SETTINGS_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("USAGE_DUCKDB_MEMORY_LIMIT", "1GB", "Memory DuckDB may use per connection (e.g. 800MB, 4GB); beyond it, it spills to disk."),
     SettingDoc("USAGE_MAX_RECORD_MB", "16", "Largest accepted log record (one JSON object), in MB; longer ones are rejected."),
     SettingDoc("USAGE_SCHEDULE_TIME", "01:15", "Time of day (HH:MM, USAGE_TIMEZONE) the daily run ingests the previous day."),
+    SettingDoc("USAGE_SERVE_HOST", "127.0.0.1", "Address `usage-report serve` listens on (keep 127.0.0.1 behind your own web server or SSO)."),
+    SettingDoc("USAGE_SERVE_PORT", "8080", "Port `usage-report serve` listens on."),
+    SettingDoc("USAGE_ADMIN_TOKENS", "", "Comma-separated tokens that `usage-report serve` admits as admins without asking the gateway.", secret=True),
+    SettingDoc("USAGE_AUTH_CACHE_SECONDS", "60", "How long `usage-report serve` remembers the gateway's answer about a reader's key."),
     SettingDoc("DAGSTER_HOME", ".dagster_home", "Dagster instance folder (run history, schedules); telemetry is off there."),
 )
 
@@ -126,6 +130,10 @@ class Settings:
     duckdb_memory_limit: str
     schedule_time: dt.time
     dagster_home: Path
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8080
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    auth_cache_seconds: float = 60.0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -170,6 +178,10 @@ class Settings:
             ("USAGE_MAX_RECORD_MB", f"{self.max_record_bytes / 1e6:g}"),
             ("USAGE_SCHEDULE_TIME", self.schedule_time.strftime("%H:%M")),
             ("DAGSTER_HOME", str(self.dagster_home)),
+            ("USAGE_SERVE_HOST", self.serve_host),
+            ("USAGE_SERVE_PORT", str(self.serve_port)),
+            ("USAGE_ADMIN_TOKENS", f"({len(self.admin_tokens)} set)" if self.admin_tokens else "(not set)"),
+            ("USAGE_AUTH_CACHE_SECONDS", f"{self.auth_cache_seconds:g}"),
         ]
 
 
@@ -275,4 +287,8 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         duckdb_memory_limit=memory_limit,
         schedule_time=schedule_time,
         dagster_home=Path(_env("DAGSTER_HOME", env) or ".dagster_home"),
+        serve_host=_env("USAGE_SERVE_HOST", env) or "127.0.0.1",
+        serve_port=int(_parse_float("USAGE_SERVE_PORT", _env("USAGE_SERVE_PORT", env) or "8080", 1, 65535, whole=True)),
+        admin_tokens=tuple(t.strip() for t in (_env("USAGE_ADMIN_TOKENS", env) or "").split(",") if t.strip()),
+        auth_cache_seconds=_parse_float("USAGE_AUTH_CACHE_SECONDS", _env("USAGE_AUTH_CACHE_SECONDS", env) or "60", 0, 3600),
     )

@@ -11,6 +11,7 @@ Tables (all dates are report-time-zone days):
 * `reconciliation`    per billing day × model: the gateway's estimate against IG1's bill
 * `chargeback`        per billing day × model × team × key: the billed cost allocated, to the cent
 * `commit_status`     IG1's /usage answer (month spend so far, commit) per day it was asked
+* `key_anomalies`     abnormal consumption per key and day: metric, value, baseline, score, reason
 Billing days are days in IG1_BILLING_TIMEZONE (UTC unless set).
 """
 
@@ -179,6 +180,15 @@ CREATE TABLE IF NOT EXISTS chargeback (
     currency VARCHAR NOT NULL,
     allocated_cost_usd DECIMAL(18, 2),
     PRIMARY KEY (day, model, team_id, key_hash)
+);
+CREATE TABLE IF NOT EXISTS key_anomalies (
+    key_hash VARCHAR NOT NULL,
+    day DATE NOT NULL,
+    metric VARCHAR NOT NULL,
+    value DOUBLE NOT NULL,
+    baseline DOUBLE NOT NULL,
+    score DOUBLE NOT NULL,
+    reason VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS commit_status (
     asked_on DATE PRIMARY KEY,

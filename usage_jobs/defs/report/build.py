@@ -28,11 +28,11 @@ from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_rows
 from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
 from usage_jobs.defs.report.queries import (
-    DAILY_COLUMNS, KEY_COLUMNS, KEY_MODEL_DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, TEAM_MODEL_DAILY_COLUMNS, PeriodData, page_name, period_data,
+    ANOMALY_COLUMNS, DAILY_COLUMNS, KEY_COLUMNS, KEY_MODEL_DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, TEAM_MODEL_DAILY_COLUMNS, PeriodData, page_name, period_data,
 )
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "report_templates"
-MONEY = frozenset({"spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
+MONEY = frozenset({"spend_usd", "budget_spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
 FINGERPRINT_FILE = ".fingerprint"
 
 
@@ -129,6 +129,7 @@ def _export_tables(data: PeriodData, billing: BillingView, timezone: str) -> lis
         ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, data.key_model_daily),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, billing.reconciliation),
         ExportTable("focus", FOCUS_COLUMNS, MONEY, focus_rows(data.team_model_daily, timezone=timezone)),
+        ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, data.anomalies),
     ]
 
 

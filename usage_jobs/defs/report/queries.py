@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import duckdb
 
+from usage_jobs.defs.keys.budgets import budget_flag, budget_window_days
 from usage_jobs.defs.report.periods import Period
 
 DAILY_COLUMNS = ["date", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
@@ -24,7 +25,9 @@ MODEL_COLUMNS = ["model", "requests", "successful_requests", "failed_requests", 
 TEAM_COLUMNS = ["team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens",
                 "spend_usd", "billed_cost_allocated", "top_model", "billed_currency", "unpriced_requests"]
 KEY_COLUMNS = ["key_hash", "key_alias", "team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens",
-               "output_tokens", "total_tokens", "spend_usd", "last_request_at", "status", "first_request_at", "created_at", "expires", "unpriced_requests"]
+               "output_tokens", "total_tokens", "spend_usd", "last_request_at", "status", "first_request_at", "created_at", "expires", "owner",
+               "max_budget", "budget_window_days", "budget_spend_usd", "budget_used_pct", "budget_flag", "anomalies", "unpriced_requests"]
+ANOMALY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "team_alias", "metric", "value", "baseline", "score", "reason"]
 TEAM_MODEL_DAILY_COLUMNS = ["date", "team_id", "team_alias", "model", "requests", "successful_requests", "failed_requests", "input_tokens",
                             "output_tokens", "total_tokens", "spend_usd", "billed_cost_allocated", "billed_currency", "unpriced_requests"]
 KEY_MODEL_DAILY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "model", "requests", "successful_requests", "failed_requests",
@@ -66,6 +69,8 @@ class PeriodData:
     keys: list[dict]
     team_model_daily: list[dict]
     key_model_daily: list[dict]
+    anomalies: list[dict] = field(default_factory=list)
+    attention: list[dict] = field(default_factory=list)  # what an admin should look at, most pressing first
     team_pages: dict[str, dict] = field(default_factory=dict)  # team_id → its page's data
     key_pages: dict[str, dict] = field(default_factory=dict)  # key_hash → its page's data
     missing_days: list[str] = field(default_factory=list)
@@ -99,6 +104,55 @@ def _key_status(key: dict, period: Period, ever_used: bool) -> str:
     return "unused in the period" if ever_used else "never used"
 
 
+class _WindowSpend:
+    """Spend per key or team over windows ending on one day, one query per window length."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, end: dt.date):
+        self.conn, self.end, self.cache = conn, end, {}
+
+    def spend(self, column: str, identifier: str, days: int | None) -> Decimal:
+        if (column, days) not in self.cache:
+            start = self.end - dt.timedelta(days=days - 1) if days else dt.date(1970, 1, 1)
+            self.cache[(column, days)] = dict(self.conn.execute(
+                f"SELECT {column}, coalesce(sum(spend_usd), 0) FROM daily_usage WHERE day BETWEEN ? AND ? GROUP BY ALL", [start, self.end]).fetchall())
+        return self.cache[(column, days)].get(identifier, Decimal(0))
+
+    def budget(self, column: str, identifier: str, max_budget, duration) -> dict:
+        """Spend in the budget window ending on the period's last day, against max_budget (USD)."""
+        if not max_budget:
+            return {"max_budget": None, "budget_window_days": None, "budget_spend_usd": None, "budget_used_pct": None, "budget_flag": None}
+        days = budget_window_days(duration)
+        spend = self.spend(column, identifier, days)
+        share, flag = budget_flag(float(spend), float(max_budget))
+        return {"max_budget": max_budget, "budget_window_days": days, "budget_spend_usd": spend,
+                "budget_used_pct": round(share * 100, 1) if share is not None else None, "budget_flag": flag}
+
+
+def _anomalies(conn: duckdb.DuckDBPyConnection, period: Period, keys: dict[str, dict]) -> list[dict]:
+    rows = _dicts(conn.execute(
+        "SELECT strftime(day, '%Y-%m-%d') AS date, key_hash, metric, value, baseline, score, reason FROM key_anomalies "
+        "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", [period.start, period.end]))
+    for row in rows:
+        key = keys.get(row["key_hash"], {})
+        row.update({"key_alias": key.get("key_alias"), "team_id": key.get("team_id"), "team_alias": key.get("team_alias"), "page": key.get("page")})
+    return rows
+
+
+def _attention(anomalies: list[dict], keys: list[dict], teams) -> list[dict]:
+    """Abnormal days, budgets at 80% or more, expired or blocked keys still in use: the global page's list."""
+    items = [{"kind": "abnormal consumption", "subject": a["key_alias"] or a["key_hash"][:12], "page": a["page"], "text": f"{a['date']}: {a['reason']}"}
+             for a in anomalies]
+    items += [{"kind": key["budget_flag"], "subject": key["key_alias"] or key["key_hash"][:12], "page": key["page"],
+               "text": f"key spent ${key['budget_spend_usd']:,.2f} of its ${key['max_budget']:,.2f} budget ({key['budget_used_pct']:.0f}%)"}
+              for key in keys if key["budget_flag"]]
+    items += [{"kind": team["budget_flag"], "subject": team["team_alias"] or team["team_id"], "page": None,
+               "text": f"team spent ${team['budget_spend_usd']:,.2f} of its ${team['max_budget']:,.2f} budget ({team['budget_used_pct']:.0f}%)"}
+              for team in teams if team.get("budget_flag")]
+    items += [{"kind": key["status"], "subject": key["key_alias"] or key["key_hash"][:12], "page": key["page"], "text": f"{key['requests']:,} requests in the period"}
+              for key in keys if key["status"] in ("expired but still used", "blocked but still used")]
+    return items
+
+
 def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
     bounds = [period.start, period.end]
     rows = _dicts(conn.execute(
@@ -106,7 +160,8 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         ", spend_usd FROM daily_usage WHERE day BETWEEN ? AND ? ORDER BY day, team_id, key_hash, model", bounds))
     team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
     inventory = {row["key_hash"]: row for row in _dicts(conn.execute(
-        "SELECT key_hash, key_alias, team_id, blocked, expires, created_at FROM inventory_keys"))}
+        "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
+    team_budgets = {row["team_id"]: row for row in _dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
     allocated = {(d, t, m): (cost, currency) for d, t, m, cost, currency in conn.execute(
         "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback "
         "WHERE day BETWEEN ? AND ? GROUP BY ALL", bounds).fetchall()}
@@ -181,7 +236,8 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         ranked = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))
         team["top_model"] = ranked[0][0] if ranked else None
 
-    # Keys: every key in the inventory or seen in the logs, with its status in the period.
+    # Keys: every key in the inventory or seen in the logs, with its status and budget in the period.
+    window_spend = _WindowSpend(conn, period.end)
     for key_hash, inv in inventory.items():
         keys.setdefault(key_hash, {"key_hash": key_hash, "key_alias": inv["key_alias"], "team_id": inv["team_id"] or UNASSIGNED,
                                    "team_alias": team_alias(inv["team_id"] or UNASSIGNED, None), **_empty(),
@@ -189,11 +245,22 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
     for key_hash, key in keys.items():
         inv = inventory.get(key_hash, {})
         first, last = seen.get(key_hash, (None, None))
-        key.update({"key_alias": key["key_alias"] or inv.get("key_alias"), "blocked": inv.get("blocked"), "expires": inv.get("expires"),
+        # The inventory has the current alias; the logs have the one used at the time.
+        key.update({"key_alias": inv.get("key_alias") or key["key_alias"], "blocked": inv.get("blocked"), "expires": inv.get("expires"),
                     "created_at": inv.get("created_at"), "first_request_at": first, "last_request_at": last,
                     "last_in_period": last_in_period.get(key_hash)})
         key["status"] = _key_status(key, period, ever_used=last is not None)
         key["page"] = page_name(key_hash) if key["requests"] else None
+        key["owner"] = inv.get("user_id")
+        key["age_days"] = (period.end - inv["created_at"].date()).days if inv.get("created_at") else None
+        key.update(window_spend.budget("key_hash", key_hash, inv.get("max_budget"), inv.get("budget_duration")))
+    for team in teams.values():
+        budget = team_budgets.get(team["team_id"], {})
+        team.update(window_spend.budget("team_id", team["team_id"], budget.get("max_budget"), budget.get("budget_duration")))
+    anomalies = _anomalies(conn, period, keys)
+    for key in keys.values():
+        key["anomalies"] = sum(1 for a in anomalies if a["key_hash"] == key["key_hash"])
+        key["anomaly_days"] = {a["date"]: a["reason"] for a in anomalies if a["key_hash"] == key["key_hash"]}
 
     totals = {name: sum(row[name] for row in daily.values()) for name in DAILY_COLUMNS[1:]}
     ingested = {row[0] for row in conn.execute("SELECT strftime(day, '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?", bounds).fetchall()}
@@ -209,6 +276,7 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         teams=sorted(teams.values(), key=by_spend), keys=key_list,
         team_model_daily=sorted(team_model_daily.values(), key=lambda c: (c["date"], c["team_id"], c["model"])),
         key_model_daily=sorted(key_model_daily.values(), key=lambda c: (c["date"], c["key_hash"], c["model"])),
+        anomalies=anomalies, attention=_attention(anomalies, key_list, teams.values()),
         team_pages={t["team_id"]: t for t in teams.values()}, key_pages={k["key_hash"]: k for k in key_list if k["requests"]},
         missing_days=[d for d in daily if d not in ingested], rejected=int(rejected), duplicates=int(duplicates),
         spend_by_model_day=dict(spend_by_model_day), last_ingested=last_ingested,

@@ -1,0 +1,26 @@
+"""Replaces the warehouse's key/team inventory with a snapshot (no Dagster)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from usage_jobs.defs.inventory.parse import KEY_COLUMNS, TEAM_COLUMNS, Inventory
+from usage_jobs.warehouse import transaction
+
+NOT_CONFIGURED = "no inventory configured: set USAGE_INVENTORY_FILE or GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY"
+
+
+def store_inventory(conn: duckdb.DuckDBPyConnection, snapshot: Inventory | None) -> None:
+    """The snapshot replaces the previous one whole; None records that no inventory is configured."""
+    with transaction(conn):
+        conn.execute("DELETE FROM inventory_keys")
+        conn.execute("DELETE FROM inventory_teams")
+        conn.execute("DELETE FROM inventory_status")
+        if snapshot is None:
+            conn.execute("INSERT INTO inventory_status VALUES ('none', 0, 0, ?)", [NOT_CONFIGURED])
+            return
+        if snapshot.keys:
+            conn.executemany(f"INSERT INTO inventory_keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' * len(KEY_COLUMNS))})", snapshot.keys)
+        if snapshot.teams:
+            conn.executemany(f"INSERT INTO inventory_teams ({', '.join(TEAM_COLUMNS)}) VALUES ({', '.join('?' * len(TEAM_COLUMNS))})", snapshot.teams)
+        conn.execute("INSERT INTO inventory_status VALUES (?, ?, ?, NULL)", [snapshot.source, len(snapshot.keys), len(snapshot.teams)])

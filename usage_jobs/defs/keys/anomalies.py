@@ -1,0 +1,116 @@
+"""Abnormal consumption per virtual key, judged against the key's own trailing history.
+
+The method (documented in the README):
+* **Spikes** in daily requests and spend, and **failure bursts**: a robust z-score of the
+  day against the median and MAD of the same kind of day (weekday or weekend) in the key's
+  previous 28 days, zeros included once the key exists: z = (x − median) ÷ (1.4826 × MAD),
+  with a floor on the scale so a flat history does not make every wobble infinite. A day
+  is flagged only with enough history (10 weekdays or 4 weekend days) and only when the
+  change is also large in plain terms (a ratio to the median and a minimum count), so
+  Poisson noise on small keys does not raise alarms.
+* **New model**: a model the key has not used in its previous 28 days (with at least 7
+  days of history), used for 10 requests or more in the day.
+* **First-day spike of a new key**: the key's first day against the following days of the
+  same kind (weekday or weekend, within 14 days), or, before two of those exist, against
+  the median key of the organisation that day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+
+WINDOW_DAYS = 28
+Z_THRESHOLD = 8.0
+MIN_WEEKDAYS, MIN_WEEKEND_DAYS = 10, 4
+MAD_SCALE = 1.4826
+SPIKE_RATIO = {"requests": 3.0, "spend_usd": 4.0}
+SCALE_FLOOR = {"requests": 1.0, "spend_usd": 0.01, "failure_rate": 0.05}
+MIN_REQUESTS_SPIKE = 10
+MIN_FAILURES, MIN_FAILURE_RATE = 5, 0.3
+NEW_MODEL_MIN_REQUESTS, NEW_MODEL_MIN_HISTORY = 10, 7
+FIRST_DAY_RATIO, FIRST_DAY_MIN_REQUESTS, FIRST_DAY_FOLLOWING = 3.0, 5, 14
+
+
+@dataclass
+class KeyDay:
+    requests: int = 0
+    failed: int = 0
+    spend_usd: float = 0.0
+    models: dict[str, int] = field(default_factory=dict)  # model → requests
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    key_hash: str
+    day: dt.date
+    metric: str  # requests | spend_usd | failure_rate | new_model | first_day
+    value: float
+    baseline: float
+    score: float
+    reason: str
+
+
+def _robust_z(value: float, history: list[float], floor: float) -> tuple[float, float]:
+    median = statistics.median(history)
+    mad = statistics.median(abs(x - median) for x in history)
+    return median, (value - median) / max(MAD_SCALE * mad, floor)
+
+
+def _same_kind(day: dt.date, other: dt.date) -> bool:
+    return (day.weekday() >= 5) == (other.weekday() >= 5)
+
+
+def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date], org_median_requests: dict[dt.date, float], *,
+              created: dt.date | None, data_start: dt.date) -> list[Finding]:
+    """Findings for one key on `days`, from its whole daily series (absent days are zeros).
+
+    `created` is the key's creation day from the inventory, if known: a key is new on its first
+    day if it was created then (or, without an inventory, if it first appears well after the data starts)."""
+    if not series:
+        return []
+    first = min(series)
+    new_key = created >= first - dt.timedelta(days=1) if created else first > data_start + dt.timedelta(days=FIRST_DAY_FOLLOWING)
+    last_known = max(series)
+    findings = []
+    for day in days:
+        today = series.get(day)
+        if today is None or today.requests == 0:
+            continue
+        previous = [day - dt.timedelta(days=i) for i in range(1, WINDOW_DAYS + 1) if day - dt.timedelta(days=i) >= first]
+        history = [series.get(d, KeyDay()) for d in previous if _same_kind(day, d)]
+        enough = len(history) >= (MIN_WEEKEND_DAYS if day.weekday() >= 5 else MIN_WEEKDAYS)
+        if enough:
+            for metric in ("requests", "spend_usd"):
+                value = float(getattr(today, metric))
+                median, z = _robust_z(value, [float(getattr(h, metric)) for h in history], SCALE_FLOOR[metric])
+                big = value >= SPIKE_RATIO[metric] * max(median, SCALE_FLOOR[metric]) and today.requests >= MIN_REQUESTS_SPIKE
+                if z >= Z_THRESHOLD and big:
+                    findings.append(Finding(key_hash, day, metric, value, median, round(z, 2),
+                                            f"{metric.replace('_usd', '')} {value:,.4g} against a median of {median:,.4g} on comparable days (robust z {z:.1f})"))
+            rates = [h.failure_rate for h in history if h.requests]
+            if len(rates) >= (MIN_WEEKEND_DAYS if day.weekday() >= 5 else MIN_WEEKDAYS) // 2:
+                median, z = _robust_z(today.failure_rate, rates, SCALE_FLOOR["failure_rate"])
+                if z >= Z_THRESHOLD and today.failed >= MIN_FAILURES and today.failure_rate >= MIN_FAILURE_RATE:
+                    findings.append(Finding(key_hash, day, "failure_rate", round(today.failure_rate, 4), round(median, 4), round(z, 2),
+                                            f"{today.failed} of {today.requests} requests failed ({today.failure_rate:.0%}) against a median of {median:.0%} (robust z {z:.1f})"))
+        seen_models = {m for d in previous for m in series.get(d, KeyDay()).models}
+        if len([d for d in previous if d in series]) >= NEW_MODEL_MIN_HISTORY:
+            for model, count in sorted(today.models.items()):
+                if model not in seen_models and count >= NEW_MODEL_MIN_REQUESTS:
+                    findings.append(Finding(key_hash, day, "new_model", count, 0, float(count),
+                                            f"first use of {model} in {WINDOW_DAYS} days, {count} requests"))
+        if new_key and day == first and today.requests >= FIRST_DAY_MIN_REQUESTS:
+            after = [first + dt.timedelta(days=i) for i in range(1, FIRST_DAY_FOLLOWING + 1)]
+            following = [series.get(d, KeyDay()).requests for d in after if d <= last_known and _same_kind(first, d)]
+            baseline = statistics.median(following) if len(following) >= 2 else org_median_requests.get(day, 0.0)
+            if today.requests >= FIRST_DAY_RATIO * max(baseline, 1.0):
+                findings.append(Finding(key_hash, day, "first_day", today.requests, baseline, round(today.requests / max(baseline, 1.0), 2),
+                                        f"first day of a new key: {today.requests} requests against {baseline:,.3g} "
+                                        + ("on the days after it" if len(following) >= 2 else "for the median key that day")))
+    return findings
