@@ -33,6 +33,7 @@ dev: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/site.py
+	$(BIN)/python bench/anomalies.py
 
 clean:
 	rm -rf demo_data warehouse bench_data test-artifacts
