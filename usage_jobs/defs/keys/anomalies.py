@@ -6,8 +6,9 @@ The method (documented in the README):
   previous 28 days, zeros included once the key exists: z = (x − median) ÷ (1.4826 × MAD),
   with a floor on the scale so a flat history does not make every wobble infinite. A day
   is flagged only with enough history (10 weekdays or 4 weekend days) and only when the
-  change is also large in plain terms (a ratio to the median and a minimum count), so
-  Poisson noise on small keys does not raise alarms.
+  change is also large in plain terms (a ratio to the median and a minimum count). For
+  keys with few requests a day, where a z-score is coarse, a request count whose Poisson
+  tail under the key's own mean rate is below 1e-6 counts as unusual too.
 * **New model**: a model the key has not used in its previous 28 days (with at least 7
   days of history), used for 10 requests or more in the day.
 * **First-day spike of a new key**: the key's first day against the following days of the
@@ -18,6 +19,7 @@ The method (documented in the README):
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ MAD_SCALE = 1.4826
 SPIKE_RATIO = {"requests": 3.0, "spend_usd": 4.0}
 SCALE_FLOOR = {"requests": 1.0, "spend_usd": 0.01, "failure_rate": 0.05}
 MIN_REQUESTS_SPIKE = 10
+POISSON_P, POISSON_MIN_REQUESTS = 1e-6, 5  # small keys: a count this unlikely under the key's own mean rate
 MIN_FAILURES, MIN_FAILURE_RATE = 5, 0.3
 NEW_MODEL_MIN_REQUESTS, NEW_MODEL_MIN_HISTORY = 10, 7
 FIRST_DAY_RATIO, FIRST_DAY_MIN_REQUESTS, FIRST_DAY_FOLLOWING = 3.0, 5, 14
@@ -62,6 +65,15 @@ def _robust_z(value: float, history: list[float], floor: float) -> tuple[float, 
     return median, (value - median) / max(MAD_SCALE * mad, floor)
 
 
+def poisson_tail(count: int, rate: float) -> float:
+    """P(X >= count) for X ~ Poisson(rate)."""
+    if count <= 0:
+        return 1.0
+    rate = max(rate, 1e-9)
+    below = sum(math.exp(k * math.log(rate) - rate - math.lgamma(k + 1)) for k in range(count))
+    return max(0.0, 1.0 - below)
+
+
 def _same_kind(day: dt.date, other: dt.date) -> bool:
     return (day.weekday() >= 5) == (other.weekday() >= 5)
 
@@ -89,8 +101,15 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
             for metric in ("requests", "spend_usd"):
                 value = float(getattr(today, metric))
                 median, z = _robust_z(value, [float(getattr(h, metric)) for h in history], SCALE_FLOOR[metric])
-                big = value >= SPIKE_RATIO[metric] * max(median, SCALE_FLOOR[metric]) and today.requests >= MIN_REQUESTS_SPIKE
-                if z >= Z_THRESHOLD and big:
+                ratio_ok = value >= SPIKE_RATIO[metric] * max(median, SCALE_FLOOR[metric])
+                if metric == "requests":
+                    # Few requests a day: a robust z-score is coarse, so the Poisson tail of the key's own mean rate decides.
+                    mean = statistics.fmean(h.requests for h in history)
+                    unusual = (z >= Z_THRESHOLD and today.requests >= MIN_REQUESTS_SPIKE) or (
+                        today.requests >= POISSON_MIN_REQUESTS and poisson_tail(today.requests, max(mean, 0.5)) < POISSON_P)
+                else:
+                    unusual = z >= Z_THRESHOLD and today.requests >= MIN_REQUESTS_SPIKE
+                if unusual and ratio_ok:
                     findings.append(Finding(key_hash, day, metric, value, median, round(z, 2),
                                             f"{metric.replace('_usd', '')} {value:,.4g} against a median of {median:,.4g} on comparable days (robust z {z:.1f})"))
             rates = [h.failure_rate for h in history if h.requests]
