@@ -3,6 +3,7 @@
 import datetime as dt
 import gzip
 import json
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from usage_jobs import warehouse
@@ -35,3 +36,18 @@ def ingest(logs: Path, tmp_path: Path, day=DAY, timezone="UTC"):
     conn = warehouse.connect(tmp_path / "w.duckdb")
     stats = ingest_day(conn, logs_dir=logs, day=day, timezone=timezone, prices=load_prices(), max_record_bytes=16_000_000)
     return conn, stats
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Base of the fake gateways: quiet, and answers JSON."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)

@@ -2,10 +2,12 @@
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+
+from helpers import JsonHandler
 
 from usage_jobs.defs.inventory.client import PAGE_SIZE, fetch_inventory
 from usage_jobs.defs.inventory.parse import InventoryError, parse_inventory, read_inventory_file
@@ -15,11 +17,8 @@ KEYS = [{"token": f"{i:064x}", "key_alias": f"key-{i}", "team_id": "t1", "max_bu
 TEAMS = [{"team_id": "t1", "team_alias": "Team One", "max_budget": 100.0}]
 
 
-class FakeGateway(BaseHTTPRequestHandler):
+class FakeGateway(JsonHandler):
     calls: list[str] = []
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):
         url = urlparse(self.path)
@@ -36,13 +35,6 @@ class FakeGateway(BaseHTTPRequestHandler):
             return self._send(200, TEAMS)
         self._send(404, {})
 
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture

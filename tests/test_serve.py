@@ -2,13 +2,14 @@
 
 import base64
 import http.client
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+
+from helpers import JsonHandler
 
 from usage_jobs.serve import AccessPolicy, make_server
 
@@ -16,11 +17,8 @@ USERS = {"admin-key": ("u-admin", "proxy_admin"), "viewer-key": ("u-viewer", "pr
          "internal-key": ("u-internal", "internal_user"), "orphan-key": (None, None)}
 
 
-class FakeGateway(BaseHTTPRequestHandler):
+class FakeGateway(JsonHandler):
     calls: list[str] = []
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):
         FakeGateway.calls.append(self.path)
@@ -36,13 +34,6 @@ class FakeGateway(BaseHTTPRequestHandler):
             return self._send(200, {"user_id": user_id, "user_info": {"user_role": role}})
         self._send(404, {})
 
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 def _start(server):
