@@ -33,6 +33,17 @@ def _sum(rows: list[dict], column: str) -> Decimal:
     return sum((Decimal(r[column]) for r in rows if r[column] not in ("", None)), Decimal(0))
 
 
+def _same(json_value, csv_text: str) -> bool:
+    """A JSON value and its CSV cell say the same thing (CSV has no types; text may carry the formula guard)."""
+    if json_value is None:
+        return csv_text == ""
+    if isinstance(json_value, bool):
+        return csv_text == ("true" if json_value else "false")
+    if isinstance(json_value, (int, float)):
+        return Decimal(csv_text) == Decimal(str(json_value)) or abs(Decimal(csv_text) - Decimal(str(json_value))) < Decimal("0.0000005")
+    return csv_text in (json_value, "'" + json_value)
+
+
 def _kpi(page: str, label: str) -> str:
     return re.search(rf'<p class="label">{re.escape(label)}</p><p class="value">([^<]+)</p>', page).group(1)
 
@@ -43,10 +54,13 @@ def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exp
     for folder in periods:
         exports = folder / "exports"
         tables = {name: _csv(exports / f"{name}.csv") for name in EXPORTS}
-        for name in EXPORTS:  # JSON holds the same rows as CSV
+        for name in EXPORTS:  # JSON holds the same rows as CSV, value for value
             document = json.loads((exports / f"{name}.json").read_text(encoding="utf-8"))
             assert len(document["data"]) == len(tables[name]) and document["metadata"]["period"] == folder.name
-            assert list(document["data"][0]) == list(tables[name][0]) if tables[name] else True
+            for from_json, from_csv in zip(document["data"], tables[name]):
+                assert list(from_json) == list(from_csv)
+                for column, value in from_json.items():
+                    assert _same(value, from_csv[column]), (folder.name, name, column, value, from_csv[column])
         for column in ("requests", "failed_requests", "total_tokens", "spend_usd"):
             total = _sum(tables["daily"], column)
             for name in ("teams", "keys", "models", "team_model_daily", "key_model_daily"):
