@@ -122,7 +122,7 @@ def test_a_day_not_billed_warns_while_recent_and_fails_once_too_late(billed):
     # The run measures lateness from the real date: 2026-11-20 is more than IG1_LATE_DAYS=2 days before it.
     assert _checks(billed["result"])["billing_arrived"] == (False, "ERROR")
     assert _checks(billed["result"])["variance_within_threshold"] == (True, "WARN")
-    patient = _settings(billed["settings"].warehouse.parent, billed["demo_org"], billed["emulator"].url, IG1_LATE_DAYS="365", USAGE_VARIANCE_WARN_PCT="5")
+    patient = _settings(billed["settings"].warehouse.parent, billed["demo_org"], billed["emulator"].url, IG1_LATE_DAYS="3650", USAGE_VARIANCE_WARN_PCT="5")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("IG1_MASTER_KEY", MASTER_KEY)
         result = _bill(patient, dg.DagsterInstance.ephemeral(), DEMO_END, DEMO_END)

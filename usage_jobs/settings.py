@@ -277,7 +277,7 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         billing_timezone=billing_timezone,
         billing_refresh_days=int(_parse_float("IG1_REFRESH_DAYS", _env("IG1_REFRESH_DAYS", env) or "3", 1, 90, whole=True)),
         usd_rate=usd_rate,
-        billing_late_days=int(_parse_float("IG1_LATE_DAYS", _env("IG1_LATE_DAYS", env) or "2", 0, 365, whole=True)),
+        billing_late_days=int(_parse_float("IG1_LATE_DAYS", _env("IG1_LATE_DAYS", env) or "2", 0, 3650, whole=True)),
         billing_timeout_seconds=_parse_float("IG1_TIMEOUT_SECONDS", _env("IG1_TIMEOUT_SECONDS", env) or "30", 0.1, 600),
         billing_max_retries=int(_parse_float("IG1_MAX_RETRIES", _env("IG1_MAX_RETRIES", env) or "4", 0, 20, whole=True)),
         variance_warn_pct=_parse_float("USAGE_VARIANCE_WARN_PCT", _env("USAGE_VARIANCE_WARN_PCT", env) or "10", 0, 1000),
