@@ -13,7 +13,6 @@ import argparse
 import datetime as dt
 import gzip
 import json
-import resource
 import shutil
 import subprocess
 import sys

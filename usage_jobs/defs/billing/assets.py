@@ -59,7 +59,8 @@ def billed_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         "dagster/row_count": stored.rows, "window": f"{start} to {end}", "currency": history.currency,
         "billed days": len(stored.billed_days), "not billed yet": listed(stored.unbilled_days),
         "restated days": listed(stored.restated_days), "kept (absent from the answer)": listed(stored.kept_days),
-        "API attempts": calls.attempts, "API retries": len(calls.retries), "seconds": round(time.monotonic() - started, 3),
+        "API attempts": calls.attempts, "API retries": len(calls.retries), "waited before retries (s)": round(calls.waited_seconds, 2),
+        "seconds": round(time.monotonic() - started, 3),
     })
 
 

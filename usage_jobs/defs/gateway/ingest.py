@@ -63,9 +63,6 @@ class IngestStats:
     def rejected_share(self) -> float:
         return self.rejected / self.records_read if self.records_read else 0.0
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 # JSON values arrive minified from DuckDB's reader, so the first character gives the type
 # without parsing the value again (a full json_type() per field made staging 3x slower).
