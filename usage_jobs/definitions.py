@@ -39,7 +39,8 @@ def build_resources(settings: Settings) -> dict:
             late_days=settings.billing_late_days, timeout_seconds=settings.billing_timeout_seconds,
             max_retries=settings.billing_max_retries, variance_warn_pct=settings.variance_warn_pct,
         ),
-        "site": SiteResource(site_dir=str(settings.site_dir), timezone=settings.timezone, billing_configured=settings.billing_configured),
+        "site": SiteResource(site_dir=str(settings.site_dir), timezone=settings.timezone, billing_configured=settings.billing_configured,
+                             billing_timezone=settings.billing_timezone),
     }
 
 

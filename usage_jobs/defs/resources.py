@@ -50,3 +50,4 @@ class SiteResource(dg.ConfigurableResource):
     site_dir: str
     timezone: str = "UTC"
     billing_configured: bool = False
+    billing_timezone: str = "UTC"

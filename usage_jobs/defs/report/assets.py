@@ -20,6 +20,7 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     swapped in, so a failed build leaves the published site as it was."""
     with warehouse.connect() as conn:
         result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
+                            billing_timezone=site.billing_timezone,
                             progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))
     return dg.MaterializeResult(metadata={
         "pages": result.pages, "charts": result.charts, "export files": result.export_files, "periods": result.periods,

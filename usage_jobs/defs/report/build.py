@@ -52,6 +52,7 @@ class SiteContext:
     billing_note: str | None
     last_day: str | None
     billing_configured: bool
+    billing_timezone: str = "UTC"
 
 
 @dataclass
@@ -101,7 +102,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_configured: bool, generated_at: dt.datetime) -> SiteContext:
+def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_configured: bool, generated_at: dt.datetime,
+                  billing_timezone: str) -> SiteContext:
     status = conn.execute("SELECT source, keys, teams, note FROM inventory_status").fetchone()
     if status is None:
         inventory_note = "The key/team inventory has not been loaded yet: unused keys cannot be listed."
@@ -111,7 +113,7 @@ def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_config
         inventory_note = None
     billing_note = None if billing_configured else "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice."
     last = conn.execute("SELECT strftime(max(day), '%Y-%m-%d') FROM ingest_days").fetchone()[0]
-    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured)
+    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured, billing_timezone)
 
 
 def _iso(value) -> str | None:
@@ -170,10 +172,11 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
 
 
 class SiteBuilder:
-    def __init__(self, conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, generated_at: dt.datetime):
+    def __init__(self, conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, generated_at: dt.datetime,
+                 billing_timezone: str = "UTC"):
         self.conn, self.site_dir, self.timezone = conn, site_dir, timezone
         self.env = _environment()
-        self.context = _site_context(conn, timezone, billing_configured, generated_at)
+        self.context = _site_context(conn, timezone, billing_configured, generated_at, billing_timezone)
         self.version = _source_version()
 
     def views(self) -> list[tuple[str, str]]:
@@ -262,12 +265,13 @@ def _draw_all(jobs: list[ChartJob]) -> None:
         list(pool.map(_draw, jobs, chunksize=4))
 
 
-def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool,
+def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, billing_timezone: str = "UTC",
                generated_at: dt.datetime | None = None, progress=None, full: bool = False) -> BuildResult:
     """Render every period into a scratch folder, then swap it in; a failure leaves the old site.
 
     Periods whose fingerprint matches the published site's are copied from it (unless `full`)."""
-    builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured, generated_at=generated_at or dt.datetime.now(dt.UTC))
+    builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured,
+                          generated_at=generated_at or dt.datetime.now(dt.UTC), billing_timezone=billing_timezone)
     days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
     periods = report_periods(days)
     scratch = site_dir.with_name(site_dir.name + ".building")
