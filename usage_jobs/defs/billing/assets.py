@@ -3,14 +3,12 @@
 
 import datetime as dt
 import time
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from usage_jobs.defs.billing.client import BillingError
-from usage_jobs.defs.billing.forecast import commit_forecast
-from usage_jobs.defs.billing.reconcile import billing_window, chargeback, reconcile, store_history
+from usage_jobs.defs.billing.reconcile import billing_window, chargeback, reconcile, store_history, stored_forecast
 from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.gateway.assets import gateway_requests
 from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
@@ -163,9 +161,7 @@ def commit_status(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         conn.execute("DELETE FROM commit_status WHERE asked_on = ?", [today])
         conn.execute("INSERT INTO commit_status VALUES (?, ?, ?, ?, ?, ?)",
                      [today, today.strftime("%Y-%m"), status.current, status.commit, status.max_throughput, currency])
-        daily = dict(conn.execute("SELECT day, sum(cost) FROM billed_usage WHERE day >= ? GROUP BY day",
-                                  [today - dt.timedelta(days=14)]).fetchall())
-    forecast = commit_forecast(today=today, spent=status.current, commit=status.commit, daily_costs={d: Decimal(c) for d, c in daily.items()})
+        forecast, _, _ = stored_forecast(conn, today)
     return dg.MaterializeResult(metadata={
         "month": forecast.month, "currency": currency or "unknown", "spent": float(status.current), "commit": float(status.commit),
         "used %": round(forecast.used_share * 100, 1), "run-rate per day": float(forecast.run_rate_per_day),

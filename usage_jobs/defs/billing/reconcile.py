@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 
 from usage_jobs.defs.billing.allocation import allocate_cents, to_cents
+from usage_jobs.defs.billing.forecast import CommitForecast, commit_forecast
 from usage_jobs.defs.billing.fx import UsdRates
 from usage_jobs.defs.billing.parse import BilledHistory
 from usage_jobs.warehouse import transaction
@@ -121,6 +122,20 @@ def _pct(billed, estimated) -> float | None:
     if billed is None or estimated is None or estimated == 0:
         return None
     return round(float((Decimal(billed) - Decimal(estimated)) / Decimal(estimated) * 100), 4)
+
+
+def stored_forecast(conn: duckdb.DuckDBPyConnection, asked_on: dt.date | None = None) -> tuple[CommitForecast | None, str | None, dt.date | None]:
+    """The commit forecast from IG1's /usage answer recorded on `asked_on` (default: the latest),
+    with that answer's currency and date; the run-rate comes from the billed days before it."""
+    latest = conn.execute("SELECT asked_on, current, commit, currency FROM commit_status WHERE asked_on = coalesce(?, asked_on) "
+                          "ORDER BY asked_on DESC LIMIT 1", [asked_on]).fetchone()
+    if latest is None:
+        return None, None, None
+    asked_on, current, commit, currency = latest
+    daily = conn.execute("SELECT day, sum(cost) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY day",
+                         [asked_on - dt.timedelta(days=14), asked_on]).fetchall()
+    forecast = commit_forecast(today=asked_on, spent=Decimal(current), commit=Decimal(commit), daily_costs={d: Decimal(c) for d, c in daily})
+    return forecast, currency, asked_on
 
 
 def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, billing_timezone: str, report_timezone: str, rates: UsdRates) -> int:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
 import duckdb
 
-from usage_jobs.defs.billing.forecast import CommitForecast, commit_forecast
+from usage_jobs.defs.billing.forecast import CommitForecast
+from usage_jobs.defs.billing.reconcile import stored_forecast
 from usage_jobs.defs.report.periods import Period
 
 RECONCILIATION_COLUMNS = ["date", "model", "estimated_input_tokens", "billed_input_tokens", "estimated_output_tokens", "billed_output_tokens",
@@ -40,22 +40,10 @@ def _variance(billed, estimated) -> float | None:
     return round(float((Decimal(billed) - Decimal(estimated)) / Decimal(estimated) * 100), 2)
 
 
-def latest_forecast(conn: duckdb.DuckDBPyConnection) -> tuple[CommitForecast | None, str | None, str | None]:
-    """The forecast from the last time IG1's /usage was asked, with that answer's currency and date."""
-    latest = conn.execute("SELECT asked_on, current, commit, currency FROM commit_status ORDER BY asked_on DESC LIMIT 1").fetchone()
-    if latest is None:
-        return None, None, None
-    asked_on, current, commit, currency = latest
-    daily = dict(conn.execute("SELECT day, sum(cost) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY day",
-                              [asked_on - dt.timedelta(days=14), asked_on]).fetchall())
-    forecast = commit_forecast(today=asked_on, spent=Decimal(current), commit=Decimal(commit), daily_costs={d: Decimal(c) for d, c in daily.items()})
-    return forecast, currency, asked_on.isoformat()
-
-
 def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast: bool) -> BillingView:
     bounds = [period.start.isoformat(), period.end.isoformat()]
     rows = _dicts(conn.execute(
-        f"SELECT strftime(day, '%Y-%m-%d') AS date, * EXCLUDE (day) FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model", bounds))
+        "SELECT strftime(day, '%Y-%m-%d') AS date, * EXCLUDE (day) FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model", bounds))
     rows = [{name: row[name] for name in RECONCILIATION_COLUMNS} for row in rows]
     models: dict[str, dict] = {}
     for row in rows:
@@ -88,10 +76,10 @@ def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast:
     totals["token_variance_pct"] = _variance(totals["billed_tokens"], totals["estimated_tokens"])
     totals["cost_variance_pct"] = _variance(totals["priced_billed_usd"], totals["priced_estimated_usd"])
     currency = next((r["billed_currency"] for r in rows if r["billed_currency"]), None)
-    forecast, commit_currency, asked_on = latest_forecast(conn) if with_forecast else (None, None, None)
+    forecast, commit_currency, asked_on = stored_forecast(conn) if with_forecast else (None, None, None)
     return BillingView(
         currency=currency, reconciliation=rows, by_model=by_model, totals=totals,
         unbilled_days=sorted({r["date"] for r in rows if r["status"] == "not billed yet"}),
         incomplete_days=sorted({r["date"] for r in rows if r["status"] == "gateway logs incomplete"}),
-        forecast=forecast, commit_currency=commit_currency or currency, commit_asked_on=asked_on,
+        forecast=forecast, commit_currency=commit_currency or currency, commit_asked_on=asked_on.isoformat() if asked_on else None,
     )
