@@ -29,6 +29,10 @@ class UsdRates:
         index = bisect.bisect_right(self.dates, day) - 1
         return self.values[index] if index >= 0 else None
 
+    def usd_per_unit(self, currency: str | None, day: dt.date) -> Decimal | None:
+        """USD per unit of `currency` on `day`: 1 for USD itself, else the configured rate."""
+        return Decimal(1) if currency == "USD" else self.rate(day)
+
 
 def _positive(text: str, where: str) -> Decimal:
     try:

@@ -118,10 +118,11 @@ def _window_params(start: dt.date, end: dt.date, billing_timezone: str) -> dict:
             "first_day": start - dt.timedelta(days=1), "last_day": end + dt.timedelta(days=1)}
 
 
-def _pct(billed, estimated) -> float | None:
-    if billed is None or estimated is None or estimated == 0:
+def variance_pct(billed, estimated, places: int = 4) -> float | None:
+    """(billed − estimated) ÷ estimated × 100, or None when either is missing or nothing was estimated."""
+    if billed is None or not estimated:
         return None
-    return round(float((Decimal(billed) - Decimal(estimated)) / Decimal(estimated) * 100), 4)
+    return round(float((Decimal(billed) - Decimal(estimated)) / Decimal(estimated) * 100), places)
 
 
 def stored_forecast(conn: duckdb.DuckDBPyConnection, asked_on: dt.date | None = None) -> tuple[CommitForecast | None, str | None, dt.date | None]:
@@ -163,11 +164,11 @@ def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, 
             status = "reconciled"
         if day in billed_days and (day, model) not in billed:
             b_requests, b_input, b_output, b_cost = 0, 0, 0, Decimal(0)
-        rate = rates.rate(day) if currency != "USD" else Decimal(1)
+        rate = rates.usd_per_unit(currency, day)
         b_cost_usd = b_cost * rate if b_cost is not None and rate is not None else None
-        token_variance = _pct(None if b_input is None else b_input + b_output, e_input + e_output)
+        token_variance = variance_pct(None if b_input is None else b_input + b_output, e_input + e_output)
         rows.append((day, model, status, e_requests, b_requests, e_input, b_input, e_output, b_output, token_variance,
-                     e_cost, b_cost, currency, rate if currency else None, b_cost_usd, _pct(b_cost_usd, e_cost)))
+                     e_cost, b_cost, currency, rate if currency else None, b_cost_usd, variance_pct(b_cost_usd, e_cost)))
     # The window's rows are replaced together, so a re-run never leaves a mix of old and new.
     with transaction(conn):
         conn.execute("DELETE FROM reconciliation WHERE day BETWEEN ? AND ?", [start, end])
@@ -212,7 +213,7 @@ def chargeback(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *,
         if not weights:  # billed, but the gateway saw nothing: the unassigned bucket carries it
             group, weights = [(UNASSIGNED, None, UNASSIGNED, None, None, False, 0, 0)], [Decimal(1)]
         cents = allocate_cents(to_cents(cost), weights)
-        rate = Decimal(1) if currency == "USD" else rates.rate(day)
+        rate = rates.usd_per_unit(currency, day)
         usd_cents = allocate_cents(to_cents(cost * rate), weights) if rate is not None else [None] * len(weights)
         for consumer, weight, share, usd_share in zip(group, weights, cents, usd_cents):
             team_id, team_alias, key_hash, key_alias = consumer[:4]

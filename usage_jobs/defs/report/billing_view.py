@@ -8,8 +8,9 @@ from decimal import Decimal
 import duckdb
 
 from usage_jobs.defs.billing.forecast import CommitForecast
-from usage_jobs.defs.billing.reconcile import stored_forecast
+from usage_jobs.defs.billing.reconcile import stored_forecast, variance_pct
 from usage_jobs.defs.report.periods import Period
+from usage_jobs.defs.report.queries import rows_as_dicts
 
 RECONCILIATION_COLUMNS = ["date", "model", "estimated_input_tokens", "billed_input_tokens", "estimated_output_tokens", "billed_output_tokens",
                           "token_variance_pct", "estimated_cost_usd", "billed_cost", "billed_currency", "billed_cost_usd", "cost_variance_pct",
@@ -29,20 +30,9 @@ class BillingView:
     commit_asked_on: str | None
 
 
-def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def _variance(billed, estimated) -> float | None:
-    if billed is None or not estimated:
-        return None
-    return round(float((Decimal(billed) - Decimal(estimated)) / Decimal(estimated) * 100), 2)
-
-
 def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast: bool) -> BillingView:
     bounds = [period.start.isoformat(), period.end.isoformat()]
-    rows = _dicts(conn.execute(
+    rows = rows_as_dicts(conn.execute(
         "SELECT strftime(day, '%Y-%m-%d') AS date, * EXCLUDE (day) FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model", bounds))
     rows = [{name: row[name] for name in RECONCILIATION_COLUMNS} for row in rows]
     models: dict[str, dict] = {}
@@ -62,8 +52,8 @@ def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast:
     for m in sorted(models.values(), key=lambda m: (-m["billed_cost"], m["model"])):
         m["estimated_cost_usd"] = m["estimated_cost_usd"] if m["priced"] else None
         m["billed_cost_usd"] = m["billed_cost_usd"] if m["converted"] else None
-        m["token_variance_pct"] = _variance(m["billed_tokens"], m["estimated_tokens"])
-        m["cost_variance_pct"] = _variance(m["billed_cost_usd"], m["estimated_cost_usd"])
+        m["token_variance_pct"] = variance_pct(m["billed_tokens"], m["estimated_tokens"], places=2)
+        m["cost_variance_pct"] = variance_pct(m["billed_cost_usd"], m["estimated_cost_usd"], places=2)
         by_model.append(m)
     priced = [m for m in by_model if m["estimated_cost_usd"] is not None and m["billed_cost_usd"] is not None]
     totals = {
@@ -73,8 +63,8 @@ def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast:
         "priced_estimated_usd": sum((m["estimated_cost_usd"] for m in priced), Decimal(0)),
         "priced_billed_usd": sum((m["billed_cost_usd"] for m in priced), Decimal(0)),
     }
-    totals["token_variance_pct"] = _variance(totals["billed_tokens"], totals["estimated_tokens"])
-    totals["cost_variance_pct"] = _variance(totals["priced_billed_usd"], totals["priced_estimated_usd"])
+    totals["token_variance_pct"] = variance_pct(totals["billed_tokens"], totals["estimated_tokens"], places=2)
+    totals["cost_variance_pct"] = variance_pct(totals["priced_billed_usd"], totals["priced_estimated_usd"], places=2)
     currency = next((r["billed_currency"] for r in rows if r["billed_currency"]), None)
     forecast, commit_currency, asked_on = stored_forecast(conn) if with_forecast else (None, None, None)
     return BillingView(

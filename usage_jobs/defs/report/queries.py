@@ -42,7 +42,7 @@ def page_name(identifier: str) -> str:
     return hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:16]
 
 
-def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
+def rows_as_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -129,7 +129,7 @@ class _WindowSpend:
 
 
 def _anomalies(conn: duckdb.DuckDBPyConnection, period: Period, keys: dict[str, dict]) -> list[dict]:
-    rows = _dicts(conn.execute(
+    rows = rows_as_dicts(conn.execute(
         "SELECT strftime(day, '%Y-%m-%d') AS date, key_hash, metric, value, baseline, score, reason FROM key_anomalies "
         "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", [period.start, period.end]))
     for row in rows:
@@ -155,13 +155,13 @@ def _attention(anomalies: list[dict], keys: list[dict], teams) -> list[dict]:
 
 def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
     bounds = [period.start, period.end]
-    rows = _dicts(conn.execute(
+    rows = rows_as_dicts(conn.execute(
         "SELECT strftime(day, '%Y-%m-%d') AS date, team_id, team_alias, key_hash, key_alias, model, " + ", ".join(COUNTS) +
         ", spend_usd FROM daily_usage WHERE day BETWEEN ? AND ? ORDER BY day, team_id, key_hash, model", bounds))
     team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
-    inventory = {row["key_hash"]: row for row in _dicts(conn.execute(
+    inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
         "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
-    team_budgets = {row["team_id"]: row for row in _dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
+    team_budgets = {row["team_id"]: row for row in rows_as_dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
     allocated = {(d, t, m): (cost, currency) for d, t, m, cost, currency in conn.execute(
         "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback "
         "WHERE day BETWEEN ? AND ? GROUP BY ALL", bounds).fetchall()}
