@@ -79,14 +79,16 @@ def _same_kind(day: dt.date, other: dt.date) -> bool:
 
 
 def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date], org_median_requests: dict[dt.date, float], *,
-              created: dt.date | None, data_start: dt.date) -> list[Finding]:
-    """Findings for one key on `days`, from its whole daily series (absent days are zeros).
+              created: dt.date | None, data_start: dt.date, first_day: dt.date | None = None) -> list[Finding]:
+    """Findings for one key on `days`, from its daily series (absent days are zeros).
 
-    `created` is the key's creation day from the inventory, if known: a key is new on its first
-    day if it was created then (or, without an inventory, if it first appears well after the data starts)."""
+    `first_day` is the key's first day ever, when the series starts later (default: the series'
+    first day). `created` is the key's creation day from the inventory, if known: a key is new on
+    its first day if it was created then (or, without an inventory, if it first appears well after
+    the data starts)."""
     if not series:
         return []
-    first = min(series)
+    first = first_day or min(series)
     new_key = created >= first - dt.timedelta(days=1) if created else first > data_start + dt.timedelta(days=FIRST_DAY_FOLLOWING)
     last_known = max(series)
     findings = []

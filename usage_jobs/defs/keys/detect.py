@@ -27,7 +27,7 @@ def detect(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> lis
         key_day.failed += failed
         key_day.spend_usd += float(spend)
         key_day.models[model] = key_day.models.get(model, 0) + requests
-    # A key's first day is its first day ever, not the first day of this window.
+    # A key's first day is its first day ever, not the first day of the history loaded here.
     first_seen = dict(conn.execute("SELECT key_hash, min(day) FROM daily_usage GROUP BY key_hash").fetchall())
     created = {k: c.date() for k, c in conn.execute("SELECT key_hash, created_at FROM inventory_keys WHERE created_at IS NOT NULL").fetchall()}
     per_day: dict[dt.date, list[int]] = defaultdict(list)
@@ -38,11 +38,8 @@ def detect(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> lis
     window = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     findings = []
     for key_hash in sorted(series):
-        history = series[key_hash]
-        if first_seen[key_hash] < min(history):
-            history = {**history, first_seen[key_hash]: history.get(first_seen[key_hash], KeyDay())}  # marks the true first day
-        findings += judge_key(key_hash, {d: v for d, v in history.items() if v.requests or d == first_seen[key_hash]}, window, org_median,
-                              created=created.get(key_hash), data_start=data_start)
+        findings += judge_key(key_hash, series[key_hash], window, org_median, created=created.get(key_hash), data_start=data_start,
+                              first_day=first_seen[key_hash])
     return findings
 
 
