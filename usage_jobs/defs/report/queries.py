@@ -90,7 +90,7 @@ def _totals(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> di
     return {"requests": requests, "total_tokens": tokens, "spend_usd": spend, "days": row[0]}
 
 
-def _key_status(key: dict, period: Period, ever_used: bool) -> str:
+def _key_status(key: dict, ever_used: bool) -> str:
     used = key["requests"] > 0
     expires, blocked = key.get("expires"), key.get("blocked")
     if used and expires is not None and key["last_in_period"] is not None and key["last_in_period"] > expires:
@@ -229,8 +229,12 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
                                                     **_empty(), "billed_cost_allocated": cost, "billed_currency": currency}
         teams.setdefault(team_id, {"team_id": team_id, "team_alias": team_alias(team_id, None), **_empty(),
                                    "by_model": defaultdict(_empty), "by_key": defaultdict(_empty), "by_day": defaultdict(_empty)})
+    billed_cells: dict[str, list[dict]] = defaultdict(list)
+    for cell in team_model_daily.values():
+        if cell["billed_cost_allocated"] is not None:
+            billed_cells[cell["team_id"]].append(cell)
     for team in teams.values():
-        cells = [c for c in team_model_daily.values() if c["team_id"] == team["team_id"] and c["billed_cost_allocated"] is not None]
+        cells = billed_cells[team["team_id"]]
         team["billed_cost_allocated"] = sum((c["billed_cost_allocated"] for c in cells), Decimal(0)) if cells else None
         team["billed_currency"] = cells[0]["billed_currency"] if cells else None
         ranked = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))
@@ -249,7 +253,7 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         key.update({"key_alias": inv.get("key_alias") or key["key_alias"], "blocked": inv.get("blocked"), "expires": inv.get("expires"),
                     "created_at": inv.get("created_at"), "first_request_at": first, "last_request_at": last,
                     "last_in_period": last_in_period.get(key_hash)})
-        key["status"] = _key_status(key, period, ever_used=last is not None)
+        key["status"] = _key_status(key, ever_used=last is not None)
         key["page"] = page_name(key_hash) if key["requests"] else None
         key["owner"] = inv.get("user_id")
         key["age_days"] = (period.end - inv["created_at"].date()).days if inv.get("created_at") else None
@@ -259,8 +263,12 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         team.update(window_spend.budget("team_id", team["team_id"], budget.get("max_budget"), budget.get("budget_duration")))
     anomalies = _anomalies(conn, period, keys)
     for key in keys.values():
-        key["anomalies"] = sum(1 for a in anomalies if a["key_hash"] == key["key_hash"])
-        key["anomaly_days"] = {a["date"]: a["reason"] for a in anomalies if a["key_hash"] == key["key_hash"]}
+        key["anomalies"], key["anomaly_days"] = 0, {}
+    for anomaly in anomalies:
+        key = keys.get(anomaly["key_hash"])
+        if key is not None:
+            key["anomalies"] += 1
+            key["anomaly_days"][anomaly["date"]] = anomaly["reason"]
 
     totals = {name: sum(row[name] for row in daily.values()) for name in DAILY_COLUMNS[1:]}
     ingested = {row[0] for row in conn.execute("SELECT strftime(day, '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?", bounds).fetchall()}
