@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import duckdb
 
+from usage_jobs.defs.billing.reconcile import UNASSIGNED
 from usage_jobs.defs.keys.budgets import budget_flag, budget_window_days
 from usage_jobs.defs.report.periods import Period
 
@@ -34,7 +35,6 @@ KEY_MODEL_DAILY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "model", 
                            "input_tokens", "output_tokens", "total_tokens", "spend_usd", "unpriced_requests"]
 COUNTS = ("requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
           "unpriced_requests", "estimated_requests")
-UNASSIGNED = "unassigned"
 
 
 def page_name(identifier: str) -> str:
