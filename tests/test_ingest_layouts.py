@@ -31,7 +31,7 @@ def test_every_layout_and_timestamp_form_is_read(tmp_path):
     conn, stats = ingest(logs, tmp_path)
     ids = {row[0] for row in conn.execute("SELECT request_id FROM requests").fetchall()}
     assert ids == {"s3", "azure-pretty", "gcs-0", "gcs-1", "gcs-2", "gcs-gz", "azure-gz", "spendlog", "array-1", "array-2", "late"}
-    assert stats.rejected == 0 and stats.ignored_files == 1
+    assert stats.rejected == 0 and stats.unrecognised_files == 1 and stats.unrecognised_with_data == 1
     row = conn.execute("SELECT key_hash, key_alias, team_id, team_alias, user_id, input_tokens, output_tokens, spend_usd, request_tags "
                        "FROM requests WHERE request_id = 'spendlog'").fetchone()
     assert row[:7] == (KEY, "alias", "team-1", "Team One", "u1", 10, 5)

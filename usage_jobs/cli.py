@@ -169,7 +169,7 @@ def cmd_check_config(args) -> int:
     for name, value in settings.describe():
         _say(f"{name:<{width}}  {value}")
     _say(f"inventory source: {settings.inventory_source}; billing: {'configured' if settings.billing_configured else 'not configured'}")
-    if not settings.logs_dir.is_dir():
+    if settings.logs_source == "logs-dir" and not settings.logs_in_bucket and not Path(settings.logs_dir).is_dir():
         _say(f"warning: USAGE_LOGS_DIR {settings.logs_dir} does not exist yet")
     _say("configuration OK")
     return 0

@@ -5,7 +5,7 @@ import dagster as dg
 
 from usage_jobs.defs.billing.assets import billed_usage, billing_chargeback, billing_reconciliation, commit_status
 from usage_jobs.defs.billing.resources import BillingResource
-from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests
+from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests, raw_gateway_logs
 from usage_jobs.defs.inventory.assets import key_inventory
 from usage_jobs.defs.keys.assets import key_anomalies
 from usage_jobs.defs.partitions import daily_partitions
@@ -13,7 +13,7 @@ from usage_jobs.defs.report.assets import usage_report_site
 from usage_jobs.defs.resources import GatewayLogsResource, InventoryResource, SiteResource, WarehouseResource
 from usage_jobs.settings import Settings, load_settings
 
-GATEWAY_ASSETS = [gateway_requests, daily_usage, key_anomalies]
+GATEWAY_ASSETS = [raw_gateway_logs, gateway_requests, daily_usage, key_anomalies]
 BILLING_ASSETS = [billed_usage, billing_reconciliation, billing_chargeback]
 PARTITIONED_ASSETS = GATEWAY_ASSETS + BILLING_ASSETS
 SITE_ASSETS = [key_inventory, commit_status, usage_report_site]
@@ -24,7 +24,11 @@ def build_resources(settings: Settings) -> dict:
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse), memory_limit=settings.duckdb_memory_limit),
         "gateway_logs": GatewayLogsResource(
-            logs_dir=str(settings.logs_dir), timezone=settings.timezone,
+            logs_dir=settings.logs_dir, source=settings.logs_source, landing_dir=str(settings.landing_dir),
+            s3_endpoint_url=settings.s3_endpoint_url, fetch_concurrency=settings.fetch_concurrency,
+            gateway_base_url=settings.gateway_base_url,
+            gateway_admin_key=dg.EnvVar("GATEWAY_ADMIN_KEY") if settings.gateway_admin_key else None,
+            timezone=settings.timezone,
             prices_file=str(settings.prices_file) if settings.prices_file else None,
             max_record_mb=settings.max_record_bytes / 1_000_000, max_rejected_share=settings.max_rejected_share,
         ),

@@ -30,7 +30,11 @@ class SettingDoc:
 
 
 SETTINGS_DOCS: tuple[SettingDoc, ...] = (
-    SettingDoc("USAGE_LOGS_DIR", "demo_data/logs", "Root folder of the gateway request logs (LiteLLM S3/GCS/Azure layouts, SpendLogs exports)."),
+    SettingDoc("USAGE_LOGS_DIR", "demo_data/logs", "Where the gateway request logs are: a local folder, or the bucket itself (s3://bucket/prefix, gs://…, az://container/prefix; credentials from the cloud's standard chain)."),
+    SettingDoc("USAGE_LOGS_SOURCE", "logs-dir", "logs-dir: read USAGE_LOGS_DIR; gateway-api: read each day from the gateway's GET /spend/logs/v2 (GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY)."),
+    SettingDoc("USAGE_LANDING_DIR", "landing", "Local raw landing folder: a bucket's or the API's objects are copied here per day, and ingest reads them from here."),
+    SettingDoc("USAGE_S3_ENDPOINT_URL", "", "Endpoint of an S3-compatible store (MinIO, Ceph, Scaleway…) for s3:// logs; AWS S3 when empty."),
+    SettingDoc("USAGE_FETCH_CONCURRENCY", "32", "Objects fetched at once from a bucket."),
     SettingDoc("USAGE_WAREHOUSE", "warehouse/usage.duckdb", "DuckDB warehouse file (created if missing)."),
     SettingDoc("USAGE_SITE_DIR", "site_output", "Folder the static report site is written to."),
     SettingDoc("USAGE_TIMEZONE", "UTC", "IANA time zone of report days (daily partitions, dates in exports)."),
@@ -60,6 +64,8 @@ SETTINGS_DOCS: tuple[SettingDoc, ...] = (
 )
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+BUCKET_SCHEMES = ("s3://", "gs://", "az://")
+LOGS_SOURCES = ("logs-dir", "gateway-api")
 DEMO_INVENTORY = Path("demo_data/inventory.json")
 
 
@@ -107,7 +113,7 @@ def earliest_log_day(logs_dir: Path) -> dt.date | None:
 
 @dataclass(frozen=True)
 class Settings:
-    logs_dir: Path
+    logs_dir: str
     warehouse: Path
     site_dir: Path
     timezone: str
@@ -130,6 +136,10 @@ class Settings:
     duckdb_memory_limit: str
     schedule_time: dt.time
     dagster_home: Path
+    logs_source: str = "logs-dir"
+    landing_dir: Path = Path("landing")
+    s3_endpoint_url: str | None = None
+    fetch_concurrency: int = 32
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -138,6 +148,10 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def logs_in_bucket(self) -> bool:
+        return self.logs_dir.startswith(BUCKET_SCHEMES)
 
     @property
     def inventory_source(self) -> str:
@@ -155,7 +169,11 @@ class Settings:
         """(env name, effective value) pairs, secrets masked, for check-config and the report."""
         secret = lambda v: "(set)" if v else "(not set)"  # noqa: E731
         return [
-            ("USAGE_LOGS_DIR", str(self.logs_dir)),
+            ("USAGE_LOGS_DIR", self.logs_dir),
+            ("USAGE_LOGS_SOURCE", self.logs_source),
+            ("USAGE_LANDING_DIR", str(self.landing_dir)),
+            ("USAGE_S3_ENDPOINT_URL", self.s3_endpoint_url or "(not set)"),
+            ("USAGE_FETCH_CONCURRENCY", str(self.fetch_concurrency)),
             ("USAGE_WAREHOUSE", str(self.warehouse)),
             ("USAGE_SITE_DIR", str(self.site_dir)),
             ("USAGE_TIMEZONE", self.timezone),
@@ -196,9 +214,20 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"USAGE_TIMEZONE={timezone!r} is not a known IANA time zone (e.g. UTC, Europe/Paris)") from None
 
-    logs_dir = Path(_env("USAGE_LOGS_DIR", env) or "demo_data/logs")
-    if logs_dir.exists() and not logs_dir.is_dir():
-        raise SettingsError(f"USAGE_LOGS_DIR={str(logs_dir)!r} is a file, not a folder")
+    logs_raw = _env("USAGE_LOGS_DIR", env) or "demo_data/logs"
+    local_logs = None if logs_raw.startswith(BUCKET_SCHEMES) else Path(logs_raw)
+    if "://" in logs_raw and local_logs is not None:
+        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r}: only s3://, gs:// and az:// buckets or a local folder are supported")
+    if local_logs is None and not re.match(r"^[a-z0-9]+://[^/\s]+", logs_raw):
+        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r} names no bucket (expected e.g. s3://bucket/prefix)")
+    if local_logs is not None and local_logs.exists() and not local_logs.is_dir():
+        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r} is a file, not a folder")
+    logs_source = _env("USAGE_LOGS_SOURCE", env) or "logs-dir"
+    if logs_source not in LOGS_SOURCES:
+        raise SettingsError(f"USAGE_LOGS_SOURCE={logs_source!r} must be one of {', '.join(LOGS_SOURCES)}")
+    s3_endpoint = _env("USAGE_S3_ENDPOINT_URL", env)
+    if s3_endpoint:
+        s3_endpoint = _parse_url("USAGE_S3_ENDPOINT_URL", s3_endpoint)
 
     warehouse = Path(_env("USAGE_WAREHOUSE", env) or "warehouse/usage.duckdb")
     if warehouse.is_dir():
@@ -212,7 +241,7 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
     if start_raw:
         start_date = _parse_date("USAGE_START_DATE", start_raw)
     else:
-        start_date = earliest_log_day(logs_dir) if logs_dir.is_dir() else None
+        start_date = earliest_log_day(local_logs) if local_logs is not None and local_logs.is_dir() else None
         start_date = start_date or today - dt.timedelta(days=90)
 
     inventory_raw = _env("USAGE_INVENTORY_FILE", env)
@@ -229,6 +258,8 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         gateway_base_url = _parse_url("GATEWAY_BASE_URL", gateway_base_url)
         if not gateway_admin_key:
             raise SettingsError("GATEWAY_BASE_URL is set but GATEWAY_ADMIN_KEY is not: the gateway API needs an admin key")
+    if logs_source == "gateway-api" and not gateway_base_url:
+        raise SettingsError("USAGE_LOGS_SOURCE=gateway-api needs GATEWAY_BASE_URL and GATEWAY_ADMIN_KEY")
 
     ig1_base_url = _parse_url("IG1_BASE_URL", _env("IG1_BASE_URL", env) or "https://api.ig1.ai")
 
@@ -264,7 +295,11 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         raise SettingsError(f"USAGE_SCHEDULE_TIME={schedule_raw!r} is not a valid time of day") from None
 
     return Settings(
-        logs_dir=logs_dir,
+        logs_dir=logs_raw,
+        logs_source=logs_source,
+        landing_dir=Path(_env("USAGE_LANDING_DIR", env) or "landing"),
+        s3_endpoint_url=s3_endpoint,
+        fetch_concurrency=int(_parse_float("USAGE_FETCH_CONCURRENCY", _env("USAGE_FETCH_CONCURRENCY", env) or "32", 1, 1024, whole=True)),
         warehouse=warehouse,
         site_dir=site_dir,
         timezone=timezone,

@@ -3,7 +3,8 @@
 Tables (all dates are report-time-zone days):
 * `requests`          one row per gateway request (no prompt or response text)
 * `rejected_records`  every input record that could not be used, with reason and location
-* `ingest_days`       per day: files read, records, rejected, duplicates, estimated, re-priced, unpriced
+* `ingest_days`       per day: files read, records, rejected, duplicates, id collisions, estimated, re-priced, unpriced
+* `unrecognised_files` per day: files under the logs root that are not request logs (named, sized)
 * `daily_usage`       day × team × key × model aggregates
 * `inventory_keys`, `inventory_teams`  the gateway's key/team inventory (latest snapshot)
 * `billed_usage`      IG1's billed usage per billing day × model (contract currency)
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS requests (
     team_id VARCHAR NOT NULL,
     team_alias VARCHAR,
     user_id VARCHAR,
+    end_user VARCHAR,
     request_tags VARCHAR[],
     cache_hit BOOLEAN,
     input_tokens BIGINT NOT NULL,
@@ -49,12 +51,15 @@ CREATE TABLE IF NOT EXISTS requests (
     cached_input_tokens BIGINT NOT NULL,
     cache_creation_tokens BIGINT NOT NULL,
     spend_usd DECIMAL(18, 10),
+    cache_read_cost_usd DECIMAL(18, 10),
+    cache_creation_cost_usd DECIMAL(18, 10),
     tokens_estimated BOOLEAN NOT NULL,
     tokens_missing BOOLEAN NOT NULL,
     spend_repriced BOOLEAN NOT NULL,
     unpriced BOOLEAN NOT NULL,
     metadata_unreadable BOOLEAN NOT NULL,
     error_class VARCHAR,
+    error_code VARCHAR,
     source_file VARCHAR NOT NULL,
     source_line BIGINT
 );
@@ -69,7 +74,7 @@ CREATE TABLE IF NOT EXISTS ingest_days (
     day DATE PRIMARY KEY,
     folders INTEGER NOT NULL,
     files INTEGER NOT NULL,
-    ignored_files INTEGER NOT NULL,
+    unrecognised_files INTEGER NOT NULL,
     records_read BIGINT NOT NULL,
     rows BIGINT NOT NULL,
     rejected BIGINT NOT NULL,
@@ -78,7 +83,15 @@ CREATE TABLE IF NOT EXISTS ingest_days (
     tokens_missing BIGINT NOT NULL,
     spend_repriced BIGINT NOT NULL,
     unpriced BIGINT NOT NULL,
-    metadata_unreadable BIGINT NOT NULL
+    metadata_unreadable BIGINT NOT NULL,
+    id_collisions BIGINT NOT NULL,
+    unrecognised_with_data INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unrecognised_files (
+    day DATE NOT NULL,
+    source_file VARCHAR NOT NULL,
+    bytes BIGINT NOT NULL,
+    holds_data BOOLEAN NOT NULL
 );
 CREATE TABLE IF NOT EXISTS daily_usage (
     day DATE NOT NULL,
@@ -201,6 +214,27 @@ CREATE TABLE IF NOT EXISTS commit_status (
 """
 
 
+# Columns added since a warehouse may have been created: (table, column, type).
+ADDED_COLUMNS = (
+    ("requests", "end_user", "VARCHAR"),
+    ("requests", "cache_read_cost_usd", "DECIMAL(18, 10)"),
+    ("requests", "cache_creation_cost_usd", "DECIMAL(18, 10)"),
+    ("requests", "error_code", "VARCHAR"),
+    ("ingest_days", "id_collisions", "BIGINT DEFAULT 0"),
+    ("ingest_days", "unrecognised_with_data", "INTEGER DEFAULT 0"),
+)
+
+
+def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
+    """Bring a warehouse made by an earlier version to the current schema, in place."""
+    columns = set(conn.execute("SELECT table_name, column_name FROM information_schema.columns").fetchall())
+    if ("ingest_days", "ignored_files") in columns:
+        conn.execute("ALTER TABLE ingest_days RENAME COLUMN ignored_files TO unrecognised_files")
+    for table, column, kind in ADDED_COLUMNS:
+        if (table, column) not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
@@ -215,6 +249,7 @@ def connect(path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEM
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(str(path))
         conn.execute(SCHEMA)
+        _migrate(conn)
     # Timestamps without an offset in the logs are UTC.
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET enable_progress_bar = false")

@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 
 from usage_jobs import warehouse
+from usage_jobs.defs.gateway.landing import landing_root
 
 # DuckDB allows one writing process per file: every asset that opens the warehouse is in this pool (limit 1).
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -27,13 +28,34 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class GatewayLogsResource(dg.ConfigurableResource):
-    """Where the gateway's request logs are and how to read them."""
+    """Where the gateway's request logs are and how to read them.
+
+    `logs_dir` is a local folder or a bucket URL; with `source="gateway-api"` the logs come
+    from the gateway's /spend/logs/v2. Remote logs are landed under `landing_dir` first."""
 
     logs_dir: str
+    source: str = "logs-dir"
+    landing_dir: str = "landing"
+    s3_endpoint_url: str | None = None
+    fetch_concurrency: int = 32
+    gateway_base_url: str | None = None
+    gateway_admin_key: str | None = None
     timezone: str = "UTC"
     prices_file: str | None = None
     max_record_mb: float = 16.0
     max_rejected_share: float = 0.02
+
+    @property
+    def remote_source(self) -> str | None:
+        """The bucket URL or gateway URL logs are landed from; None for a local folder read in place."""
+        if self.source == "gateway-api":
+            return self.gateway_base_url
+        return self.logs_dir if "://" in self.logs_dir else None
+
+    def local_root(self) -> Path:
+        """The local folder ingest reads: the logs folder itself, or the source's landing folder."""
+        remote = self.remote_source
+        return landing_root(Path(self.landing_dir), remote) if remote else Path(self.logs_dir)
 
 
 class InventoryResource(dg.ConfigurableResource):

@@ -1,71 +1,123 @@
 """Gateway request logs → `requests` (one row per request) → `daily_usage` aggregates."""
 
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
 
 from usage_jobs.defs.gateway.aggregates import aggregate_day, totals_mismatch
 from usage_jobs.defs.gateway.ingest import IngestStats, MissingLogsError, ingest_day
+from usage_jobs.defs.gateway.landing import LandingError, LandingStats
 from usage_jobs.defs.gateway.pricing import load_prices
-from usage_jobs.defs.partitions import daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
 from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
 
 REJECTED_SHARE_CHECK = "rejected_share_below_limit"
-UNIQUE_IDS_CHECK = "request_ids_unique"
+UNIQUE_REQUESTS_CHECK = "requests_unique"
+UNRECOGNISED_CHECK = "no_unrecognised_files_with_data"
 TOTALS_CHECK = "aggregates_match_requests"
+STATS_COLUMNS = ("rows", "rejected", "duplicates", "id_collisions", "tokens_estimated", "spend_repriced", "unpriced", "tokens_missing",
+                 "files", "records_read", "unrecognised_files")
+
+
+@dg.asset(partitions_def=daily_partitions(), backfill_policy=dg.BackfillPolicy.single_run(), group_name="gateway", kinds={"s3", "gcs", "azure"})
+def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLogsResource):
+    """The day's raw gateway logs as local files: a local folder is read in place; a bucket
+    (s3://, gs://, az://) or the gateway's /spend/logs/v2 is copied into the landing folder
+    first (the day's and the next day's objects, fetched concurrently, never twice), so a
+    re-run of the day reads the same files offline."""
+    remote = gateway_logs.remote_source
+    if remote is None:
+        return dg.MaterializeResult(metadata={"source": "local folder, read in place", "path": gateway_logs.logs_dir})
+    landed = []
+    for day in partition_days(context):
+        try:
+            stats = _land(gateway_logs, day, context.log.info)
+        except LandingError as exc:
+            raise dg.Failure(description=f"{day}: {exc}", allow_retries=False) from None
+        context.log.info(f"{day}: {stats.listed:,} objects listed, {stats.fetched:,} fetched ({stats.bytes_fetched / 1e6:.1f} MB), "
+                         f"{stats.already_landed:,} already landed, in {stats.seconds:.1f} s")
+        landed.append(stats)
+    totals = {field: sum(getattr(s, field) for s in landed) for field in ("listed", "fetched", "already_landed", "bytes_fetched", "retries")}
+    return dg.MaterializeResult(metadata={
+        "source": remote if gateway_logs.source != "gateway-api" else f"{remote}/spend/logs/v2",
+        "landing folder": str(gateway_logs.local_root()),
+        "objects listed": totals["listed"], "objects fetched": totals["fetched"], "already landed": totals["already_landed"],
+        "MB fetched": round(totals["bytes_fetched"] / 1e6, 3), "retries": totals["retries"],
+        "seconds": round(sum(s.seconds for s in landed), 2),
+    })
+
+
+def _land(gateway_logs: GatewayLogsResource, day: dt.date, progress) -> LandingStats:
+    landing_dir = Path(gateway_logs.landing_dir)
+    if gateway_logs.source == "gateway-api":
+        from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
+
+        return land_spend_logs_day(gateway_logs.gateway_base_url, gateway_logs.gateway_admin_key, day, gateway_logs.timezone, landing_dir,
+                                   progress=progress)
+    from usage_jobs.defs.gateway.landing import land_bucket_day
+
+    return land_bucket_day(gateway_logs.logs_dir, day, gateway_logs.timezone, landing_dir, endpoint_url=gateway_logs.s3_endpoint_url,
+                           concurrency=gateway_logs.fetch_concurrency, progress=progress)
 
 
 @dg.asset(
     **daily_warehouse_asset("gateway"),
+    deps=[raw_gateway_logs],
     check_specs=[
         dg.AssetCheckSpec(REJECTED_SHARE_CHECK, asset="gateway_requests", blocking=True,
                           description="The share of input records rejected stays under USAGE_MAX_REJECTED_SHARE."),
-        dg.AssetCheckSpec(UNIQUE_IDS_CHECK, asset="gateway_requests", description="No request id appears twice in the warehouse."),
+        dg.AssetCheckSpec(UNIQUE_REQUESTS_CHECK, asset="gateway_requests",
+                          description="No request (request id and start time) is stored twice; ids reused with another start time are counted as collisions."),
+        dg.AssetCheckSpec(UNRECOGNISED_CHECK, asset="gateway_requests",
+                          description="No file under the logs root that is not a request log holds data (it may be logs in a format the product does not read)."),
     ],
 )
 def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseResource, gateway_logs: GatewayLogsResource):
     """Every gateway request of the day, one row each, from the LiteLLM log files.
 
     Reads the day's folders (and the next day's, for requests written after midnight),
-    de-duplicates by request id, estimates missing token counts from logged text
-    (cl100k, flagged), re-prices requests without a cost (flagged), marks unpriced
-    models, and records every unusable record in `rejected_records` with its reason.
+    drops re-deliveries (same request id and start time), estimates missing token counts
+    from logged text (cl100k, flagged), re-prices requests without a cost (flagged), marks
+    unpriced models, and records every unusable record in `rejected_records` with its
+    reason. Files that are not request logs are named in `unrecognised_files`.
     Prompt and response text is never stored."""
     prices = load_prices(Path(gateway_logs.prices_file) if gateway_logs.prices_file else None)
+    root = gateway_logs.local_root()
     all_stats: list[IngestStats] = []
     with warehouse.connect() as conn:
         for day in partition_days(context):
             try:
-                stats = ingest_day(conn, logs_dir=Path(gateway_logs.logs_dir), day=day, timezone=gateway_logs.timezone,
+                stats = ingest_day(conn, logs_dir=root, day=day, timezone=gateway_logs.timezone,
                                    prices=prices, max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000))
             except MissingLogsError as exc:
                 raise dg.Failure(description=str(exc), allow_retries=False) from None
-            context.log.info(f"{day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates from {stats.files:,} files")
+            context.log.info(f"{day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates, "
+                             f"{stats.id_collisions:,} id collisions from {stats.files:,} files; {stats.unrecognised_files:,} unrecognised files")
             all_stats.append(stats)
-        duplicated = conn.execute("SELECT count(*) FROM (SELECT request_id FROM requests GROUP BY request_id HAVING count(*) > 1)").fetchone()[0]
+        first, last = all_stats[0].day, all_stats[-1].day
+        twice = conn.execute(
+            "SELECT count(*), min(request_id) FROM (SELECT request_id FROM requests WHERE day BETWEEN ? AND ? "
+            "GROUP BY request_id, start_time HAVING count(*) > 1)", [first, last]).fetchone()
         reasons = conn.execute(
             "SELECT reason, count(*) AS records FROM rejected_records WHERE day BETWEEN ? AND ? GROUP BY reason ORDER BY records DESC, reason LIMIT 10",
-            [all_stats[0].day, all_stats[-1].day],
+            [first, last],
         ).fetchall()
+        unrecognised = conn.execute(
+            "SELECT strftime(day, '%Y-%m-%d'), source_file, bytes FROM unrecognised_files WHERE day BETWEEN ? AND ? AND holds_data "
+            "ORDER BY day, source_file", [first, last]).fetchall()
 
     worst = max(all_stats, key=lambda s: s.rejected_share)
     limit = gateway_logs.max_rejected_share
-    totals = {field: sum(getattr(s, field) for s in all_stats) for field in
-              ("rows", "rejected", "duplicates", "tokens_estimated", "spend_repriced", "unpriced", "tokens_missing", "files", "records_read")}
+    totals = {field: sum(getattr(s, field) for s in all_stats) for field in STATS_COLUMNS}
+    listed = unrecognised[:20]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": totals["rows"],
-            "rows": totals["rows"],
-            "rejected": totals["rejected"],
-            "duplicates": totals["duplicates"],
-            "estimated": totals["tokens_estimated"],
-            "re-priced": totals["spend_repriced"],
-            "unpriced": totals["unpriced"],
-            "tokens missing": totals["tokens_missing"],
-            "files": totals["files"],
-            "records read": totals["records_read"],
+            **{name.replace("_", " "): value for name, value in totals.items()},
             "rejection reasons": dg.MetadataValue.md(markdown_table(reasons, ("reason", "records")) if reasons else "none"),
+            "unrecognised files with data": dg.MetadataValue.md(markdown_table(listed, ("day", "file", "bytes")) if listed else "none"),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -73,9 +125,21 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                 passed=worst.rejected_share <= limit,
                 metadata={"worst day": worst.day, "rejected share": round(worst.rejected_share, 6), "limit": limit,
                           "rejected": worst.rejected, "records read": worst.records_read},
-                description=f"{worst.day}: {worst.rejected_share:.2%} of records rejected (limit {limit:.2%})",
+                description=f"{worst.day}: {worst.rejected:,} of {worst.records_read:,} records rejected ({worst.rejected_share:.2%}, limit {limit:.2%})",
             ),
-            dg.AssetCheckResult(check_name=UNIQUE_IDS_CHECK, passed=duplicated == 0, metadata={"duplicated ids": duplicated}),
+            dg.AssetCheckResult(
+                check_name=UNIQUE_REQUESTS_CHECK, passed=twice[0] == 0,
+                metadata={"requests stored twice": twice[0], "id collisions": totals["id_collisions"]},
+                description=(f"{twice[0]:,} requests stored twice between {first} and {last} (e.g. id {twice[1]})" if twice[0] else
+                             f"no request stored twice; {totals['id_collisions']:,} ids reused with another start time kept as separate requests"),
+            ),
+            dg.AssetCheckResult(
+                check_name=UNRECOGNISED_CHECK, passed=not unrecognised, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"files with data": len(unrecognised)},
+                description=(f"{len(unrecognised):,} file(s) under the logs root are not request logs but hold data: "
+                             + ", ".join(f"{day} {name} ({size:,} bytes)" for day, name, size in listed[:5])
+                             + (" …" if len(unrecognised) > 5 else "")) if unrecognised else "every file under the logs root is a request log",
+            ),
         ],
     )
 

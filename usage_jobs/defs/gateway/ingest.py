@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from usage_jobs.defs.gateway.layout import LogFile, candidate_folder_days, files_for_day
+from usage_jobs.defs.gateway.layout import DayFiles, LogFile, UnrecognisedFile, candidate_folder_days, files_for_day
 from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
 from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
 from usage_jobs.defs.gateway.tokens import estimate_many
@@ -35,8 +35,12 @@ SOURCE_COLUMNS = [
     "id", "request_id", "call_type", "status", "stream", "startTime", "endTime", "model",
     "model_group", "custom_llm_provider", "api_base", "prompt_tokens", "completion_tokens",
     "response_cost", "spend", "metadata", "api_key", "team_id", "user", "request_tags",
-    "cache_hit", "error_str", "error_information", "messages", "response", SOURCE_LINE_FIELD,
+    "cache_hit", "error_str", "error_information", "end_user", "cost_breakdown", "model_map_information",
+    "messages", "response", SOURCE_LINE_FIELD,
 ]
+# Requests the gateway refused before routing (bad or missing key) name no model: they are
+# real failed requests, stored under this name.
+NO_MODEL = "(no model)"
 
 
 class MissingLogsError(RuntimeError):
@@ -45,10 +49,12 @@ class MissingLogsError(RuntimeError):
 
 @dataclass
 class IngestStats:
+    """Per day: where every record read went (stored + rejected + duplicates = records read)."""
+
     day: str
     folders: int
     files: int
-    ignored_files: int
+    unrecognised_files: int
     records_read: int
     rows: int
     rejected: int
@@ -58,6 +64,8 @@ class IngestStats:
     spend_repriced: int
     unpriced: int
     metadata_unreadable: int
+    id_collisions: int
+    unrecognised_with_data: int
 
     @property
     def rejected_share(self) -> float:
@@ -73,6 +81,8 @@ CREATE OR REPLACE TEMP MACRO jtype(j) AS CASE coalesce(left(j::VARCHAR, 1), 'n')
 -- trim() costs ~5x the extraction, so only values that start with white space pay for it.
 CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN jtype(j) = 'VARCHAR' THEN nullif(
     CASE WHEN ascii(j->>'$') IN (9, 10, 13, 32) THEN trim(j->>'$', E' \t\r\n') ELSE j->>'$' END, '') END;
+-- Error codes come as strings ("429") or numbers (429).
+CREATE OR REPLACE TEMP MACRO jscalar(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN j::VARCHAR ELSE jstr(j) END;
 CREATE OR REPLACE TEMP MACRO jnum(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN TRY_CAST(j::VARCHAR AS DOUBLE) END;
 CREATE OR REPLACE TEMP MACRO jbool(j) AS CASE WHEN jtype(j) = 'BOOLEAN' THEN j::VARCHAR = 'true'
     WHEN jtype(j) = 'VARCHAR' THEN lower(j->>'$') IN ('true', '1', 'yes') END;
@@ -95,16 +105,21 @@ def _staging_sql(day: dt.date, timezone: str, source: str) -> str:
     return f"""
 CREATE OR REPLACE TEMP TABLE staged AS
 WITH src AS (
-    SELECT f.source_file, f.folder_day,
+    SELECT f.source_file, f.folder_day, f.dated,
         TRY_CAST(r."{SOURCE_LINE_FIELD}"::VARCHAR AS BIGINT) AS source_line,
         coalesce(jstr(r.id), jstr(r.request_id)) AS request_id,
         r.startTime AS start_raw,
         ts_value(r.startTime) AS start_parsed,
         ts_value(r.endTime) AS end_parsed,
         jstr(r.call_type) AS call_type,
-        coalesce(lower(jstr(r.status)), CASE WHEN jpresent(r.error_str) THEN 'failure' ELSE 'success' END) AS status,
+        -- Old SpendLogs rows have no status; their error is in metadata.error_information.
+        coalesce(lower(jstr(r.status)), CASE WHEN jpresent(r.error_str) OR jpresent(r.error_information)
+            OR json_extract(jobject(r.metadata), '$.error_information.error_class') IS NOT NULL THEN 'failure' ELSE 'success' END) AS status,
         jbool(r.stream) AS stream,
         coalesce(jstr(r.model_group), jstr(r.model)) AS model,
+        -- The gateway's model map tells "priced at zero" from "no price known" (both log a cost of 0).
+        coalesce(jnum(jobject(r.model_map_information)->'model_map_value'->'input_cost_per_token') = 0
+            AND jnum(jobject(r.model_map_information)->'model_map_value'->'output_cost_per_token') = 0, false) AS priced_at_zero,
         jstr(r.model) AS deployment,
         jstr(r.custom_llm_provider) AS provider,
         jstr(r.api_base) AS api_base,
@@ -112,12 +127,15 @@ WITH src AS (
         coalesce(r.response_cost, r.spend) AS cost_raw,
         json_extract(jobject(r.metadata), ['$.user_api_key_hash', '$.user_api_key_alias', '$.user_api_key_team_id',
             '$.user_api_key_team_alias', '$.user_api_key_user_id', '$.usage_object.cache_read_input_tokens',
-            '$.usage_object.prompt_tokens_details.cached_tokens', '$.usage_object.cache_creation_input_tokens']) AS meta,
+            '$.usage_object.prompt_tokens_details.cached_tokens', '$.usage_object.cache_creation_input_tokens',
+            '$.user_api_key_end_user_id', '$.error_information.error_class', '$.error_information.error_code']) AS meta,
         r.metadata AS metadata_raw,
         r.api_key AS api_key_raw, r.team_id AS team_id_raw, r."user" AS user_raw,
         r.request_tags AS tags_raw,
         jbool(r.cache_hit) AS cache_hit,
-        jstr(jobject(r.error_information)->'error_class') AS error_class,
+        jobject(r.error_information) AS error_information,
+        jstr(r.end_user) AS end_user_raw,
+        json_extract(jobject(r.cost_breakdown), ['$.cache_read_cost', '$.cache_creation_cost']) AS cache_costs,
         r.error_str AS error_raw,
         -- Cheap text tests: the prompt/response is parsed only where an estimate needs it.
         coalesce(r.messages::VARCHAR NOT IN ('null', '[]', '{{}}', '""', '"{{}}"', '"[]"'), false)
@@ -134,13 +152,14 @@ typed AS (
 judged AS (
     SELECT *,
         -- A folder holds requests written that day: those started in its span or just before.
-        local_day IS NOT NULL AND folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
-            AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE) AS in_window,
+        local_day IS NOT NULL AND (NOT dated OR folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
+            AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE)) AS in_window,
         coalesce(meta[6], meta[7]) AS cached_raw,
         meta[8] AS cache_creation_raw,
         -- Each number is read once here; the rules below use these columns.
         jnum(prompt_raw) AS prompt_n, jnum(completion_raw) AS completion_n, jnum(cost_raw) AS cost_n,
-        jnum(coalesce(meta[6], meta[7])) AS cached_n, jnum(meta[8]) AS cache_creation_n
+        jnum(coalesce(meta[6], meta[7])) AS cached_n, jnum(meta[8]) AS cache_creation_n,
+        jnum(cache_costs[1]) AS cache_read_cost_n, jnum(cache_costs[2]) AS cache_creation_cost_n
     FROM typed
 ),
 reasoned AS (
@@ -155,7 +174,7 @@ reasoned AS (
             WHEN jpresent(cost_raw) AND NOT coalesce(isfinite(cost_n) AND cost_n BETWEEN 0 AND {MAX_COST_USD}, false)
                 THEN 'response_cost is not a number between 0 and {MAX_COST_USD} USD (got ' || shown(cost_raw) || ')'
             WHEN status NOT IN ('success', 'failure') THEN 'status is neither success nor failure (got ' || left(status, 40) || ')'
-            WHEN model IS NULL THEN 'missing model and model_group'
+            WHEN model IS NULL AND status <> 'failure' THEN 'missing model and model_group on a successful request'
             WHEN NOT in_window THEN 'startTime ' || strftime(start_time, '%Y-%m-%d %H:%M:%S') || ' UTC is outside the days folder ' || folder_day || ' can hold'
         END AS reason,
         status = 'success' AND (prompt_n IS NULL OR completion_n IS NULL OR (prompt_n = 0 AND completion_n = 0))
@@ -165,7 +184,12 @@ reasoned AS (
 SELECT
     CASE WHEN in_window THEN local_day ELSE folder_day END AS owner_day,
     source_file, source_line, folder_day, request_id, reason, start_time, end_time, call_type, status, stream,
-    model, deployment, provider, api_base, cache_hit, error_class,
+    coalesce(model, '{NO_MODEL}') AS model, deployment, provider, api_base, cache_hit, priced_at_zero,
+    coalesce(jstr(error_information->'error_class'), jstr(meta[10])) AS error_class,
+    coalesce(jscalar(error_information->'error_code'), jscalar(meta[11])) AS error_code,
+    coalesce(end_user_raw, jstr(meta[9])) AS end_user,
+    CAST(CASE WHEN isfinite(cache_read_cost_n) AND cache_read_cost_n >= 0 THEN cache_read_cost_n END AS DECIMAL(18, 10)) AS cache_read_cost_usd,
+    CAST(CASE WHEN isfinite(cache_creation_cost_n) AND cache_creation_cost_n >= 0 THEN cache_creation_cost_n END AS DECIMAL(18, 10)) AS cache_creation_cost_usd,
     TRY_CAST(prompt_n AS BIGINT) AS prompt_tokens,
     TRY_CAST(completion_n AS BIGINT) AS completion_tokens,
     coalesce(TRY_CAST(cached_n AS BIGINT), 0) AS cached_input_tokens,
@@ -193,27 +217,29 @@ WHERE (CASE WHEN in_window THEN local_day ELSE folder_day END) = DATE '{day.isof
 
 
 _PUBLISH_SQL = """
-INSERT INTO requests
+INSERT INTO requests BY NAME
 SELECT
-    s.owner_day, s.request_id, s.start_time, s.end_time, s.call_type, s.status, s.stream,
-    s.model, s.deployment, s.provider, s.api_base, s.key_hash, s.key_alias, s.team_id, s.team_alias, s.user_id,
+    s.owner_day AS day, s.request_id, s.start_time, s.end_time, s.call_type, s.status, s.stream,
+    s.model, s.deployment, s.provider, s.api_base, s.key_hash, s.key_alias, s.team_id, s.team_alias, s.user_id, s.end_user,
     s.request_tags, s.cache_hit,
-    t.input_tokens, t.output_tokens, t.input_tokens + t.output_tokens, s.cached_input_tokens, s.cache_creation_tokens,
+    t.input_tokens, t.output_tokens, t.input_tokens + t.output_tokens AS total_tokens, s.cached_input_tokens, s.cache_creation_tokens,
     CAST(CASE
         WHEN s.status = 'failure' THEN coalesce(s.cost, 0)
         WHEN s.cost > 0 THEN s.cost
-        WHEN coalesce(s.cache_hit, false) THEN 0
+        WHEN coalesce(s.cache_hit, false) OR s.priced_at_zero THEN 0
         WHEN p.model IS NOT NULL THEN (t.input_tokens - least(s.cached_input_tokens, t.input_tokens)) * p.input
             + least(s.cached_input_tokens, t.input_tokens) * p.cached_input + t.output_tokens * p.output
     END AS DECIMAL(18, 10)) AS spend_usd,
-    s.estimate_used,
-    s.tokens_absent AND NOT s.estimate_used,
-    s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false) AND p.model IS NOT NULL
-        AND t.input_tokens + t.output_tokens > 0,
-    s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false) AND p.model IS NULL,
-    s.metadata_unreadable, s.error_class, s.source_file, s.source_line
+    s.cache_read_cost_usd, s.cache_creation_cost_usd,
+    s.estimate_used AS tokens_estimated,
+    s.tokens_absent AND NOT s.estimate_used AS tokens_missing,
+    r.needs_price AND p.model IS NOT NULL AND t.input_tokens + t.output_tokens > 0 AS spend_repriced,
+    r.needs_price AND p.model IS NULL AS unpriced,
+    s.metadata_unreadable, s.error_class, s.error_code, s.source_file, s.source_line
 FROM deduplicated s
 CROSS JOIN LATERAL (SELECT coalesce(s.prompt_tokens, 0) AS input_tokens, coalesce(s.completion_tokens, 0) AS output_tokens) t
+CROSS JOIN LATERAL (SELECT s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false)
+    AND NOT s.priced_at_zero AS needs_price) r
 LEFT JOIN prices p ON p.model = s.model
 """
 
@@ -253,9 +279,10 @@ _DOCUMENT_COLUMNS = ", ".join(f'fields[{i + 1}] AS "{name}"' for i, name in enum
 
 
 def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes: int) -> list[str]:
-    """One-request-per-file JSON (S3, Azure): read_text costs ~50x less per file than read_json.
+    """One-request-per-file JSON (S3, Azure, GCS unbatched): read_text costs ~50x less per file than read_json.
 
-    Files that are not a single JSON object within the size limit are returned for salvage."""
+    Files that are not a single request object within the size limit (arrays, API pages,
+    several objects) are returned for salvage."""
     if not paths:
         return []
     conn.execute("CREATE OR REPLACE TEMP TABLE documents (filename VARCHAR, content VARCHAR)")
@@ -263,7 +290,10 @@ def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes
         lambda batch: conn.execute("INSERT INTO documents SELECT filename, content FROM read_text(?)", [batch]), paths)
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE documents AS SELECT filename, content, "
-        "octet_length(encode(content)) <= ? AND json_valid(content) AND json_type(content) = 'OBJECT' AS readable FROM documents",
+        "octet_length(encode(content)) <= ? AND CASE WHEN json_valid(content) AND json_type(content) = 'OBJECT' "
+        # A /spend/logs/v2 page holds its records in `data`: salvage unpacks it.
+        "THEN NOT coalesce(json_type(content, '$.data') = 'ARRAY' AND json_exists(content, ['$.total', '$.page']) <> [false, false], false) "
+        "ELSE false END AS readable FROM documents",
         [max_bytes],
     )
     conn.execute(
@@ -278,24 +308,25 @@ def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes
 def _estimate(conn: duckdb.DuckDBPyConnection) -> None:
     """Fill missing token counts from logged text with cl100k (the text is then dropped)."""
     rows = conn.execute(
-        "SELECT DISTINCT ON (request_id) request_id, messages_text, response_text, prompt_tokens, completion_tokens "
-        "FROM staged WHERE reason IS NULL AND tokens_absent AND has_text ORDER BY request_id"
+        "SELECT DISTINCT ON (request_id, start_time) request_id, epoch_us(start_time), messages_text, response_text, prompt_tokens, completion_tokens "
+        "FROM staged WHERE reason IS NULL AND tokens_absent AND has_text ORDER BY request_id, start_time"
     ).fetchall()
     conn.execute("ALTER TABLE staged ADD COLUMN estimate_used BOOLEAN DEFAULT false")
     if not rows:
         return
-    estimated = estimate_many([(messages, response) for _, messages, response, _, _ in rows])
-    ids, prompts, completions = [], [], []
-    for (request_id, _, _, prompt, completion), (est_prompt, est_completion) in zip(rows, estimated):
+    estimated = estimate_many([(messages, response) for _, _, messages, response, _, _ in rows])
+    ids, starts, prompts, completions = [], [], [], []
+    for (request_id, start_us, _, _, prompt, completion), (est_prompt, est_completion) in zip(rows, estimated):
         both_zero = not prompt and not completion
         ids.append(request_id)
+        starts.append(start_us)
         prompts.append(est_prompt if prompt is None or both_zero else prompt)
         completions.append(est_completion if completion is None or both_zero else completion)
-    estimates = {"request_id": np.array(ids, dtype=object), "p": np.array(prompts, dtype=np.int64), "c": np.array(completions, dtype=np.int64)}
+    estimates = {"request_id": np.array(ids, dtype=object), "start_us": np.array(starts, dtype=np.int64), "p": np.array(prompts, dtype=np.int64), "c": np.array(completions, dtype=np.int64)}
     conn.register("token_estimates", estimates)
     conn.execute(
         "UPDATE staged SET prompt_tokens = e.p, completion_tokens = e.c, estimate_used = true "
-        "FROM token_estimates e WHERE staged.request_id = e.request_id AND staged.reason IS NULL AND staged.tokens_absent AND staged.has_text"
+        "FROM token_estimates e WHERE staged.request_id = e.request_id AND epoch_us(staged.start_time) = e.start_us AND staged.reason IS NULL AND staged.tokens_absent AND staged.has_text"
     )
     conn.unregister("token_estimates")
 
@@ -312,9 +343,10 @@ def ingest_day(
     """Read, validate, de-duplicate and store one report day; replace what was there."""
     found = files_for_day(logs_dir, day, timezone)
     required = set(candidate_folder_days(day, timezone)[:-1])
-    if not _has_folder(found.folders_found, required):
+    if not _has_folder(found.folders_found, required) and not any(not f.dated for f in found.files):
         wanted = ", ".join(d.isoformat() for d in sorted(required))
-        raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {logs_dir}")
+        raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {logs_dir}, "
+                               "and no log file outside date folders modified since the day began")
 
     conn.execute(_MACROS)
     register_prices(conn, prices)
@@ -340,24 +372,29 @@ def ingest_day(
     conn.execute("DROP TABLE raw_records")
     _estimate(conn)
     conn.execute(
+        # A re-delivery repeats the id and the start time; the same id with another start is another request.
         "CREATE OR REPLACE TEMP VIEW deduplicated AS SELECT * FROM staged WHERE reason IS NULL "
-        "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY source_file, source_line NULLS LAST, end_time, prompt_tokens, completion_tokens, cost) = 1"
+        "QUALIFY row_number() OVER (PARTITION BY request_id, start_time ORDER BY source_file, source_line NULLS LAST, end_time, prompt_tokens, completion_tokens, cost) = 1"
     )
     conn.register("file_rejections", _rejection_arrays(rejections, day))
+    conn.register("day_unrecognised", _unrecognised_arrays([f for f in found.unrecognised if f.folder_day == day], logs_dir))
     day_sql = day.isoformat()
     # Re-running a day replaces it in one transaction, so a day is never counted twice.
     with transaction(conn):
         conn.execute("DELETE FROM requests WHERE day = ?", [day_sql])
         conn.execute("DELETE FROM rejected_records WHERE day = ?", [day_sql])
         conn.execute("DELETE FROM ingest_days WHERE day = ?", [day_sql])
+        conn.execute("DELETE FROM unrecognised_files WHERE day = ?", [day_sql])
+        conn.execute("INSERT INTO unrecognised_files SELECT CAST(? AS DATE), source_file, bytes, holds_data FROM day_unrecognised", [day_sql])
         conn.execute(_PUBLISH_SQL)
         conn.execute(
             "INSERT INTO rejected_records SELECT owner_day, source_file, source_line, request_id, reason FROM staged WHERE reason IS NOT NULL "
             "UNION ALL SELECT CAST(day AS DATE), source_file, nullif(source_line, -1), NULL, reason FROM file_rejections"
         )
         stats = _stats(conn, day, found, len(rejections))
-        conn.execute("INSERT INTO ingest_days VALUES (" + ", ".join("?" * 13) + ")", list(asdict(stats).values()))
+        conn.execute(f"INSERT INTO ingest_days BY NAME SELECT {', '.join(f'? AS {name}' for name in asdict(stats))}", list(asdict(stats).values()))
     conn.unregister("file_rejections")
+    conn.unregister("day_unrecognised")
     conn.execute("DROP VIEW deduplicated")
     conn.execute("DROP TABLE staged")
     return stats
@@ -373,14 +410,14 @@ class _Loader:
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path):
         self.conn, self.logs_dir, self.day, self.max_bytes, self.scratch = conn, logs_dir, day, max_bytes, scratch
-        self.paths: list[tuple[str, str, str]] = []  # (path read, source file, folder day)
+        self.paths: list[tuple[str, str, str, bool]] = []  # (path read, source file, folder day, dated)
         self.by_path: dict[str, LogFile] = {}
         self.rejections: list[tuple[str, Rejection]] = []
 
     def add_paths(self, files: list[LogFile]) -> None:
         for log_file in files:
             self.by_path[str(log_file.path)] = log_file
-            self.paths.append((str(log_file.path), _relative(log_file.path, self.logs_dir), log_file.folder_day.isoformat()))
+            self.paths.append((str(log_file.path), _relative(log_file.path, self.logs_dir), log_file.folder_day.isoformat(), log_file.dated))
 
     def load_documents(self, files: list[LogFile]) -> None:
         refused = _read_files(self.conn, [str(f.path) for f in files if f.gzip], False, self.max_bytes)
@@ -403,16 +440,17 @@ class _Loader:
             salvaged = self.scratch / f"salvaged-{len(self.paths)}.ndjson"
             with salvaged.open("w", encoding="utf-8") as stream:
                 write_ndjson(records, stream)
-            self.paths.append((str(salvaged), source, log_file.folder_day.isoformat()))
+            self.paths.append((str(salvaged), source, log_file.folder_day.isoformat(), log_file.dated))
             if _read_files(self.conn, [str(salvaged)], True, self.max_bytes) and log_file.folder_day == self.day:
                 self.rejections.append((source, Rejection(None, f"{len(records)} records readable by Python but not by DuckDB")))
 
     def publish_paths(self) -> None:
-        """Expose the (path read → source file, folder day) map to SQL as `read_paths`."""
-        columns = list(zip(*self.paths)) if self.paths else [(), (), ()]
-        arrays = {name: np.array(values, dtype=object) for name, values in zip(("read_path", "source_file", "folder_day"), columns)}
+        """Expose the (path read → source file, folder day, dated) map to SQL as `read_paths`."""
+        columns = list(zip(*self.paths)) if self.paths else [(), (), (), ()]
+        arrays = {name: np.array(values, dtype=object) for name, values in zip(("read_path", "source_file", "folder_day", "dated"), columns)}
         self.conn.register("read_paths_np", arrays)
-        self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day FROM read_paths_np")
+        self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day, "
+                          "CAST(dated AS BOOLEAN) AS dated FROM read_paths_np")
         self.conn.unregister("read_paths_np")
 
 
@@ -432,19 +470,33 @@ def _rejection_arrays(rejections: list[tuple[str, Rejection]], day: dt.date) -> 
     }
 
 
-def _stats(conn: duckdb.DuckDBPyConnection, day: dt.date, found, file_rejections: int) -> IngestStats:
+def _unrecognised_arrays(files: list[UnrecognisedFile], root: Path) -> dict:
+    return {
+        "source_file": np.array([_relative(f.path, root) for f in files], dtype=object),
+        "bytes": np.array([f.size for f in files], dtype=np.int64),
+        "holds_data": np.array([f.holds_data for f in files], dtype=bool),
+    }
+
+
+def _stats(conn: duckdb.DuckDBPyConnection, day: dt.date, found: DayFiles, file_rejections: int) -> IngestStats:
     staged_rows, staged_rejected = conn.execute("SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM staged").fetchone()
     rows, estimated, missing, repriced, unpriced, unreadable = conn.execute(
         "SELECT count(*), count(*) FILTER (tokens_estimated), count(*) FILTER (tokens_missing), count(*) FILTER (spend_repriced), "
         "count(*) FILTER (unpriced), count(*) FILTER (metadata_unreadable) FROM requests WHERE day = ?",
         [day.isoformat()],
     ).fetchone()
+    # Ids of the day met with another start time, that day or on another day already ingested.
+    collisions = conn.execute(
+        "SELECT count(*) FROM (SELECT request_id FROM requests WHERE request_id IN (SELECT request_id FROM requests WHERE day = ?) "
+        "GROUP BY request_id HAVING count(*) > 1)", [day.isoformat()],
+    ).fetchone()[0]
+    own_unrecognised = [f for f in found.unrecognised if f.folder_day == day]
     rejected = staged_rejected + file_rejections
     return IngestStats(
         day=day.isoformat(),
         folders=len(found.folders_found),
         files=len(found.files),
-        ignored_files=len(found.ignored),
+        unrecognised_files=len(own_unrecognised),
         records_read=staged_rows + file_rejections,
         rows=rows,
         rejected=rejected,
@@ -454,4 +506,6 @@ def _stats(conn: duckdb.DuckDBPyConnection, day: dt.date, found, file_rejections
         spend_repriced=repriced,
         unpriced=unpriced,
         metadata_unreadable=unreadable,
+        id_collisions=collisions,
+        unrecognised_with_data=sum(f.holds_data for f in own_unrecognised),
     )

@@ -1,10 +1,13 @@
-"""Where a report day's gateway log files are, in LiteLLM's object-storage layouts.
+"""Where a report day's gateway log files are, in every layout LiteLLM writes.
 
-S3 writes `[team_alias/][key_alias/]YYYY-MM-DD/time-…_<id>.json`, GCS writes
-`YYYY-MM-DD/batch-….ndjson`, Azure `YYYY-MM-DD/<id>.json`; `audit_logs/` holds no
-request data. A folder's date is the day the file was *written* (UTC), which is at or
-after the request's start, so a report day reads every folder its UTC span touches,
-plus the next one for requests written after midnight.
+S3 writes `[s3_path/][team_alias/][key_alias/]YYYY-MM-DD/[HH/]time-…_<id>.json` (or
+`batch_…jsonl`), GCS `YYYY-MM-DD/batch-….ndjson` or, unbatched, `YYYY-MM-DD/<response id>`
+with no extension, Azure `YYYY-MM-DD/<id>.json` or, with Azure AD, `<id>.json` at the
+root; SpendLogs exports are JSON arrays, NDJSON or `/spend/logs/v2` pages. `audit_logs/`
+holds no request data. A folder's date is the day the file was *written* (UTC), at or
+after the request's start, so a report day reads every folder its UTC span touches plus
+the next one. Files outside any date folder are dated by their records; one written
+before the day began cannot hold it, so only those modified since are read.
 """
 
 from __future__ import annotations
@@ -23,36 +26,61 @@ LINE_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 DOCUMENT_SUFFIXES = (".json", ".json.gz")
 # Requests are written at most this long after they start (long streams, batching).
 WRITE_LAG = dt.timedelta(days=1)
+# Clock skew allowed between the writer's and the store's modification times.
+MTIME_SLACK = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
 class LogFile:
     path: Path
+    # The date folder the file was written to; for an undated file, the UTC date it was last modified.
     folder_day: dt.date
     line_delimited: bool
     size: int
+    dated: bool = True
 
     @property
     def gzip(self) -> bool:
         return self.path.name.endswith(".gz")
 
 
+@dataclass(frozen=True)
+class UnrecognisedFile:
+    """A file under the logs root that is not in a request-log format, named and counted."""
+
+    path: Path
+    folder_day: dt.date
+    size: int
+    holds_data: bool
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(n for n in dirnames if n not in SKIPPED_FOLDERS and not n.startswith("."))
+        yield Path(dirpath), dirnames, sorted(n for n in filenames if not n.startswith("."))
+
+
+def _folder_date(name: str) -> dt.date | None:
+    if not DAY_FOLDER.match(name):
+        return None
+    try:
+        return dt.date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
 def iter_day_folders(root: Path) -> Iterator[tuple[dt.date, Path]]:
-    """Every `YYYY-MM-DD` folder under root, at any depth below optional team/key folders."""
+    """Every `YYYY-MM-DD` folder under root, at any depth below optional prefix/team/key folders."""
     if not root.is_dir():
         return
-    for dirpath, dirnames, _ in os.walk(root):
+    for folder, dirnames, _ in _walk(root):
         keep = []
-        for name in sorted(dirnames):
-            if name in SKIPPED_FOLDERS or name.startswith("."):
-                continue
-            if DAY_FOLDER.match(name):
-                try:
-                    yield dt.date.fromisoformat(name), Path(dirpath) / name
-                except ValueError:
-                    continue
-            else:
+        for name in dirnames:
+            day = _folder_date(name)
+            if day is None:
                 keep.append(name)
+            else:
+                yield day, folder / name
         dirnames[:] = keep
 
 
@@ -73,41 +101,63 @@ def candidate_folder_days(day: dt.date, timezone: str) -> list[dt.date]:
 
 
 def classify(path: Path) -> bool | None:
-    """True for line-delimited files, False for JSON documents, None for anything else."""
+    """True for line-delimited files, False for one JSON document, None for anything else.
+
+    GCS's unbatched logger names objects by response id, with no extension: one payload."""
     name = path.name.lower()
     if name.endswith(LINE_SUFFIXES):
         return True
-    if name.endswith(DOCUMENT_SUFFIXES):
+    if name.endswith(DOCUMENT_SUFFIXES) or "." not in name:
         return False
     return None
+
+
+def _holds_data(path: Path, size: int) -> bool:
+    if size == 0:
+        return False
+    with path.open("rb") as stream:
+        return bool(stream.read(4096).strip())
 
 
 @dataclass
 class DayFiles:
     files: list[LogFile]
-    ignored: list[Path]
+    unrecognised: list[UnrecognisedFile]
     folders_found: list[Path]
 
 
 def files_for_day(root: Path, day: dt.date, timezone: str) -> DayFiles:
-    """The log files a report day must read, and the files skipped for their type."""
+    """The log files a report day must read, and the files that are not request logs."""
     wanted = set(candidate_folder_days(day, timezone))
+    not_before = (utc_day_span(day, timezone)[0] - MTIME_SLACK).timestamp()
     files: list[LogFile] = []
-    ignored: list[Path] = []
+    unrecognised: list[UnrecognisedFile] = []
     folders: list[Path] = []
-    for folder_day, folder in iter_day_folders(root):
-        if folder_day not in wanted:
-            continue
-        folders.append(folder)
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if not entry.is_file():
-                    continue
-                path = Path(entry.path)
-                kind = classify(path)
-                if kind is None:
-                    ignored.append(path)
-                else:
-                    files.append(LogFile(path, folder_day, kind, entry.stat().st_size))
+
+    def add(path: Path, folder_day: dt.date, size: int, dated: bool) -> None:
+        kind = classify(path)
+        if kind is None:
+            unrecognised.append(UnrecognisedFile(path, folder_day, size, _holds_data(path, size)))
+        else:
+            files.append(LogFile(path, folder_day, kind, size, dated))
+
+    if root.is_dir():
+        for folder, dirnames, filenames in _walk(root):
+            for name in filenames:
+                stat = (folder / name).stat()
+                if stat.st_mtime >= not_before:
+                    add(folder / name, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date(), stat.st_size, dated=False)
+            keep = []
+            for name in dirnames:
+                folder_day = _folder_date(name)
+                if folder_day is None:
+                    keep.append(name)
+                elif folder_day in wanted:
+                    folders.append(folder / name)
+                    # Hourly partitions (S3_PARTITION_GRANULARITY=hour) nest `HH/` folders inside the day.
+                    for inner, _, inner_files in _walk(folder / name):
+                        for inner_name in inner_files:
+                            add(inner / inner_name, folder_day, (inner / inner_name).stat().st_size, dated=True)
+            dirnames[:] = keep
     files.sort(key=lambda f: str(f.path))
-    return DayFiles(files=files, ignored=sorted(ignored), folders_found=sorted(folders))
+    return DayFiles(files=files, unrecognised=sorted(unrecognised, key=lambda f: str(f.path)), folders_found=sorted(folders))

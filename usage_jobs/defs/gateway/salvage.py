@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 SOURCE_LINE_FIELD = "__source_line"
+PAGE_KEYS = {"total", "page", "page_size", "total_pages"}
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,13 @@ def _reopen(path: str, gzip_compressed: bool) -> IO[bytes]:
     return gzip.open(path, "rb") if gzip_compressed else open(path, "rb")
 
 
+def is_spend_logs_page(value: Any) -> bool:
+    """A page of the gateway's `GET /spend/logs/v2`: `{data: [rows], total, page, page_size, total_pages}`."""
+    return isinstance(value, dict) and isinstance(value.get("data"), list) and bool(PAGE_KEYS & value.keys())
+
+
 def _parse_document(content: bytes, max_bytes: int) -> tuple[list[dict], list[Rejection]] | None:
-    """A whole-file JSON document: one object, or an array of records (SpendLogs export).
+    """A whole-file JSON document: one object, or the records of an array or an API page (SpendLogs).
 
     None when the file is not one JSON document (then it is read line by line)."""
     if not content.strip():
@@ -116,7 +122,9 @@ def _parse_document(content: bytes, max_bytes: int) -> tuple[list[dict], list[Re
         value = json.loads(content.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
-    if isinstance(value, dict):
+    if is_spend_logs_page(value):
+        value = value["data"]
+    elif isinstance(value, dict):
         if len(content) > max_bytes:
             return [], [Rejection(1, f"record is {len(content) / 1e6:.1f} MB, above the {max_bytes / 1e6:g} MB limit (USAGE_MAX_RECORD_MB)")]
         value[SOURCE_LINE_FIELD] = 1
