@@ -21,7 +21,7 @@ from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
 
-EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies")
+EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality")
 
 
 def _csv(path: Path) -> list[dict]:
@@ -67,6 +67,12 @@ def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exp
                 # Money cells are rounded to 6 decimals each: sums may differ by half a millionth per row, no more.
                 slack = Decimal("0.0000005") * (len(tables[name]) + len(tables["daily"])) if column == "spend_usd" else 0
                 assert abs(_sum(tables[name], column) - total) <= slack, (folder.name, name, column)
+        # Every record read is stored, rejected or a duplicate, and what is stored is what the report counts.
+        for day in tables["data_quality"]:
+            assert int(day["records_read"]) == int(day["stored"]) + int(day["rejected"]) + int(day["duplicates"]), (folder.name, day)
+        assert _sum(tables["data_quality"], "stored") == _sum(tables["daily"], "requests")
+        quality_page = (folder / "quality.html").read_text(encoding="utf-8")
+        assert _kpi(quality_page, "Stored") == f"{int(_sum(tables['daily'], 'requests')):,}"
         page = (folder / "index.html").read_text(encoding="utf-8")
         assert _kpi(page, "Requests") == f"{int(_sum(tables['daily'], 'requests')):,}"
         assert _kpi(page, "Total tokens") == f"{int(_sum(tables['daily'], 'total_tokens')):,}"

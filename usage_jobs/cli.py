@@ -29,6 +29,10 @@ concurrency:
 """
 
 
+class CommandError(ValueError):
+    """A command line the product cannot carry out as asked; the message says what to do instead."""
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -99,17 +103,35 @@ def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.
             _say(f"{prefix}  FAILED: {'; '.join(problems)}")
             continue
         with warehouse.session(settings.warehouse, read_only=True) as conn:
-            rows, rejected, duplicates, estimated, unpriced = conn.execute(
-                "SELECT rows, rejected, duplicates, tokens_estimated, unpriced FROM ingest_days WHERE day = ?", [day.isoformat()]
+            rows, rejected, duplicates, collisions, estimated, unpriced = conn.execute(
+                "SELECT rows, rejected, duplicates, id_collisions, tokens_estimated, unpriced FROM ingest_days WHERE day = ?", [day.isoformat()]
             ).fetchone()
-        _say(f"{prefix}  {rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  "
-             f"{estimated:>5,} estimated  {unpriced:>4,} unpriced  ({time.monotonic() - started:.1f} s)")
+            unrecognised = conn.execute("SELECT source_file, bytes, holds_data FROM unrecognised_files WHERE day = ? ORDER BY source_file",
+                                        [day.isoformat()]).fetchall()
+        _say(f"{prefix}  {rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  {collisions:>3,} id collisions  "
+             f"{estimated:>5,} estimated  {unpriced:>4,} unpriced  ({time.monotonic() - started:.1f} s){_landed(result)}")
+        for name, size, holds_data in unrecognised:
+            _say(f"    not a request log{' (holds data!)' if holds_data else ''}: {name} ({size:,} bytes)")
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
     if settings.billing_configured:
         failures += run_billing(settings, start, end)
     else:
         _say("Billing: not configured (IG1_MASTER_KEY not set); the report shows gateway estimates only")
     return failures
+
+
+def _landed(result) -> str:
+    """What landing a remote source cost, from raw_gateway_logs' metadata; empty for a local folder."""
+    metadata = result.asset_materializations_for_node("raw_gateway_logs")[0].metadata
+    if "objects fetched" not in metadata:
+        return ""
+    return (f"; landed {metadata['objects fetched'].value:,} objects ({metadata['MB fetched'].value:,.1f} MB), "
+            f"{metadata['already landed'].value:,} already there")
+
+
+def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in the report time zone: today's logs are still being written."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(settings.tz).date() - dt.timedelta(days=1)
 
 
 def run_billing(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
@@ -177,7 +199,11 @@ def cmd_check_config(args) -> int:
 
 def cmd_run(args) -> int:
     if args.end < args.start:
-        raise SettingsError(f"--end {args.end} is before --start {args.start}")
+        raise CommandError(f"--end {args.end} is before --start {args.start}")
+    last = last_complete_day(load_settings())
+    if args.end > last:
+        raise CommandError(f"{args.end} is not over yet in {load_settings().timezone}: the last complete day is {last}. "
+                           f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
     os.environ.setdefault("USAGE_START_DATE", min(args.start, load_settings().start_date).isoformat())
     settings = load_settings()
     failures = run_days(settings, args.start, args.end)
@@ -332,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except SettingsError as exc:
         print(f"usage-report: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"usage-report: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("usage-report: interrupted", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Builds the static report site from the warehouse, into a scratch folder swapped in at the end.
 
 Every period (day, ISO week, month, last 7 and last 30 days) gets the views global,
-teams (+ a page per team), keys (+ a page per key used in the period), models and, with
-billing, estimated vs billed; and its exports. A period whose inputs have not changed
+teams (+ a page per team), keys (+ a page per key used in the period), models, with
+billing estimated vs billed, and data quality; and its exports. A period whose inputs have not changed
 since the published build (same fingerprint) is copied from it instead of rendered again.
 """
 
@@ -27,6 +27,7 @@ from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingV
 from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_rows
 from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
+from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
     ANOMALY_COLUMNS, DAILY_COLUMNS, KEY_COLUMNS, KEY_MODEL_DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, TEAM_MODEL_DAILY_COLUMNS, PeriodData, page_name, period_data,
 )
@@ -120,7 +121,7 @@ def _iso(value) -> str | None:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, dt.datetime) else value
 
 
-def _export_tables(data: PeriodData, billing: BillingView, timezone: str) -> list[ExportTable]:
+def _export_tables(data: PeriodData, billing: BillingView, quality: QualityView, timezone: str) -> list[ExportTable]:
     keys = [{**key, **{name: _iso(key[name]) for name in ("last_request_at", "first_request_at", "created_at", "expires")}} for key in data.keys]
     return [
         ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily),
@@ -132,6 +133,7 @@ def _export_tables(data: PeriodData, billing: BillingView, timezone: str) -> lis
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, billing.reconciliation),
         ExportTable("focus", FOCUS_COLUMNS, MONEY, focus_rows(data.team_model_daily, timezone=timezone)),
         ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, data.anomalies),
+        ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, quality.days),
     ]
 
 
@@ -181,7 +183,7 @@ class SiteBuilder:
 
     def views(self) -> list[tuple[str, str]]:
         views = [("index.html", "Global"), ("teams.html", "Teams"), ("keys.html", "Keys"), ("models.html", "Models")]
-        return views + ([("reconciliation.html", "Estimated vs billed")] if self.context.billing_configured else [])
+        return views + ([("reconciliation.html", "Estimated vs billed")] if self.context.billing_configured else []) + [("quality.html", "Data quality")]
 
     def _freshness(self, period: Period, data: PeriodData) -> str:
         text = f"logs ingested up to {data.last_ingested}" if data.last_ingested else "no logs ingested for this period"
@@ -190,9 +192,9 @@ class SiteBuilder:
             text += f"; IG1 billing up to {billed}" if billed else "; no IG1 billing yet"
         return text
 
-    def fingerprint(self, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, freshness: str) -> str:
+    def fingerprint(self, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView, freshness: str) -> str:
         context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
-        document = {"version": self.version, "context": context, "freshness": freshness, "data": vars(data), "billing": vars(billing),
+        document = {"version": self.version, "context": context, "freshness": freshness, "data": vars(data), "billing": vars(billing), "quality": vars(quality),
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
         return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
 
@@ -200,14 +202,15 @@ class SiteBuilder:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.env.get_template(template).render(site=self.context, **values), encoding="utf-8")
 
-    def render(self, scratch: Path, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, freshness: str) -> Rendered:
+    def render(self, scratch: Path, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView,
+               freshness: str) -> Rendered:
         folder = scratch / "periods" / period.slug
         show_commit = period.kind.startswith("last-")
         jobs = _chart_jobs(folder, period, data, billing, show_commit)
         metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
                     "timezone": self.timezone, "currency": "USD", "billed_currency": billing.currency,
                     "source_days": [d.isoformat() for d in period.days], "missing_days": data.missing_days}
-        exports = write_exports(folder / "exports", _export_tables(data, billing, self.timezone), metadata, generated_at=self.context.generated_at)
+        exports = write_exports(folder / "exports", _export_tables(data, billing, quality, self.timezone), metadata, generated_at=self.context.generated_at)
         result = Rendered(exports=len(exports) + 1, charts=[job for job, _ in jobs.values()])
 
         def chart_refs(here: str) -> dict:
@@ -223,7 +226,8 @@ class SiteBuilder:
         if self.context.billing_configured:
             self._write(folder / "reconciliation.html", "reconciliation.html.j2", **common, billing=billing, charts=chart_refs(""), here="",
                         root="../../", view_file="reconciliation.html", show_commit=show_commit)
-        result.pages += len(top_level) + int(self.context.billing_configured)
+        self._write(folder / "quality.html", "quality.html.j2", **common, quality=quality, here="", root="../../", view_file="quality.html")
+        result.pages += len(top_level) + int(self.context.billing_configured) + 1
         for team_id, team in data.team_pages.items():
             models = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))[:10]
             keys = [(data.key_pages[k], row) for k, row in sorted(team["by_key"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["requests"], item[0]))[:10]]
@@ -289,8 +293,9 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     for index, period in enumerate(periods):
         data = period_data(conn, period)
         billing = billing_view(conn, period, with_forecast=period.kind.startswith("last-"))
+        quality = quality_view(conn, period)
         freshness = builder._freshness(period, data)
-        fingerprint = builder.fingerprint(period, navs[period.slug], data, billing, freshness)
+        fingerprint = builder.fingerprint(period, navs[period.slug], data, billing, quality, freshness)
         published = site_dir / "periods" / period.slug
         reusable = not full and (published / FINGERPRINT_FILE).is_file() and (published / FINGERPRINT_FILE).read_text() == fingerprint
         if reusable and period.slug != "last-7-days":
@@ -300,7 +305,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             result.charts += sum(1 for _ in published.glob("charts/*.png"))
             result.export_files += sum(1 for _ in published.glob("exports/*"))
         else:
-            rendered = builder.render(scratch, period, navs[period.slug], data, billing, freshness)
+            rendered = builder.render(scratch, period, navs[period.slug], data, billing, quality, freshness)
             (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
             jobs += rendered.charts
             result.rendered_periods += 1
