@@ -4,6 +4,8 @@ import datetime as dt
 import gzip
 import json
 
+import pytest
+
 from usage_jobs.defs.gateway.ingest import MAX_TOKENS
 from helpers import DAY, ingest, payload, write
 
@@ -90,3 +92,55 @@ def test_record_outside_its_folder_window_is_rejected_once(tmp_path):
 
     ingest_day(conn, logs_dir=logs, day=DAY + dt.timedelta(days=1), timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
     assert conn.execute("SELECT count(*) FROM rejected_records").fetchone()[0] == 1
+
+
+def test_refused_requests_without_a_model_are_stored_as_failures_not_rejected(tmp_path):
+    logs = tmp_path / "logs"
+    refused = [payload(f"refused-{i}", status="failure", model="", model_group="", prompt_tokens=0, completion_tokens=0, response_cost=0,
+                       metadata={"user_api_key_hash": None}, error_str="Authentication Error, No api key passed in.",
+                       error_information={"error_class": "ProxyException", "error_code": 401}) for i in range(40)]
+    write(logs / "gcs" / "2026-11-10" / "b.ndjson", "\n".join(json.dumps(r) for r in refused + [payload("ok")]) + "\n")
+    conn, stats = ingest(logs, tmp_path)
+    assert stats.rejected == 0 and stats.rows == 41
+    assert conn.execute("SELECT count(*), min(status), min(error_class), min(error_code), min(key_hash) FROM requests WHERE model = '(no model)'").fetchone() == (
+        40, "failure", "ProxyException", "401", "unassigned")
+
+
+def test_an_id_met_on_two_days_is_two_requests_and_a_counted_collision(tmp_path):
+    logs = tmp_path / "logs"
+    write(logs / "gcs" / "2026-11-10" / "b.ndjson", json.dumps(payload("reused", start="2026-11-10 10:00:00.0")) + "\n")
+    # A re-delivery of the same request (same id, same start) in another file is a duplicate.
+    write(logs / "gcs" / "2026-11-10" / "c.ndjson", json.dumps(payload("reused", start="2026-11-10 10:00:00.0")) + "\n")
+    write(logs / "gcs" / "2026-11-11" / "b.ndjson", json.dumps(payload("reused", start="2026-11-11 08:00:00.0")) + "\n")
+    conn, first = ingest(logs, tmp_path)
+    from usage_jobs.defs.gateway.ingest import ingest_day
+    from usage_jobs.defs.gateway.pricing import load_prices
+
+    second = ingest_day(conn, logs_dir=logs, day=DAY + dt.timedelta(days=1), timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+    assert (first.rows, first.duplicates, first.id_collisions) == (1, 1, 0)
+    assert (second.rows, second.duplicates, second.id_collisions) == (1, 0, 1)
+    assert conn.execute("SELECT count(*) FROM requests WHERE request_id = 'reused'").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("name, content, holds_data", [
+    ("export.csv", "request_id,spend\nabc,0.1\n", True),
+    ("notes.txt", json.dumps(payload("hidden-in-a-txt")), True),
+    ("placeholder.md", "", False),
+])
+def test_a_file_that_is_not_a_request_log_is_named_and_counted(tmp_path, name, content, holds_data):
+    logs = tmp_path / "logs"
+    write(logs / "gcs" / "2026-11-10" / "b.ndjson", json.dumps(payload("ok")) + "\n")
+    write(logs / "gcs" / "2026-11-10" / name, content)
+    conn, stats = ingest(logs, tmp_path)
+    assert (stats.unrecognised_files, stats.unrecognised_with_data) == (1, int(holds_data))
+    assert conn.execute("SELECT source_file, bytes, holds_data FROM unrecognised_files").fetchall() == [
+        (f"gcs/2026-11-10/{name}", len(content.encode()), holds_data)]
+
+
+def test_an_empty_object_is_rejected_with_its_reason(tmp_path):
+    logs = tmp_path / "logs"
+    write(logs / "azure" / "2026-11-10" / "empty-object.json", "{}")
+    write(logs / "azure" / "2026-11-10" / "ok.json", json.dumps(payload("ok")))
+    conn, stats = ingest(logs, tmp_path)
+    assert (stats.rows, stats.rejected, stats.records_read) == (1, 1, 2)
+    assert conn.execute("SELECT source_file, reason FROM rejected_records").fetchall() == [("azure/2026-11-10/empty-object.json", "missing or empty request id")]

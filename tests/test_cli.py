@@ -48,3 +48,25 @@ def test_configuration_error_names_the_setting(monkeypatch, capsys):
     monkeypatch.setenv("USAGE_TIMEZONE", "Nowhere/City")
     assert cli.main(["check-config"]) == 2
     assert "USAGE_TIMEZONE='Nowhere/City'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("days_ahead", [0, 3])
+def test_run_for_a_day_not_over_yet_names_the_last_complete_day(env, capsys, days_ahead):
+    today = dt.datetime.now(dt.UTC).date()
+    day = today + dt.timedelta(days=days_ahead)
+    assert cli.main(["run", "--start", str(today - dt.timedelta(days=1)), "--end", str(day)]) == 2
+    err = capsys.readouterr().err
+    assert f"{day} is not over yet in UTC: the last complete day is {today - dt.timedelta(days=1)}" in err
+    assert "Traceback" not in err
+
+
+def test_run_names_a_file_that_is_not_a_request_log_and_warns(env, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "logs2" / "2026-11-10"
+    folder.mkdir(parents=True)
+    (folder / "b.ndjson").write_text(json.dumps({"id": "ok", "startTime": "2026-11-10 10:00:00.0", "model_group": "bge-m3", "prompt_tokens": 3, "completion_tokens": 0}) + "\n")
+    (folder / "spend-export.csv").write_text("request_id,spend\nx,1\n")
+    monkeypatch.setenv("USAGE_LOGS_DIR", str(tmp_path / "logs2"))
+    assert cli.main(["run", "--start", "2026-11-10", "--end", "2026-11-10", "--no-site"]) == 0
+    out = capsys.readouterr().out
+    assert "not a request log (holds data!): 2026-11-10/spend-export.csv (21 bytes)" in out
+    assert "warning: check no_unrecognised_files_with_data warns: 1 file(s) under the logs root are not request logs but hold data" in out

@@ -112,6 +112,8 @@ def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.
              f"{estimated:>5,} estimated  {unpriced:>4,} unpriced  ({time.monotonic() - started:.1f} s){_landed(result)}")
         for name, size, holds_data in unrecognised:
             _say(f"    not a request log{' (holds data!)' if holds_data else ''}: {name} ({size:,} bytes)")
+        for warning in _failed_checks(result, "WARN"):
+            _say(f"    warning: {warning}")
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
     if settings.billing_configured:
         failures += run_billing(settings, start, end)
