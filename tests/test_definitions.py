@@ -6,7 +6,7 @@ from usage_jobs.definitions import defs
 def test_definitions_load_with_every_asset_job_schedule_and_sensor():
     repository = defs.get_repository_def()
     assert {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()} == {
-        "raw_gateway_logs", "gateway_requests", "daily_usage", "key_inventory", "usage_report_site",
+        "raw_gateway_logs", "gateway_requests", "daily_usage", "gateway_completeness", "key_inventory", "usage_report_site",
         "billed_usage", "billing_reconciliation", "billing_chargeback", "commit_status", "key_anomalies"}
     assert defs.resolve_job_def("daily_usage_job") is not None
     assert defs.resolve_job_def("site_job") is not None

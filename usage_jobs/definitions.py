@@ -6,6 +6,7 @@ import dagster as dg
 from usage_jobs.defs.billing.assets import billed_usage, billing_chargeback, billing_reconciliation, commit_status
 from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests, raw_gateway_logs
+from usage_jobs.defs.gateway.completeness_assets import GatewayApiResource, gateway_completeness
 from usage_jobs.defs.inventory.assets import key_inventory
 from usage_jobs.defs.keys.assets import key_anomalies
 from usage_jobs.defs.partitions import daily_partitions
@@ -13,7 +14,7 @@ from usage_jobs.defs.report.assets import usage_report_site
 from usage_jobs.defs.resources import GatewayLogsResource, InventoryResource, SiteResource, WarehouseResource
 from usage_jobs.settings import Settings, load_settings
 
-GATEWAY_ASSETS = [raw_gateway_logs, gateway_requests, daily_usage, key_anomalies]
+GATEWAY_ASSETS = [raw_gateway_logs, gateway_requests, daily_usage, gateway_completeness, key_anomalies]
 BILLING_ASSETS = [billed_usage, billing_reconciliation, billing_chargeback]
 PARTITIONED_ASSETS = GATEWAY_ASSETS + BILLING_ASSETS
 SITE_ASSETS = [key_inventory, commit_status, usage_report_site]
@@ -31,6 +32,10 @@ def build_resources(settings: Settings) -> dict:
             timezone=settings.timezone,
             prices_file=str(settings.prices_file) if settings.prices_file else None,
             max_record_mb=settings.max_record_bytes / 1_000_000, max_rejected_share=settings.max_rejected_share,
+        ),
+        "gateway_api": GatewayApiResource(
+            base_url=settings.gateway_base_url, admin_key=dg.EnvVar("GATEWAY_ADMIN_KEY") if settings.gateway_admin_key else None,
+            max_retries=settings.billing_max_retries,
         ),
         "inventory": InventoryResource(
             gateway_base_url=settings.gateway_base_url,

@@ -211,6 +211,29 @@ CREATE TABLE IF NOT EXISTS commit_status (
     max_throughput DOUBLE,
     currency VARCHAR
 );
+CREATE TABLE IF NOT EXISTS gateway_completeness (
+    -- The gateway's own daily totals (LiteLLM /user/daily/activity) against the logged requests.
+    -- day is the UTC date of the requests' start, as in LiteLLM's daily tables (not a report day).
+    day DATE NOT NULL,
+    key_hash VARCHAR NOT NULL,
+    -- model_group (= requests.model), or the deployment (= requests.deployment) on older gateways; '*' = every key or model
+    model VARCHAR NOT NULL,
+    model_naming VARCHAR NOT NULL,
+    key_alias VARCHAR,
+    gateway_requests BIGINT NOT NULL,
+    logged_requests BIGINT NOT NULL,
+    gateway_successful_requests BIGINT NOT NULL,
+    logged_successful_requests BIGINT NOT NULL,
+    gateway_failed_requests BIGINT NOT NULL,
+    logged_failed_requests BIGINT NOT NULL,
+    gateway_tokens BIGINT NOT NULL,
+    logged_tokens BIGINT NOT NULL,
+    gateway_spend DOUBLE NOT NULL,
+    logged_spend DOUBLE NOT NULL,
+    -- complete | missing_requests | tokens_differ | spend_differ | extra_requests | not_in_gateway | warehouse_incomplete
+    status VARCHAR NOT NULL,
+    PRIMARY KEY (day, key_hash, model)
+);
 """
 
 

@@ -89,8 +89,9 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     with warehouse.connect() as conn:
         for day in partition_days(context):
             try:
-                stats = ingest_day(conn, logs_dir=root, day=day, timezone=gateway_logs.timezone,
-                                   prices=prices, max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000))
+                stats = ingest_day(conn, logs_dir=root, day=day, timezone=gateway_logs.timezone, prices=prices,
+                                   max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000),
+                                   report_day_folders=gateway_logs.source == "gateway-api")
             except MissingLogsError as exc:
                 raise dg.Failure(description=str(exc), allow_retries=False) from None
             context.log.info(f"{day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates, "
@@ -166,5 +167,7 @@ def daily_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": rows, "rows": rows,
                   "preview by model": dg.MetadataValue.md(markdown_table(preview, ("model", "requests", "total tokens", "spend (USD)")))},
-        check_results=[dg.AssetCheckResult(check_name=TOTALS_CHECK, passed=not mismatches, metadata={"mismatches": "\n".join(mismatches) or "none"})],
+        check_results=[dg.AssetCheckResult(
+            check_name=TOTALS_CHECK, passed=not mismatches, metadata={"mismatches": "\n".join(mismatches) or "none"},
+            description=f"{len(mismatches)} mismatch(es): " + "; ".join(mismatches[:5]) if mismatches else "every aggregate adds up to its requests")],
     )

@@ -20,7 +20,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from usage_jobs.defs.gateway.layout import DayFiles, LogFile, UnrecognisedFile, candidate_folder_days, files_for_day
+from usage_jobs.defs.gateway.layout import (
+    REPORT_DAY, UNDATED, DayFiles, LogFile, UnrecognisedFile, candidate_folder_days, files_for_day,
+)
 from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
 from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
 from usage_jobs.defs.gateway.tokens import estimate_many
@@ -105,7 +107,7 @@ def _staging_sql(day: dt.date, timezone: str, source: str) -> str:
     return f"""
 CREATE OR REPLACE TEMP TABLE staged AS
 WITH src AS (
-    SELECT f.source_file, f.folder_day, f.dated,
+    SELECT f.source_file, f.folder_day, f.folder_kind,
         TRY_CAST(r."{SOURCE_LINE_FIELD}"::VARCHAR AS BIGINT) AS source_line,
         coalesce(jstr(r.id), jstr(r.request_id)) AS request_id,
         r.startTime AS start_raw,
@@ -152,8 +154,11 @@ typed AS (
 judged AS (
     SELECT *,
         -- A folder holds requests written that day: those started in its span or just before.
-        local_day IS NOT NULL AND (NOT dated OR folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
-            AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE)) AS in_window,
+        local_day IS NOT NULL AND CASE folder_kind
+            WHEN '{UNDATED}' THEN true
+            WHEN '{REPORT_DAY}' THEN folder_day = local_day
+            ELSE folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
+                AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE) END AS in_window,
         coalesce(meta[6], meta[7]) AS cached_raw,
         meta[8] AS cache_creation_raw,
         -- Each number is read once here; the rules below use these columns.
@@ -213,6 +218,9 @@ SELECT
     CASE WHEN has_text AND tokens_absent AND reason IS NULL THEN response_raw::VARCHAR END AS response_text
 FROM reasoned
 WHERE (CASE WHEN in_window THEN local_day ELSE folder_day END) = DATE '{day.isoformat()}'
+    -- An API page asked for one report day may hold a request of the next at the span's edge:
+    -- that request is on the next day's pages too, and is read there.
+    AND NOT (folder_kind = '{REPORT_DAY}' AND local_day IS NOT NULL AND local_day <> folder_day)
 """
 
 
@@ -339,11 +347,14 @@ def ingest_day(
     timezone: str,
     prices: dict[str, ModelPrice],
     max_record_bytes: int,
+    report_day_folders: bool = False,
 ) -> IngestStats:
-    """Read, validate, de-duplicate and store one report day; replace what was there."""
-    found = files_for_day(logs_dir, day, timezone)
-    required = set(candidate_folder_days(day, timezone)[:-1])
-    if not _has_folder(found.folders_found, required) and not any(not f.dated for f in found.files):
+    """Read, validate, de-duplicate and store one report day; replace what was there.
+
+    `report_day_folders`: the date folders are report days (landed API pages), not write days."""
+    found = files_for_day(logs_dir, day, timezone, report_day_folders)
+    required = {day} if report_day_folders else set(candidate_folder_days(day, timezone)[:-1])
+    if not _has_folder(found.folders_found, required) and not any(f.folder_kind == UNDATED for f in found.files):
         wanted = ", ".join(d.isoformat() for d in sorted(required))
         raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {logs_dir}, "
                                "and no log file outside date folders modified since the day began")
@@ -410,14 +421,14 @@ class _Loader:
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path):
         self.conn, self.logs_dir, self.day, self.max_bytes, self.scratch = conn, logs_dir, day, max_bytes, scratch
-        self.paths: list[tuple[str, str, str, bool]] = []  # (path read, source file, folder day, dated)
+        self.paths: list[tuple[str, str, str, str]] = []  # (path read, source file, folder day, folder kind)
         self.by_path: dict[str, LogFile] = {}
         self.rejections: list[tuple[str, Rejection]] = []
 
     def add_paths(self, files: list[LogFile]) -> None:
         for log_file in files:
             self.by_path[str(log_file.path)] = log_file
-            self.paths.append((str(log_file.path), _relative(log_file.path, self.logs_dir), log_file.folder_day.isoformat(), log_file.dated))
+            self.paths.append((str(log_file.path), _relative(log_file.path, self.logs_dir), log_file.folder_day.isoformat(), log_file.folder_kind))
 
     def load_documents(self, files: list[LogFile]) -> None:
         refused = _read_files(self.conn, [str(f.path) for f in files if f.gzip], False, self.max_bytes)
@@ -440,17 +451,17 @@ class _Loader:
             salvaged = self.scratch / f"salvaged-{len(self.paths)}.ndjson"
             with salvaged.open("w", encoding="utf-8") as stream:
                 write_ndjson(records, stream)
-            self.paths.append((str(salvaged), source, log_file.folder_day.isoformat(), log_file.dated))
+            self.paths.append((str(salvaged), source, log_file.folder_day.isoformat(), log_file.folder_kind))
             if _read_files(self.conn, [str(salvaged)], True, self.max_bytes) and log_file.folder_day == self.day:
                 self.rejections.append((source, Rejection(None, f"{len(records)} records readable by Python but not by DuckDB")))
 
     def publish_paths(self) -> None:
-        """Expose the (path read → source file, folder day, dated) map to SQL as `read_paths`."""
+        """Expose the (path read → source file, folder day, folder kind) map to SQL as `read_paths`."""
         columns = list(zip(*self.paths)) if self.paths else [(), (), (), ()]
-        arrays = {name: np.array(values, dtype=object) for name, values in zip(("read_path", "source_file", "folder_day", "dated"), columns)}
+        arrays = {name: np.array(values, dtype=object) for name, values in zip(("read_path", "source_file", "folder_day", "folder_kind"), columns)}
         self.conn.register("read_paths_np", arrays)
         self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day, "
-                          "CAST(dated AS BOOLEAN) AS dated FROM read_paths_np")
+                          "CAST(folder_kind AS VARCHAR) AS folder_kind FROM read_paths_np")
         self.conn.unregister("read_paths_np")
 
 

@@ -28,16 +28,19 @@ DOCUMENT_SUFFIXES = (".json", ".json.gz")
 WRITE_LAG = dt.timedelta(days=1)
 # Clock skew allowed between the writer's and the store's modification times.
 MTIME_SLACK = dt.timedelta(hours=1)
+# What a file's folder date means: the day it was written (loggers), the report day it was
+# asked for (pages of the gateway's API, landed per report day), or nothing (undated files).
+WRITTEN, REPORT_DAY, UNDATED = "written", "report day", "undated"
 
 
 @dataclass(frozen=True)
 class LogFile:
     path: Path
-    # The date folder the file was written to; for an undated file, the UTC date it was last modified.
+    # The file's date folder; for an undated file, the UTC date it was last modified.
     folder_day: dt.date
     line_delimited: bool
     size: int
-    dated: bool = True
+    folder_kind: str = WRITTEN
 
     @property
     def gzip(self) -> bool:
@@ -126,27 +129,31 @@ class DayFiles:
     folders_found: list[Path]
 
 
-def files_for_day(root: Path, day: dt.date, timezone: str) -> DayFiles:
-    """The log files a report day must read, and the files that are not request logs."""
-    wanted = set(candidate_folder_days(day, timezone))
+def files_for_day(root: Path, day: dt.date, timezone: str, report_day_folders: bool = False) -> DayFiles:
+    """The log files a report day must read, and the files that are not request logs.
+
+    With `report_day_folders`, each date folder holds what was asked for that report day
+    (the gateway API's pages), so the day reads its own folder only."""
+    wanted = {day} if report_day_folders else set(candidate_folder_days(day, timezone))
+    dated_kind = REPORT_DAY if report_day_folders else WRITTEN
     not_before = (utc_day_span(day, timezone)[0] - MTIME_SLACK).timestamp()
     files: list[LogFile] = []
     unrecognised: list[UnrecognisedFile] = []
     folders: list[Path] = []
 
-    def add(path: Path, folder_day: dt.date, size: int, dated: bool) -> None:
+    def add(path: Path, folder_day: dt.date, size: int, folder_kind: str) -> None:
         kind = classify(path)
         if kind is None:
             unrecognised.append(UnrecognisedFile(path, folder_day, size, _holds_data(path, size)))
         else:
-            files.append(LogFile(path, folder_day, kind, size, dated))
+            files.append(LogFile(path, folder_day, kind, size, folder_kind))
 
     if root.is_dir():
         for folder, dirnames, filenames in _walk(root):
             for name in filenames:
                 stat = (folder / name).stat()
                 if stat.st_mtime >= not_before:
-                    add(folder / name, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date(), stat.st_size, dated=False)
+                    add(folder / name, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date(), stat.st_size, UNDATED)
             keep = []
             for name in dirnames:
                 folder_day = _folder_date(name)
@@ -157,7 +164,7 @@ def files_for_day(root: Path, day: dt.date, timezone: str) -> DayFiles:
                     # Hourly partitions (S3_PARTITION_GRANULARITY=hour) nest `HH/` folders inside the day.
                     for inner, _, inner_files in _walk(folder / name):
                         for inner_name in inner_files:
-                            add(inner / inner_name, folder_day, (inner / inner_name).stat().st_size, dated=True)
+                            add(inner / inner_name, folder_day, (inner / inner_name).stat().st_size, dated_kind)
             dirnames[:] = keep
     files.sort(key=lambda f: str(f.path))
     return DayFiles(files=files, unrecognised=sorted(unrecognised, key=lambda f: str(f.path)), folders_found=sorted(folders))

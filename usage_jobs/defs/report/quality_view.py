@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from usage_jobs.defs.gateway.completeness import GAP_STATUSES, MISSING_REQUESTS, WAREHOUSE_INCOMPLETE
 from usage_jobs.defs.report.periods import Period
 from usage_jobs.defs.report.queries import rows_as_dicts
 
@@ -25,7 +26,7 @@ class QualityView:
     totals: dict
     reasons: list[dict]  # rejection reasons over the period, most frequent first
     unrecognised: list[dict]  # files under the logs root that are not request logs
-    gaps: list[dict]  # day × key × model where the logs hold fewer requests than the gateway counted
+    gaps: list[dict]  # UTC date × key × model where the logs miss requests, or tokens or spend differ
     completeness_checked: bool
 
 
@@ -39,7 +40,8 @@ def quality_view(conn: duckdb.DuckDBPyConnection, period: Period) -> QualityView
         "SELECT count(*) FROM gateway_completeness WHERE day BETWEEN ? AND ?", bounds).fetchone()[0] > 0
     per_day_gateway = (
         "LEFT JOIN (SELECT day, sum(gateway_requests) AS gateway_requests, sum(logged_requests) AS logged_requests, "
-        "sum(greatest(gateway_requests - logged_requests, 0)) AS missing_requests FROM gateway_completeness GROUP BY day) g USING (day)"
+        f"sum(gateway_requests - logged_requests) FILTER (status = '{MISSING_REQUESTS}') AS missing_requests "
+        f"FROM gateway_completeness WHERE status <> '{WAREHOUSE_INCOMPLETE}' GROUP BY day) g USING (day)"
         if completeness else
         "LEFT JOIN (SELECT NULL::DATE AS day, NULL::BIGINT AS gateway_requests, NULL::BIGINT AS logged_requests, NULL::BIGINT AS missing_requests) g USING (day)")
     days = rows_as_dicts(conn.execute(
@@ -58,8 +60,9 @@ def quality_view(conn: duckdb.DuckDBPyConnection, period: Period) -> QualityView
         "SELECT strftime(day, '%Y-%m-%d') AS date, source_file, bytes, holds_data FROM unrecognised_files "
         "WHERE day BETWEEN ? AND ? ORDER BY holds_data DESC, day, source_file LIMIT 200", bounds))
     gaps = rows_as_dicts(conn.execute(
-        "SELECT strftime(day, '%Y-%m-%d') AS date, key_hash, model, gateway_requests, logged_requests, gateway_requests - logged_requests AS missing "
-        "FROM gateway_completeness WHERE day BETWEEN ? AND ? AND gateway_requests > logged_requests "
+        "SELECT strftime(day, '%Y-%m-%d') AS date, key_hash, key_alias, model, status, gateway_requests, logged_requests, "
+        "gateway_requests - logged_requests AS missing, gateway_tokens, logged_tokens, gateway_spend, logged_spend "
+        f"FROM gateway_completeness WHERE day BETWEEN ? AND ? AND status IN ({', '.join(repr(s) for s in GAP_STATUSES)}) "
         "ORDER BY missing DESC, day, key_hash, model LIMIT 100", bounds)) if completeness else []
     return QualityView(days=[{name: row[name] for name in DATA_QUALITY_COLUMNS} | {"balanced": row["balanced"]} for row in days],
                        totals=totals, reasons=reasons, unrecognised=unrecognised, gaps=gaps, completeness_checked=completeness)
