@@ -119,9 +119,7 @@ WITH src AS (
             OR json_extract(jobject(r.metadata), '$.error_information.error_class') IS NOT NULL THEN 'failure' ELSE 'success' END) AS status,
         jbool(r.stream) AS stream,
         coalesce(jstr(r.model_group), jstr(r.model)) AS model,
-        -- The gateway's model map tells "priced at zero" from "no price known" (both log a cost of 0).
-        coalesce(jnum(jobject(r.model_map_information)->'model_map_value'->'input_cost_per_token') = 0
-            AND jnum(jobject(r.model_map_information)->'model_map_value'->'output_cost_per_token') = 0, false) AS priced_at_zero,
+        json_extract(jobject(r.model_map_information), ['$.model_map_value.input_cost_per_token', '$.model_map_value.output_cost_per_token']) AS model_prices,
         jstr(r.model) AS deployment,
         jstr(r.custom_llm_provider) AS provider,
         jstr(r.api_base) AS api_base,
@@ -130,7 +128,10 @@ WITH src AS (
         json_extract(jobject(r.metadata), ['$.user_api_key_hash', '$.user_api_key_alias', '$.user_api_key_team_id',
             '$.user_api_key_team_alias', '$.user_api_key_user_id', '$.usage_object.cache_read_input_tokens',
             '$.usage_object.prompt_tokens_details.cached_tokens', '$.usage_object.cache_creation_input_tokens',
-            '$.user_api_key_end_user_id', '$.error_information.error_class', '$.error_information.error_code']) AS meta,
+            '$.user_api_key_end_user_id', '$.error_information.error_class', '$.error_information.error_code',
+            -- SpendLogs rows keep these in metadata; payloads at the top level.
+            '$.model_map_information.model_map_value.input_cost_per_token', '$.model_map_information.model_map_value.output_cost_per_token',
+            '$.cost_breakdown.cache_read_cost', '$.cost_breakdown.cache_creation_cost']) AS meta,
         r.metadata AS metadata_raw,
         r.api_key AS api_key_raw, r.team_id AS team_id_raw, r."user" AS user_raw,
         r.request_tags AS tags_raw,
@@ -164,7 +165,11 @@ judged AS (
         -- Each number is read once here; the rules below use these columns.
         jnum(prompt_raw) AS prompt_n, jnum(completion_raw) AS completion_n, jnum(cost_raw) AS cost_n,
         jnum(coalesce(meta[6], meta[7])) AS cached_n, jnum(meta[8]) AS cache_creation_n,
-        jnum(cache_costs[1]) AS cache_read_cost_n, jnum(cache_costs[2]) AS cache_creation_cost_n
+        jnum(coalesce(cache_costs[1], meta[14])) AS cache_read_cost_n, jnum(coalesce(cache_costs[2], meta[15])) AS cache_creation_cost_n,
+        -- A cost of 0 with a model map of zero prices is "priced at zero" at the gateway (LiteLLM also
+        -- registers deployments it has no price for that way, so a known list price still re-prices it);
+        -- without a model map the gateway knew no price at all.
+        coalesce(jnum(coalesce(model_prices[1], meta[12])) = 0 AND jnum(coalesce(model_prices[2], meta[13])) = 0, false) AS priced_at_zero
     FROM typed
 ),
 reasoned AS (
@@ -234,20 +239,20 @@ SELECT
     CAST(CASE
         WHEN s.status = 'failure' THEN coalesce(s.cost, 0)
         WHEN s.cost > 0 THEN s.cost
-        WHEN coalesce(s.cache_hit, false) OR s.priced_at_zero THEN 0
+        WHEN coalesce(s.cache_hit, false) THEN 0
         WHEN p.model IS NOT NULL THEN (t.input_tokens - least(s.cached_input_tokens, t.input_tokens)) * p.input
             + least(s.cached_input_tokens, t.input_tokens) * p.cached_input + t.output_tokens * p.output
+        WHEN s.priced_at_zero THEN 0
     END AS DECIMAL(18, 10)) AS spend_usd,
     s.cache_read_cost_usd, s.cache_creation_cost_usd,
     s.estimate_used AS tokens_estimated,
     s.tokens_absent AND NOT s.estimate_used AS tokens_missing,
     r.needs_price AND p.model IS NOT NULL AND t.input_tokens + t.output_tokens > 0 AS spend_repriced,
-    r.needs_price AND p.model IS NULL AS unpriced,
+    r.needs_price AND p.model IS NULL AND NOT s.priced_at_zero AS unpriced,
     s.metadata_unreadable, s.error_class, s.error_code, s.source_file, s.source_line
 FROM deduplicated s
 CROSS JOIN LATERAL (SELECT coalesce(s.prompt_tokens, 0) AS input_tokens, coalesce(s.completion_tokens, 0) AS output_tokens) t
-CROSS JOIN LATERAL (SELECT s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false)
-    AND NOT s.priced_at_zero AS needs_price) r
+CROSS JOIN LATERAL (SELECT s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false) AS needs_price) r
 LEFT JOIN prices p ON p.model = s.model
 """
 
