@@ -61,3 +61,13 @@ def test_api_source_lands_ingests_and_names_what_the_logs_miss(gateway, tmp_path
     landed = results[0].asset_materializations_for_node("raw_gateway_logs")[0].metadata
     assert landed["objects fetched"].value == 2  # 1,701 rows at 1,000 a page
     assert ADMIN_KEY not in str(landed) and ADMIN_KEY not in check.description
+
+    # The data-quality view shows the comparison: the key, the model and both counts.
+    from usage_jobs.defs.report.build import build_site
+
+    with warehouse.session(settings.warehouse) as conn:
+        build_site(conn, tmp_path / "site", timezone="UTC", billing_configured=False)
+    page = (tmp_path / "site" / "periods" / DAY.isoformat() / "quality.html").read_text()
+    gateway_count = sum(1 for r in gateway.rows if r["api_key"] == KEY_B and r["startTime"].date() == DAY)
+    assert f"<code>{KEY_B[:12]}</code></td><td>bge-m3</td>" in page and "missing requests" in page
+    assert f'<td class="num">{gateway_count:,}</td><td class="num">{gateway_count - 3:,}</td>' in page
