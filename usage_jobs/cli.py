@@ -79,7 +79,7 @@ def _failed_checks(result, severity: str = "ERROR") -> list[str]:
             for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == severity]
 
 
-def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
+def run_days(settings: Settings, start: dt.date, end: dt.date, refetch: bool = False) -> list[tuple[dt.date, str]]:
     """Materialise every day from start to end (inclusive), one run per day, with progress."""
     import dagster as dg
 
@@ -89,6 +89,8 @@ def run_days(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.
     _prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     resources = build_resources(settings)
+    if refetch:
+        resources["gateway_logs"] = resources["gateway_logs"].model_copy(update={"refetch": True})
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     failures: list[tuple[dt.date, str]] = []
     began = time.monotonic()
@@ -208,7 +210,7 @@ def cmd_run(args) -> int:
                            f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
     os.environ.setdefault("USAGE_START_DATE", min(args.start, load_settings().start_date).isoformat())
     settings = load_settings()
-    failures = run_days(settings, args.start, args.end)
+    failures = run_days(settings, args.start, args.end, refetch=args.refetch)
     site_ok = build_site(settings) if not args.no_site else True
     if failures:
         _say(f"{len(failures)} day(s) failed: " + ", ".join(day.isoformat() for day, _ in failures))
@@ -320,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--start", type=_date, required=True, help="first day, YYYY-MM-DD (report time zone)")
     run.add_argument("--end", type=_date, required=True, help="last day, YYYY-MM-DD (included)")
     run.add_argument("--no-site", action="store_true", help="do not rebuild the site afterwards")
+    run.add_argument("--refetch", action="store_true", help="fetch a bucket's or the gateway API's objects again even where already landed")
     run.set_defaults(handler=cmd_run)
 
     site = commands.add_parser("site", help="rebuild the report site from the warehouse")

@@ -38,6 +38,8 @@ class GatewayLogsResource(dg.ConfigurableResource):
     landing_dir: str = "landing"
     s3_endpoint_url: str | None = None
     fetch_concurrency: int = 32
+    # Fetch a remote day again even where it is already landed (run config, or `usage-report run --refetch`).
+    refetch: bool = False
     gateway_base_url: str | None = None
     gateway_admin_key: str | None = None
     timezone: str = "UTC"

@@ -55,11 +55,11 @@ def _land(gateway_logs: GatewayLogsResource, day: dt.date, progress) -> LandingS
         from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
 
         return land_spend_logs_day(gateway_logs.gateway_base_url, gateway_logs.gateway_admin_key, day, gateway_logs.timezone, landing_dir,
-                                   progress=progress)
+                                   refetch=gateway_logs.refetch, progress=progress)
     from usage_jobs.defs.gateway.landing import land_bucket_day
 
     return land_bucket_day(gateway_logs.logs_dir, day, gateway_logs.timezone, landing_dir, endpoint_url=gateway_logs.s3_endpoint_url,
-                           concurrency=gateway_logs.fetch_concurrency, progress=progress)
+                           concurrency=gateway_logs.fetch_concurrency, refetch=gateway_logs.refetch, progress=progress)
 
 
 @dg.asset(
