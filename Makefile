@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install browser demo test dev bench clean
+.PHONY: install browser azurite demo test dev bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ browser:
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: install browser
+# Azure's blob emulator (npm) for the az:// landing test; S3 and GCS emulators come from PyPI with `.[dev]`.
+azurite: .azurite/node_modules/.bin/azurite-blob
+.azurite/node_modules/.bin/azurite-blob:
+	npm install --prefix .azurite azurite@3 --no-audit --no-fund --loglevel=error
+
+test: install browser azurite
 	$(BIN)/pytest -q
 
 dev: install
@@ -34,7 +39,8 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/site.py
 	$(BIN)/python bench/anomalies.py
+	$(BIN)/python bench/bucket.py
 
 clean:
-	rm -rf demo_data warehouse bench_data test-artifacts
+	rm -rf demo_data warehouse bench_data test-artifacts landing
 	find site_output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

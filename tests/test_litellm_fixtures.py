@@ -11,12 +11,13 @@ import pytest
 
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.ingest import ingest_day
+from usage_jobs.defs.gateway.layout import FOLDER, GATEWAY_API
 from usage_jobs.defs.gateway.pricing import load_prices
 
 FIXTURES = Path(__file__).parent / "fixtures" / "litellm"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 DAYS = (dt.date(2026, 11, 10), dt.date(2026, 11, 11))
-REPORT_DAY_FOLDERS = {"spendlogs_v2_pages"}  # API pages are landed per report day, not per write day
+SOURCES = {"spendlogs_v2_pages": GATEWAY_API}  # API pages are landed per report day, not per write day
 
 
 def _documents(path: Path) -> list[dict]:
@@ -83,7 +84,7 @@ def test_every_litellm_layout_is_read_completely(layout, tmp_path):
     want = expected(layout)
     for day in DAYS:
         stats = ingest_day(conn, logs_dir=logs, day=day, timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000,
-                           report_day_folders=layout in REPORT_DAY_FOLDERS)
+                           source=SOURCES.get(layout, FOLDER))
         got = want[day]
         ids = sorted(r[0] for r in conn.execute("SELECT request_id FROM requests WHERE day = ?", [day]).fetchall())
         assert ids == got["ids"], (layout, day)

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from usage_jobs.defs.billing.fx import FxError, load_usd_rates
+from usage_jobs.defs.gateway.landing import is_bucket_url
 
 
 class SettingsError(ValueError):
@@ -64,7 +65,6 @@ SETTINGS_DOCS: tuple[SettingDoc, ...] = (
 )
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-BUCKET_SCHEMES = ("s3://", "gs://", "az://")
 LOGS_SOURCES = ("logs-dir", "gateway-api")
 DEMO_INVENTORY = Path("demo_data/inventory.json")
 
@@ -151,7 +151,7 @@ class Settings:
 
     @property
     def logs_in_bucket(self) -> bool:
-        return self.logs_dir.startswith(BUCKET_SCHEMES)
+        return is_bucket_url(self.logs_dir)
 
     @property
     def inventory_source(self) -> str:
@@ -215,11 +215,9 @@ def load_settings(env: dict[str, str] | None = None, today: dt.date | None = Non
         raise SettingsError(f"USAGE_TIMEZONE={timezone!r} is not a known IANA time zone (e.g. UTC, Europe/Paris)") from None
 
     logs_raw = _env("USAGE_LOGS_DIR", env) or "demo_data/logs"
-    local_logs = None if logs_raw.startswith(BUCKET_SCHEMES) else Path(logs_raw)
+    local_logs = None if is_bucket_url(logs_raw) else Path(logs_raw)
     if "://" in logs_raw and local_logs is not None:
-        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r}: only s3://, gs:// and az:// buckets or a local folder are supported")
-    if local_logs is None and not re.match(r"^[a-z0-9]+://[^/\s]+", logs_raw):
-        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r} names no bucket (expected e.g. s3://bucket/prefix)")
+        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r}: a local folder or a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix) is expected")
     if local_logs is not None and local_logs.exists() and not local_logs.is_dir():
         raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r} is a file, not a folder")
     logs_source = _env("USAGE_LOGS_SOURCE", env) or "logs-dir"

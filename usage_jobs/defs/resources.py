@@ -10,6 +10,7 @@ import duckdb
 
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.landing import landing_root
+from usage_jobs.defs.gateway.layout import BUCKET, FOLDER, GATEWAY_API
 
 # DuckDB allows one writing process per file: every asset that opens the warehouse is in this pool (limit 1).
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -50,9 +51,16 @@ class GatewayLogsResource(dg.ConfigurableResource):
     @property
     def remote_source(self) -> str | None:
         """The bucket URL or gateway URL logs are landed from; None for a local folder read in place."""
-        if self.source == "gateway-api":
+        if self.source == GATEWAY_API:
             return self.gateway_base_url
         return self.logs_dir if "://" in self.logs_dir else None
+
+    @property
+    def source_kind(self) -> str:
+        """layout.FOLDER, BUCKET or GATEWAY_API: what the local root's dates and times mean."""
+        if self.source == GATEWAY_API:
+            return GATEWAY_API
+        return BUCKET if self.remote_source else FOLDER
 
     def local_root(self) -> Path:
         """The local folder ingest reads: the logs folder itself, or the source's landing folder."""

@@ -9,6 +9,7 @@ import dagster as dg
 from usage_jobs.defs.gateway.aggregates import aggregate_day, totals_mismatch
 from usage_jobs.defs.gateway.ingest import IngestStats, MissingLogsError, ingest_day
 from usage_jobs.defs.gateway.landing import LandingError, LandingStats
+from usage_jobs.defs.gateway.layout import GATEWAY_API
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
 from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
@@ -41,7 +42,7 @@ def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLog
         landed.append(stats)
     totals = {field: sum(getattr(s, field) for s in landed) for field in ("listed", "fetched", "already_landed", "bytes_fetched", "retries")}
     return dg.MaterializeResult(metadata={
-        "source": remote if gateway_logs.source != "gateway-api" else f"{remote}/spend/logs/v2",
+        "source": f"{remote}/spend/logs/v2" if gateway_logs.source_kind == GATEWAY_API else remote,
         "landing folder": str(gateway_logs.local_root()),
         "objects listed": totals["listed"], "objects fetched": totals["fetched"], "already landed": totals["already_landed"],
         "MB fetched": round(totals["bytes_fetched"] / 1e6, 3), "retries": totals["retries"],
@@ -51,7 +52,7 @@ def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLog
 
 def _land(gateway_logs: GatewayLogsResource, day: dt.date, progress) -> LandingStats:
     landing_dir = Path(gateway_logs.landing_dir)
-    if gateway_logs.source == "gateway-api":
+    if gateway_logs.source_kind == GATEWAY_API:
         from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
 
         return land_spend_logs_day(gateway_logs.gateway_base_url, gateway_logs.gateway_admin_key, day, gateway_logs.timezone, landing_dir,
@@ -91,7 +92,7 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             try:
                 stats = ingest_day(conn, logs_dir=root, day=day, timezone=gateway_logs.timezone, prices=prices,
                                    max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000),
-                                   report_day_folders=gateway_logs.source == "gateway-api")
+                                   source=gateway_logs.source_kind)
             except MissingLogsError as exc:
                 raise dg.Failure(description=str(exc), allow_retries=False) from None
             context.log.info(f"{day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates, "

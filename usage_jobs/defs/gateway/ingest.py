@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 
 from usage_jobs.defs.gateway.layout import (
-    REPORT_DAY, UNDATED, DayFiles, LogFile, UnrecognisedFile, candidate_folder_days, files_for_day,
+    FOLDER, GATEWAY_API, REPORT_DAY, UNDATED, DayFiles, LogFile, UnrecognisedFile, candidate_folder_days, files_for_day,
 )
 from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
 from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
@@ -352,13 +352,14 @@ def ingest_day(
     timezone: str,
     prices: dict[str, ModelPrice],
     max_record_bytes: int,
-    report_day_folders: bool = False,
+    source: str = FOLDER,
 ) -> IngestStats:
     """Read, validate, de-duplicate and store one report day; replace what was there.
 
-    `report_day_folders`: the date folders are report days (landed API pages), not write days."""
-    found = files_for_day(logs_dir, day, timezone, report_day_folders)
-    required = {day} if report_day_folders else set(candidate_folder_days(day, timezone)[:-1])
+    `source`: where `logs_dir` comes from (layout.FOLDER, BUCKET or GATEWAY_API), which says
+    what its folder dates and modification times mean."""
+    found = files_for_day(logs_dir, day, timezone, source)
+    required = {day} if source == GATEWAY_API else set(candidate_folder_days(day, timezone)[:-1])
     if not _has_folder(found.folders_found, required) and not any(f.folder_kind == UNDATED for f in found.files):
         wanted = ", ".join(d.isoformat() for d in sorted(required))
         raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {logs_dir}, "

@@ -31,6 +31,9 @@ MTIME_SLACK = dt.timedelta(hours=1)
 # What a file's folder date means: the day it was written (loggers), the report day it was
 # asked for (pages of the gateway's API, landed per report day), or nothing (undated files).
 WRITTEN, REPORT_DAY, UNDATED = "written", "report day", "undated"
+# Where a logs root comes from: a local folder (a copy's modification times may be later than the
+# objects'), a bucket landed with each object's own last-modified time, or the gateway API's pages.
+FOLDER, BUCKET, GATEWAY_API = "folder", "bucket", "gateway-api"
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,23 @@ class DayFiles:
     folders_found: list[Path]
 
 
-def files_for_day(root: Path, day: dt.date, timezone: str, report_day_folders: bool = False) -> DayFiles:
+def undated_window(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+    """The modification times (UTC, start inclusive, end exclusive) of files outside any date
+    folder that a report day reads: the day's UTC span, plus WRITE_LAG after it, plus the slack."""
+    start, end = utc_day_span(day, timezone)
+    return start - MTIME_SLACK, end + WRITE_LAG + MTIME_SLACK
+
+
+def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER) -> DayFiles:
     """The log files a report day must read, and the files that are not request logs.
 
-    With `report_day_folders`, each date folder holds what was asked for that report day
-    (the gateway API's pages), so the day reads its own folder only."""
-    wanted = {day} if report_day_folders else set(candidate_folder_days(day, timezone))
-    dated_kind = REPORT_DAY if report_day_folders else WRITTEN
-    not_before = (utc_day_span(day, timezone)[0] - MTIME_SLACK).timestamp()
+    From the gateway API, each date folder holds what was asked for that report day, so the
+    day reads its own folder only. Undated files are read when modified in the day's window;
+    in a local folder, from its start on only, since a copy is modified when it is made."""
+    wanted = {day} if source == GATEWAY_API else set(candidate_folder_days(day, timezone))
+    dated_kind = REPORT_DAY if source == GATEWAY_API else WRITTEN
+    low, high = undated_window(day, timezone)
+    not_before, not_after = low.timestamp(), high.timestamp() if source == BUCKET else float("inf")
     files: list[LogFile] = []
     unrecognised: list[UnrecognisedFile] = []
     folders: list[Path] = []
@@ -152,7 +164,7 @@ def files_for_day(root: Path, day: dt.date, timezone: str, report_day_folders: b
         for folder, dirnames, filenames in _walk(root):
             for name in filenames:
                 stat = (folder / name).stat()
-                if stat.st_mtime >= not_before:
+                if not_before <= stat.st_mtime < not_after:
                     add(folder / name, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date(), stat.st_size, UNDATED)
             keep = []
             for name in dirnames:
