@@ -16,7 +16,18 @@ from usage_jobs.settings import SETTINGS_DOCS, SettingsError, load_settings
     ({"GATEWAY_BASE_URL": "gateway.local", "GATEWAY_ADMIN_KEY": "k"}, "GATEWAY_BASE_URL='gateway.local' is not an http"),
     ({"IG1_BASE_URL": "ftp://x"}, "IG1_BASE_URL='ftp://x' is not an http"),
     ({"USAGE_SCHEDULE_TIME": "25:00"}, "USAGE_SCHEDULE_TIME='25:00' is not a valid time of day"),
+    ({"USAGE_LOGS_DIR": "ftp://logs/gw"}, "USAGE_LOGS_DIR='ftp://logs/gw': a local folder or a bucket"),
+    ({"USAGE_LOGS_SOURCE": "kafka"}, "USAGE_LOGS_SOURCE='kafka' must be one of logs-dir, gateway-api"),
+    ({"USAGE_LOGS_SOURCE": "gateway-api"}, "USAGE_LOGS_SOURCE=gateway-api needs GATEWAY_BASE_URL and GATEWAY_ADMIN_KEY"),
+    ({"USAGE_S3_ENDPOINT_URL": "minio:9000"}, "USAGE_S3_ENDPOINT_URL='minio:9000' is not an http"),
+    ({"USAGE_FETCH_CONCURRENCY": "0"}, "USAGE_FETCH_CONCURRENCY='0' must be between 1 and 1024"),
 ])
+
+
+@pytest.mark.parametrize("url", ["s3://gateway-logs/litellm", "gs://gateway-logs", "az://logs/gateway"])
+def test_a_bucket_url_is_a_logs_location(url):
+    settings = load_settings({"USAGE_LOGS_DIR": url})
+    assert settings.logs_in_bucket and settings.logs_dir == url
 def test_a_bad_setting_fails_fast_naming_it(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(env)
