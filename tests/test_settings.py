@@ -23,14 +23,15 @@ from usage_jobs.settings import SETTINGS_DOCS, SettingsError, load_settings
     ({"USAGE_FETCH_CONCURRENCY": "0"}, "USAGE_FETCH_CONCURRENCY='0' must be between 1 and 1024"),
 ])
 
+def test_a_bad_setting_fails_fast_naming_it(env, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env)
+
 
 @pytest.mark.parametrize("url", ["s3://gateway-logs/litellm", "gs://gateway-logs", "az://logs/gateway"])
 def test_a_bucket_url_is_a_logs_location(url):
     settings = load_settings({"USAGE_LOGS_DIR": url})
     assert settings.logs_in_bucket and settings.logs_dir == url
-def test_a_bad_setting_fails_fast_naming_it(env, message):
-    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_settings(env)
 
 
 def test_defaults_make_the_demo_work_and_every_setting_is_documented(tmp_path):
