@@ -154,7 +154,8 @@ typed AS (
 ),
 judged AS (
     SELECT *,
-        -- A folder holds requests written that day: those started in its span or just before.
+        -- A logger's date folder holds requests written that day: those started in its span or just before;
+        -- an API page's folder, the report day it was asked for; an undated file, any day.
         local_day IS NOT NULL AND CASE folder_kind
             WHEN '{UNDATED}' THEN true
             WHEN '{REPORT_DAY}' THEN folder_day = local_day
@@ -305,7 +306,7 @@ def _read_documents(conn: duckdb.DuckDBPyConnection, paths: list[str], max_bytes
         "CREATE OR REPLACE TEMP TABLE documents AS SELECT filename, content, "
         "octet_length(encode(content)) <= ? AND CASE WHEN json_valid(content) AND json_type(content) = 'OBJECT' "
         # A /spend/logs/v2 page holds its records in `data`: salvage unpacks it.
-        "THEN NOT coalesce(json_type(content, '$.data') = 'ARRAY' AND json_exists(content, ['$.total', '$.page']) <> [false, false], false) "
+        "THEN NOT coalesce(json_type(content, '$.data') = 'ARRAY' AND (json_exists(content, '$.total') OR json_exists(content, '$.page')), false) "
         "ELSE false END AS readable FROM documents",
         [max_bytes],
     )
