@@ -204,11 +204,12 @@ def cmd_check_config(args) -> int:
 def cmd_run(args) -> int:
     if args.end < args.start:
         raise CommandError(f"--end {args.end} is before --start {args.start}")
-    last = last_complete_day(load_settings())
+    configured = load_settings()
+    last = last_complete_day(configured)
     if args.end > last:
-        raise CommandError(f"{args.end} is not over yet in {load_settings().timezone}: the last complete day is {last}. "
+        raise CommandError(f"{args.end} is not over yet in {configured.timezone}: the last complete day is {last}. "
                            f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
-    os.environ.setdefault("USAGE_START_DATE", min(args.start, load_settings().start_date).isoformat())
+    os.environ.setdefault("USAGE_START_DATE", min(args.start, configured.start_date).isoformat())
     settings = load_settings()
     failures = run_days(settings, args.start, args.end, refetch=args.refetch)
     site_ok = build_site(settings) if not args.no_site else True

@@ -8,9 +8,10 @@ import dagster as dg
 
 from usage_jobs.defs.gateway.aggregates import aggregate_day, totals_mismatch
 from usage_jobs.defs.gateway.ingest import IngestStats, MissingLogsError, ingest_day
-from usage_jobs.defs.gateway.landing import LandingError, LandingStats
+from usage_jobs.defs.gateway.landing import LandingError, LandingStats, land_bucket_day
 from usage_jobs.defs.gateway.layout import GATEWAY_API
 from usage_jobs.defs.gateway.pricing import load_prices
+from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
 from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
 from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
 
@@ -53,12 +54,8 @@ def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLog
 def _land(gateway_logs: GatewayLogsResource, day: dt.date, progress) -> LandingStats:
     landing_dir = Path(gateway_logs.landing_dir)
     if gateway_logs.source_kind == GATEWAY_API:
-        from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
-
         return land_spend_logs_day(gateway_logs.gateway_base_url, gateway_logs.gateway_admin_key, day, gateway_logs.timezone, landing_dir,
                                    refetch=gateway_logs.refetch, progress=progress)
-    from usage_jobs.defs.gateway.landing import land_bucket_day
-
     return land_bucket_day(gateway_logs.logs_dir, day, gateway_logs.timezone, landing_dir, endpoint_url=gateway_logs.s3_endpoint_url,
                            concurrency=gateway_logs.fetch_concurrency, refetch=gateway_logs.refetch, progress=progress)
 
