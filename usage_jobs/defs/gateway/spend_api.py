@@ -40,14 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usage_jobs.defs.gateway.landing import LandingError, LandingStats, landing_root
+from usage_jobs.defs.gateway.landing import STATE_FOLDER, LandingError, LandingStats, landing_root
 from usage_jobs.defs.gateway.layout import WRITE_LAG, utc_day_span
 from usage_jobs.http_retry import RetryingJsonClient, gateway_client
 
 SPEND_LOGS_PATH = "/spend/logs/v2"
 PAGE_NAME = "spend-logs-v2-page-{:05d}.json"
 PAGE_PATTERN = re.compile(r"^spend-logs-v2-page-(\d{5,})\.json$")
-MARKER_FOLDER = ".landed"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_PAGE_SIZE = 1000
 # Releases before /v2 took page_size up to 1000 capped it at 100 (HTTP 422 past it).
@@ -94,7 +93,7 @@ def request_window(day: dt.date, timezone: str) -> tuple[str, str]:
 
 
 def marker_path(root: Path, day: dt.date) -> Path:
-    return root / MARKER_FOLDER / f"{day.isoformat()}.json"
+    return root / STATE_FOLDER / f"{day.isoformat()}.json"
 
 
 def land_spend_logs_day(base_url: str | None, admin_key: str | None, day: dt.date, timezone: str, landing_dir: Path, *,
