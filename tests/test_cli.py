@@ -69,4 +69,4 @@ def test_run_names_a_file_that_is_not_a_request_log_and_warns(env, tmp_path, cap
     assert cli.main(["run", "--start", "2026-11-10", "--end", "2026-11-10", "--no-site"]) == 0
     out = capsys.readouterr().out
     assert "not a request log (holds data!): 2026-11-10/spend-export.csv (21 bytes)" in out
-    assert "warning: check no_unrecognised_files_with_data warns: 1 file(s) under the logs root are not request logs but hold data" in out
+    assert "warning: check no_unrecognised_files_with_data warns: 1 file(s) under the logs root are not request logs but hold data: 2026-11-10/spend-export.csv (21 bytes, on 2026-11-10)" in out

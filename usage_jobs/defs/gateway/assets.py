@@ -136,7 +136,7 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                 check_name=UNRECOGNISED_CHECK, passed=not unrecognised, severity=dg.AssetCheckSeverity.WARN,
                 metadata={"files with data": len(unrecognised)},
                 description=(f"{len(unrecognised):,} file(s) under the logs root are not request logs but hold data: "
-                             + ", ".join(f"{day} {name} ({size:,} bytes)" for day, name, size in listed[:5])
+                             + ", ".join(f"{name} ({size:,} bytes, on {day})" for day, name, size in listed[:5])
                              + (" …" if len(unrecognised) > 5 else "")) if unrecognised else "every file under the logs root is a request log",
             ),
         ],
