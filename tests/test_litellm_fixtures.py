@@ -6,6 +6,7 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -49,18 +50,18 @@ def _metadata(record: dict) -> dict:
     return json.loads(metadata) if isinstance(metadata, str) else metadata
 
 
-def expected(layout: str) -> dict[dt.date, dict]:
-    """Per UTC day: the distinct requests (id, start) and their totals, parsed independently."""
+def expected(layout: str, timezone: str = "UTC") -> dict[dt.date, dict]:
+    """Per report day: the distinct requests (id, start) and their totals, parsed independently."""
     requests: dict[tuple[str, dt.datetime], dict] = {}
     read = Counter()
     for name in MANIFEST["layouts"][layout]["files"]:
         for record in _documents(FIXTURES / layout / name):
             start = _start(record["startTime"])
-            read[start.date()] += 1
+            read[start.astimezone(ZoneInfo(timezone)).date()] += 1
             requests.setdefault((record.get("id") or record["request_id"], start), record)
     days = {}
     for day in DAYS:
-        mine = {key: r for key, r in requests.items() if key[1].date() == day}
+        mine = {key: r for key, r in requests.items() if key[1].astimezone(ZoneInfo(timezone)).date() == day}
         days[day] = {
             "ids": sorted(request_id for request_id, _ in mine),
             "read": read[day],
@@ -76,14 +77,19 @@ def expected(layout: str) -> dict[dt.date, dict]:
     return days
 
 
-@pytest.mark.parametrize("layout", sorted(MANIFEST["layouts"]))
-def test_every_litellm_layout_is_read_completely(layout, tmp_path):
+# The API pages were asked per UTC day, so they are report days in UTC only.
+CASES = [(layout, "UTC") for layout in sorted(MANIFEST["layouts"])] + [
+    (layout, "Europe/Paris") for layout in sorted(MANIFEST["layouts"]) if layout not in SOURCES]
+
+
+@pytest.mark.parametrize("layout, timezone", CASES)
+def test_every_litellm_layout_is_read_completely(layout, timezone, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(FIXTURES / layout, logs)  # a fresh copy: undated files are then modified after the day began
     conn = warehouse.connect(tmp_path / "w.duckdb")
-    want = expected(layout)
+    want = expected(layout, timezone)
     for day in DAYS:
-        stats = ingest_day(conn, logs_dir=logs, day=day, timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000,
+        stats = ingest_day(conn, logs_dir=logs, day=day, timezone=timezone, prices=load_prices(), max_record_bytes=16_000_000,
                            source=SOURCES.get(layout, FOLDER))
         got = want[day]
         ids = sorted(r[0] for r in conn.execute("SELECT request_id FROM requests WHERE day = ?", [day]).fetchall())
