@@ -144,3 +144,40 @@ def test_an_empty_object_is_rejected_with_its_reason(tmp_path):
     conn, stats = ingest(logs, tmp_path)
     assert (stats.rows, stats.rejected, stats.records_read) == (1, 1, 2)
     assert conn.execute("SELECT source_file, reason FROM rejected_records").fetchall() == [("azure/2026-11-10/empty-object.json", "missing or empty request id")]
+
+
+def _odd_files(folder, logs):
+    """Files that are not what their name or shape promise, each with the records it holds (id → expected)."""
+    record = lambda request_id: json.dumps(payload(request_id))  # noqa: E731
+    write(folder / "bom.json", b"\xef\xbb\xbf" + record("bom").encode())
+    write(folder / "two-in-one.json", record("two-1") + record("two-2"))
+    write(folder / "two-lines.json", record("line-1") + "\n" + record("line-2"))
+    write(folder / "plain-named.ndjson.gz", record("plain-gz") + "\n")
+    write(folder / "packed-named.json", gzip.compress(record("packed").encode()))
+    write(folder / "truncated.json", record("truncated")[:-40])
+    write(folder / "empty.json", "")
+    write(folder / "empty.json.gz", b"")
+    write(folder / "empty.ndjson", "")
+    (folder / "looping").symlink_to(folder / "looping")
+    (folder / "dangling.json").symlink_to(logs / "nowhere" / "gone.json")
+    (folder / "a-folder.json").mkdir()
+    return {"bom", "two-1", "two-2", "line-1", "line-2", "plain-gz", "packed"}
+
+
+def test_no_odd_file_stops_a_day_and_each_is_counted(tmp_path):
+    logs = tmp_path / "logs"
+    folder = logs / "azure" / "2026-11-10"
+    write(logs / "gcs" / "2026-11-10" / "good.ndjson", "\n".join(json.dumps(payload(f"good-{i}")) for i in range(100)) + "\n")
+    readable = _odd_files(folder, logs)
+    conn, stats = ingest(logs, tmp_path)
+    stored = {r[0] for r in conn.execute("SELECT request_id FROM requests").fetchall()}
+    assert stored == readable | {f"good-{i}" for i in range(100)}
+    reasons = dict(conn.execute("SELECT source_file, reason FROM rejected_records").fetchall())
+    assert reasons == {
+        "azure/2026-11-10/truncated.json": reasons["azure/2026-11-10/truncated.json"],
+        "azure/2026-11-10/empty.json": "empty file", "azure/2026-11-10/empty.json.gz": "empty file", "azure/2026-11-10/empty.ndjson": "empty file",
+        "azure/2026-11-10/looping": "file cannot be read: Too many levels of symbolic links",
+        "azure/2026-11-10/dangling.json": "file cannot be read: No such file or directory",
+    }
+    assert reasons["azure/2026-11-10/truncated.json"].startswith("invalid JSON")
+    assert (stats.rows, stats.rejected, stats.records_read) == (107, 6, 113)

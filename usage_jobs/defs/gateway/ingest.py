@@ -374,6 +374,8 @@ def ingest_day(
     with tempfile.TemporaryDirectory(prefix="usage-ingest-") as scratch:
         loader = _Loader(conn, logs_dir, day, max_record_bytes, Path(scratch))
         loader.add_paths(found.files)
+        loader.rejections += [(_relative(entry.path, logs_dir), Rejection(None, entry.reason)) for entry in found.unreadable
+                              if entry.folder_day in (day, None)]
         loader.load_documents([f for f in found.files if not f.line_delimited and f.size > 0])
         line_files = [str(f.path) for f in found.files if f.line_delimited and f.size > 0]
         loader.salvage([f for f in found.files if f.size == 0])  # an empty file reads as zero rows; salvage names it
@@ -447,7 +449,7 @@ class _Loader:
 
     def salvage(self, files: list[LogFile]) -> None:
         for log_file in files:
-            records, problems = salvage_records(str(log_file.path), gzip_compressed=log_file.gzip,
+            records, problems = salvage_records(str(log_file.path),
                                                 line_delimited=log_file.line_delimited, max_bytes=self.max_bytes)
             source = _relative(log_file.path, self.logs_dir)
             # Records that cannot be dated belong to the day their folder is named after.

@@ -60,8 +60,17 @@ class UnrecognisedFile:
     holds_data: bool
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
-    for dirpath, dirnames, filenames in os.walk(root):
+@dataclass(frozen=True)
+class UnreadableEntry:
+    """A file or folder under the logs root that cannot be read (permissions, a dangling or looping link)."""
+
+    path: Path
+    folder_day: dt.date | None
+    reason: str
+
+
+def _walk(root: Path, errors: list[OSError] | None = None) -> Iterator[tuple[Path, list[str], list[str]]]:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append if errors is not None else None):
         dirnames[:] = sorted(n for n in dirnames if n not in SKIPPED_FOLDERS and not n.startswith("."))
         yield Path(dirpath), dirnames, sorted(n for n in filenames if not n.startswith("."))
 
@@ -73,6 +82,10 @@ def _folder_date(name: str) -> dt.date | None:
         return dt.date.fromisoformat(name)
     except ValueError:
         return None
+
+
+def _date_in(path: Path) -> dt.date | None:
+    return next((day for day in map(_folder_date, reversed(path.parts)) if day is not None), None)
 
 
 def iter_day_folders(root: Path) -> Iterator[tuple[dt.date, Path]]:
@@ -121,8 +134,11 @@ def classify(path: Path) -> bool | None:
 def _holds_data(path: Path, size: int) -> bool:
     if size == 0:
         return False
-    with path.open("rb") as stream:
-        return bool(stream.read(4096).strip())
+    try:
+        with path.open("rb") as stream:
+            return bool(stream.read(4096).strip())
+    except OSError:
+        return True  # unreadable, so it may hold anything
 
 
 @dataclass
@@ -130,6 +146,7 @@ class DayFiles:
     files: list[LogFile]
     unrecognised: list[UnrecognisedFile]
     folders_found: list[Path]
+    unreadable: list[UnreadableEntry]
 
 
 def undated_window(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
@@ -152,6 +169,8 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
     files: list[LogFile] = []
     unrecognised: list[UnrecognisedFile] = []
     folders: list[Path] = []
+    unreadable: list[UnreadableEntry] = []
+    errors: list[OSError] = []
 
     def add(path: Path, folder_day: dt.date, size: int, folder_kind: str) -> None:
         kind = classify(path)
@@ -160,12 +179,23 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
         else:
             files.append(LogFile(path, folder_day, kind, size, folder_kind))
 
+    def stat(path: Path, folder_day: dt.date | None) -> os.stat_result | None:
+        try:
+            return path.stat()
+        except OSError as exc:
+            unreadable.append(UnreadableEntry(path, folder_day, f"file cannot be read: {exc.strerror or exc}"))
+            return None
+
     if root.is_dir():
-        for folder, dirnames, filenames in _walk(root):
+        for folder, dirnames, filenames in _walk(root, errors):
             for name in filenames:
-                stat = (folder / name).stat()
-                if not_before <= stat.st_mtime < not_after:
-                    add(folder / name, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date(), stat.st_size, UNDATED)
+                # A link's own time dates an undated file that cannot be followed.
+                written = dt.datetime.fromtimestamp((folder / name).lstat().st_mtime, dt.UTC)
+                if not not_before <= written.timestamp() < not_after:
+                    continue
+                status = stat(folder / name, written.date())
+                if status is not None:
+                    add(folder / name, written.date(), status.st_size, UNDATED)
             keep = []
             for name in dirnames:
                 folder_day = _folder_date(name)
@@ -174,9 +204,15 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
                 elif folder_day in wanted:
                     folders.append(folder / name)
                     # Hourly partitions (S3_PARTITION_GRANULARITY=hour) nest `HH/` folders inside the day.
-                    for inner, _, inner_files in _walk(folder / name):
+                    for inner, _, inner_files in _walk(folder / name, errors):
                         for inner_name in inner_files:
-                            add(inner / inner_name, folder_day, (inner / inner_name).stat().st_size, dated_kind)
+                            status = stat(inner / inner_name, folder_day)
+                            if status is not None:
+                                add(inner / inner_name, folder_day, status.st_size, dated_kind)
             dirnames[:] = keep
+    # A folder that cannot be listed belongs to the date folder it is in (or is), else to every day that reads it.
+    unreadable += [UnreadableEntry(Path(error.filename), _date_in(Path(error.filename)), f"folder cannot be read: {error.strerror or error}")
+                   for error in errors]
     files.sort(key=lambda f: str(f.path))
-    return DayFiles(files=files, unrecognised=sorted(unrecognised, key=lambda f: str(f.path)), folders_found=sorted(folders))
+    return DayFiles(files=files, unrecognised=sorted(unrecognised, key=lambda f: str(f.path)), folders_found=sorted(folders),
+                    unreadable=sorted(unreadable, key=lambda f: str(f.path)))
