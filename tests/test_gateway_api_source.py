@@ -69,5 +69,5 @@ def test_api_source_lands_ingests_and_names_what_the_logs_miss(gateway, tmp_path
         build_site(conn, tmp_path / "site", timezone="UTC", billing_configured=False)
     page = (tmp_path / "site" / "periods" / DAY.isoformat() / "quality.html").read_text()
     gateway_count = sum(1 for r in gateway.rows if r["api_key"] == KEY_B and r["startTime"].date() == DAY)
-    assert f"<code>{KEY_B[:12]}</code></td><td>bge-m3</td>" in page and "missing requests" in page
+    assert f"<code>{KEY_B[:12]}</code></td><td><bdi>bge-m3</bdi></td>" in page and "missing requests" in page
     assert f'<td class="num">{gateway_count:,}</td><td class="num">{gateway_count - 3:,}</td>' in page

@@ -1,8 +1,16 @@
-"""`usage-report serve` against a small fake gateway on 127.0.0.1: only admins read the site."""
+"""`usage-report serve` against a small fake gateway on 127.0.0.1: only admins read the site,
+a crowd of readers is answered, and the pages run under a CSP with no inline script or style."""
 
 import base64
+import concurrent.futures
+import html
 import http.client
+import io
+import re
 import threading
+import time
+import urllib.request
+from collections import Counter
 from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,29 +18,58 @@ import httpx
 import pytest
 
 from helpers import JsonHandler
+from test_browser import browser  # noqa: F401  (headless Chromium, as the browser tests drive it)
 
 from usage_jobs.serve import AccessPolicy, make_server
 
+MASTER_KEY = "sk-gateway-master-key"  # known to the fake gateway only: serve is never told it
 USERS = {"admin-key": ("u-admin", "proxy_admin"), "viewer-key": ("u-viewer", "proxy_admin_viewer"),
-         "internal-key": ("u-internal", "internal_user"), "orphan-key": (None, None)}
+         "internal-key": ("u-internal", "internal_user"), "orphan-key": (None, None),
+         "hostile-role-key": ("u-hostile", "<img src=x onerror=alert(1)>")}
+AUTHENTICATED_NOT_KEYS = {MASTER_KEY, "sso-session-token"}  # pass LiteLLM's auth, but have no row in its key table
+
+
+def _proxy_error(message, kind, code):
+    """LiteLLM's ProxyException body."""
+    return {"error": {"message": message, "type": kind, "param": "key" if code == 404 else "None", "code": str(code)}}
 
 
 class FakeGateway(JsonHandler):
-    calls: list[str] = []
+    """LiteLLM's answers (litellm/proxy, 1.110) to the calls serve makes, for virtual keys and for its master key.
+
+    * `/key/info` without `key=` describes the caller's own key; for the master key, which
+      passes `user_api_key_auth` but has no row in LiteLLM_VerificationToken, it is 404
+      "Key not found in database" (`info_key_fn`); an unknown key is 401 (auth error).
+    * `/memory-usage-in-mem-cache` is in `LiteLLMRoutes.master_key_only_routes`: 200 for the
+      master key, 401 "…which is only for MASTER KEY" for every other key.
+    """
+    calls: list[tuple[str, str]] = []
+    delay = 0.0
 
     def do_GET(self):
-        FakeGateway.calls.append(self.path)
         key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         url = urlsplit(self.path)
-        if key not in USERS:  # revoked or unknown keys
-            return self._send(401, {"error": {"message": "Authentication Error, invalid key"}})
-        user_id, role = USERS[key]
+        FakeGateway.calls.append((url.path, key))
+        time.sleep(FakeGateway.delay)
+        if key not in USERS and key not in AUTHENTICATED_NOT_KEYS:  # revoked or unknown keys
+            return self._send(401, _proxy_error("Authentication Error, Invalid proxy server token passed.", "auth_error", 401))
+        if url.path == "/memory-usage-in-mem-cache":
+            if key != MASTER_KEY:
+                return self._send(401, _proxy_error(f"Authentication Error, Tried to access route={url.path}, which is only for MASTER KEY", "auth_error", 401))
+            return self._send(200, {"num_items_in_user_api_key_cache": 3, "num_items_in_llm_router_cache": 0})
         if url.path == "/key/info":
-            return self._send(200, {"key": "hashed", "info": {"user_id": user_id, "team_id": "t1"}})
-        if url.path == "/user/info":
+            if key in AUTHENTICATED_NOT_KEYS:
+                return self._send(404, _proxy_error("Key not found in database", "not_found_error", 404))
+            return self._send(200, {"key": "hashed", "info": {"user_id": USERS[key][0], "team_id": "t1"}})
+        if url.path == "/user/info" and key in USERS:
+            user_id, role = USERS[key]
             assert parse_qs(url.query)["user_id"] == [user_id]
             return self._send(200, {"user_id": user_id, "user_info": {"user_role": role}})
-        self._send(404, {})
+        self._send(404, {"detail": "Not Found"})
+
+
+def _lookups(path, key=None):
+    return [c for c in FakeGateway.calls if c[0] == path and (key is None or c[1] == key)]
 
 
 
@@ -54,7 +91,7 @@ def site(tmp_path):
 @pytest.fixture
 def gateway():
     server = _start(ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway))
-    FakeGateway.calls = []
+    FakeGateway.calls, FakeGateway.delay = [], 0.0
     yield server
     server.shutdown()
     server.server_close()
@@ -99,7 +136,7 @@ def test_everyone_else_gets_nothing_of_the_site(report):
 def test_the_gateways_answer_is_cached_briefly(report, gateway):
     for _ in range(3):
         assert _get(report, "admin-key").status_code == 200
-    assert len([c for c in FakeGateway.calls if c.startswith("/key/info")]) == 1
+    assert len(_lookups("/key/info")) == 1
 
 
 def test_a_gateway_outage_gives_a_clear_503_and_admits_no_gateway_key(site):
@@ -124,3 +161,211 @@ def test_no_path_leaves_the_site(report, path):
     response = connection.getresponse()
     body = response.read().decode()
     assert response.status in (400, 404) and "outside the site" not in body and "root:" not in body
+
+
+# --- asking for another key, the master key, what the gateway says ------------------------
+
+def test_401_and_403_both_ask_the_browser_for_a_key(report):
+    for response in (_get(report), _get(report, "revoked-key"), _get(report, "internal-key")):
+        assert response.status_code in (401, 403)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        assert challenge.startswith('Basic realm="IG1 usage report"'), (response.status_code, challenge)
+        assert 'href="/sign-in"' in response.text  # browsers prompt on 401 only: a link that asks for another key
+
+
+def test_sign_in_asks_again_until_an_admin_key_is_given(report):
+    assert _get(report, path="/sign-in").status_code == 401
+    refused = _get(report, "internal-key", basic=True, path="/sign-in")  # the browser's remembered key is not an admin's
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic") and "usage report</h1>" not in refused.text
+    admitted = httpx.get(report + "/sign-in", headers={"Authorization": "Bearer admin-key"}, follow_redirects=False)
+    assert admitted.status_code == 303 and admitted.headers["Location"] == "/"
+
+
+def test_the_gateways_master_key_is_admitted_because_the_gateway_says_it_is(report):
+    # /key/info answers 404 for the master key, as LiteLLM does; serve never holds the master key itself.
+    response = _get(report, MASTER_KEY, basic=True)
+    assert response.status_code == 200 and response.text == "<h1>usage report</h1>"
+    assert [c[0] for c in FakeGateway.calls] == ["/key/info", "/memory-usage-in-mem-cache"]
+    # A credential LiteLLM accepts but that is neither a virtual key nor its master key: authenticated, not an admin.
+    other = _get(report, "sso-session-token")
+    assert other.status_code == 403 and "usage report</h1>" not in other.text
+    assert _get(report, "admin-key").status_code == 200  # and virtual keys never call the master-key route
+    assert _lookups("/memory-usage-in-mem-cache", "admin-key") == []
+
+
+def test_what_the_gateway_says_is_escaped_in_the_refusal(report):
+    response = _get(report, "hostile-role-key")
+    assert response.status_code == 403 and "<img" not in response.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in response.text
+
+
+# --- a crowd ------------------------------------------------------------------------------
+
+@pytest.fixture
+def crowd_gateway():
+    FakeGateway.calls, FakeGateway.delay = [], 0.3  # a slow gateway widens every race
+    server = _start(ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway))
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    FakeGateway.delay = 0.0
+
+
+def _burst(url_paths_keys, timeout=60.0):
+    """Every request at once, each on its own socket; (status, body length, seconds) per request."""
+    barrier = threading.Barrier(len(url_paths_keys))
+
+    def one(item):
+        url, key = item
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, len(response.read()), time.monotonic() - started
+        except urllib.error.HTTPError as error:
+            return error.code, 0, time.monotonic() - started
+        except OSError as error:
+            return repr(error), 0, time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(len(url_paths_keys)) as pool:
+        return list(pool.map(one, url_paths_keys))
+
+
+def test_200_concurrent_readers_of_the_built_site_are_all_answered(demo_site, crowd_gateway):
+    site = demo_site.site_dir
+    pages = ["/", "/style.css", "/report.js", "/periods/last-7-days/teams.html", "/periods/2026-11/keys.html",
+             "/periods/2026-W47/models.html", "/periods/last-30-days/reconciliation.html", "/periods/last-7-days/exports/keys.csv"]
+    assert all((site / p.lstrip("/")).is_file() or p == "/" for p in pages)
+    policy = AccessPolicy(crowd_gateway, ["crowd-admin-token"], cache_seconds=60)
+    server = _start(make_server(site, policy))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    keys = ["admin-key", "viewer-key", "crowd-admin-token", MASTER_KEY]
+    try:
+        results = _burst([(base + pages[i % len(pages)], keys[i % len(keys)]) for i in range(200)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    failures = [r for r in results if r[0] != 200 or r[1] == 0]
+    assert failures == [], f"{len(failures)} of 200 readers not answered: {failures[:5]}"
+    assert max(r[2] for r in results) < 30, sorted(r[2] for r in results)[-5:]
+
+
+def test_a_burst_asks_the_gateway_once_per_key_per_cache_period(site, crowd_gateway):
+    policy = AccessPolicy(crowd_gateway, [], cache_seconds=60)
+    server = _start(make_server(site, policy))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    keys = ["admin-key", "viewer-key", "internal-key", "revoked-key", MASTER_KEY]
+    try:
+        results = _burst([(base + "/", keys[i % len(keys)]) for i in range(100)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = {"admin-key": 200, "viewer-key": 200, "internal-key": 403, "revoked-key": 401, MASTER_KEY: 200}
+    assert Counter((keys[i % len(keys)], r[0]) for i, r in enumerate(results)) == Counter({(k, s): 20 for k, s in expected.items()})
+    lookups = Counter(FakeGateway.calls)
+    assert all(count == 1 for count in lookups.values()), lookups
+    assert {key for _, key in lookups} == set(keys)
+
+
+def test_the_cache_is_asked_again_after_its_period_and_an_outage_is_not_remembered(gateway):
+    now = [0.0]
+    policy = AccessPolicy(f"http://127.0.0.1:{gateway.server_address[1]}", [], cache_seconds=60, clock=lambda: now[0])
+    assert policy.decide("admin-key").status == 200 and policy.decide("admin-key").status == 200
+    assert len(_lookups("/key/info")) == 1
+    now[0] = 61.0
+    assert policy.decide("admin-key").status == 200 and len(_lookups("/key/info")) == 2
+
+
+# --- the pages under a strict CSP ---------------------------------------------------------
+
+STRICT = {"default-src": "'none'", "script-src": "'self'", "style-src": "'self'", "img-src": "'self'", "base-uri": "'none'",
+          "form-action": "'none'", "frame-ancestors": "'none'"}
+
+
+def test_every_answer_carries_a_csp_without_inline_script_or_style(report):
+    for response in (_get(report, "admin-key"), _get(report), _get(report, "internal-key")):
+        policy = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";") if d.strip())
+        assert {k: policy.get(k) for k in STRICT} == STRICT, policy
+        assert "unsafe" not in response.headers["Content-Security-Policy"]
+
+
+def test_no_page_has_inline_script_style_or_handlers_and_every_script_is_the_sites_own(demo_site):
+    site = demo_site.site_dir
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 100 and (site / "report.js").is_file()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", text), page  # every script is a file
+        assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", text, re.IGNORECASE), page
+        for src in re.findall(r'<script[^>]*\ssrc="([^"]+)"', text):
+            assert (page.parent / html.unescape(src)).resolve() == (site / "report.js").resolve(), (page, src)
+    teams = (site / "periods" / "last-7-days" / "teams.html").read_text(encoding="utf-8")
+    assert 'src="../../report.js"' in teams and "<meter" in teams
+
+
+@pytest.fixture(scope="module")
+def served_strictly(demo_site):
+    """The demo site through `usage-report serve`'s own server, for a reader holding an admin token."""
+    server = _start(make_server(demo_site.site_dir, AccessPolicy(None, ["browser-admin-token"])))
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _meter_fill(browser, meter) -> float:
+    """The share of a bar's width painted in the accent colour, measured on a screenshot."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(meter.screenshot_as_png)).convert("RGB")
+    row = image.height // 2
+    painted = sum(1 for x in range(image.width) if _is_accent(image.getpixel((x, row))))
+    return painted / image.width
+
+
+def _is_accent(pixel) -> bool:
+    r, g, b = pixel
+    return abs(r - 0x00) < 40 and abs(g - 0x72) < 40 and abs(b - 0xB2) < 40
+
+
+def test_chromium_reads_the_served_pages_with_no_csp_violation(browser, served_strictly, demo_site):
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": "Bearer browser-admin-token"}})
+    watcher = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+        " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")})
+    try:
+        for path in ("index.html", "periods/last-7-days/teams.html", "periods/2026-11/keys.html", "periods/2026-W47/models.html",
+                     "periods/last-7-days/reconciliation.html", "periods/2026-W47/quality.html"):
+            browser.get_log("browser")
+            browser.get(f"{served_strictly}/{path}")
+            assert browser.execute_script("return document.readyState") == "complete"
+            assert browser.find_element(By.TAG_NAME, "h1").text, path  # the page itself, not a refusal
+            assert browser.execute_script("return window.__csp") == [], path
+            severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+            assert severe == [], (path, severe)
+
+        browser.get(f"{served_strictly}/periods/last-7-days/teams.html")
+        meters = browser.find_elements(By.CSS_SELECTOR, "#teams meter")
+        assert len(meters) >= 10
+        for meter in meters[:4]:
+            share = float(meter.get_attribute("value")) / float(meter.get_attribute("max"))
+            assert meter.size["width"] > 0 and meter.size["height"] > 0
+            fill = _meter_fill(browser, meter)
+            assert fill > 0 and abs(fill - share) < 0.08, (share, fill)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#teams tbody tr[data-name]")
+        browser.find_element(By.ID, "team-filter").send_keys("legal")
+        assert [row.get_attribute("data-name") for row in rows if row.is_displayed()] == ["Legal"]
+        assert browser.execute_script("return window.__csp") == []
+
+        # The same page opened from the file system: report.js is found by its relative path.
+        browser.get((demo_site.site_dir / "periods" / "last-7-days" / "teams.html").as_uri())
+        rows = browser.find_elements(By.CSS_SELECTOR, "#teams tbody tr[data-name]")
+        browser.find_element(By.ID, "team-filter").send_keys("legal")
+        assert [row.get_attribute("data-name") for row in rows if row.is_displayed()] == ["Legal"]
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": watcher["identifier"]})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+

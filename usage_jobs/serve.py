@@ -5,8 +5,20 @@ own gateway key (HTTP Basic password, or `Authorization: Bearer`); they are admi
 the gateway says the key belongs to a user whose role is `proxy_admin` or
 `proxy_admin_viewer` (`GET /key/info`, then `GET /user/info`), or if they hold one of the
 admin tokens of USAGE_ADMIN_TOKENS. Answers are cached briefly (USAGE_AUTH_CACHE_SECONDS).
-Everyone else gets 401 or 403 and nothing of the site; when the gateway cannot be asked,
-503 and nobody is admitted with a gateway key.
+Everyone else gets 401 or 403 (both with a `WWW-Authenticate` challenge, and a link to
+`/sign-in`, which answers 401 until an admin's key is given, so a browser asks for another
+key) and nothing of the site; when the gateway cannot be asked, 503 and nobody is admitted
+with a gateway key.
+
+The gateway's master key has no row in LiteLLM's key table, so its `/key/info` answers 404.
+Serve never holds the master key; it asks the gateway instead: LiteLLM lets only its master
+key call the routes of `LiteLLMRoutes.master_key_only_routes` (every other key gets 401,
+"…which is only for MASTER KEY", from `user_api_key_auth`), so a key for which `/key/info`
+is 404 and `GET /memory-usage-in-mem-cache` (one of them, read-only) is 200 is the master key.
+
+The server holds a crowd: a thread per connection (at most `max_threads` at once), a listen
+backlog of `request_queue_size`, and a socket timeout so a stalled reader frees its thread.
+Concurrent first requests with the same key wait for one gateway lookup.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import mimetypes
 import threading
 import time
@@ -25,8 +38,14 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 ADMIN_ROLES = frozenset({"proxy_admin", "proxy_admin_viewer"})
+# LiteLLMRoutes.master_key_only_routes: a read-only route that only the gateway's master key may call.
+MASTER_KEY_ONLY_ROUTE = "/memory-usage-in-mem-cache"
+REALM = "IG1 usage report"
+SIGN_IN_PATH = "/sign-in"
+# No inline script or style anywhere: the pages load style.css and report.js from the site itself.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "private, no-store",
@@ -39,14 +58,27 @@ class Decision:
     reason: str
 
 
+class _Lookup:
+    """One gateway lookup under way; requests with the same key wait for its decision."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.decision = Decision(503, "the gateway lookup did not finish: access cannot be checked now")
+
+
 class AccessPolicy:
-    """Who may read the report, asked of the gateway and remembered for a short while."""
+    """Who may read the report, asked of the gateway and remembered for a short while.
+
+    Thread-safe; a burst of requests with one key makes one lookup per cache period."""
+
+    max_cached = 10_000  # past this, expired answers are dropped
 
     def __init__(self, gateway_base_url: str | None, admin_tokens: list[str], *, cache_seconds: float = 60.0,
                  timeout: float = 5.0, transport: httpx.BaseTransport | None = None, clock=time.monotonic):
         self.admin_tokens = [t for t in admin_tokens if t]
-        self.cache_seconds, self.clock = cache_seconds, clock
+        self.cache_seconds, self.clock, self.timeout = cache_seconds, clock, timeout
         self._cache: dict[str, tuple[float, Decision]] = {}
+        self._pending: dict[str, _Lookup] = {}
         self._lock = threading.Lock()
         self._client = httpx.Client(base_url=gateway_base_url, timeout=timeout, transport=transport) if gateway_base_url else None
 
@@ -62,17 +94,38 @@ class AccessPolicy:
             cached = self._cache.get(fingerprint)
             if cached and self.clock() - cached[0] < self.cache_seconds:
                 return cached[1]
-        decision = self._ask_gateway(credential)
-        if decision.status != 503:  # an outage is not remembered: the next request asks again
+            lookup = self._pending.get(fingerprint)
+            leader = lookup is None
+            if leader:
+                lookup = self._pending[fingerprint] = _Lookup()
+        if not leader:
+            # Two gateway calls at most, each bounded by the client's timeout.
+            lookup.done.wait(timeout=4 * self.timeout + 5)
+            return lookup.decision
+        try:
+            lookup.decision = self._ask_gateway(credential)
+        finally:
             with self._lock:
-                self._cache[fingerprint] = (self.clock(), decision)
-        return decision
+                if lookup.decision.status != 503:  # an outage is not remembered: the next request asks again
+                    self._remember(fingerprint, lookup.decision)
+                del self._pending[fingerprint]
+            lookup.done.set()
+        return lookup.decision
+
+    def _remember(self, fingerprint: str, decision: Decision) -> None:
+        now = self.clock()
+        if len(self._cache) >= self.max_cached:
+            for stale in [f for f, (at, _) in self._cache.items() if now - at >= self.cache_seconds]:
+                del self._cache[stale]
+        self._cache[fingerprint] = (now, decision)
 
     def _ask_gateway(self, key: str) -> Decision:
         headers = {"Authorization": f"Bearer {key}"}
         try:
             key_info = self._client.get("/key/info", headers=headers)
-            if key_info.status_code in (400, 401, 403, 404):
+            if key_info.status_code == 404:  # the gateway accepts the key but has no virtual key for it
+                return self._master_key_or_not(headers)
+            if key_info.status_code in (400, 401, 403):
                 return Decision(401, "the gateway does not accept this key (unknown, expired or revoked)")
             if key_info.status_code != 200:
                 return Decision(503, f"the gateway answered HTTP {key_info.status_code} to /key/info: access cannot be checked now")
@@ -93,6 +146,15 @@ class AccessPolicy:
         if role in ADMIN_ROLES:
             return Decision(200, f"gateway role {role}")
         return Decision(403, f"usage data is for admins; this key's user has the gateway role {role or 'none'}")
+
+    def _master_key_or_not(self, headers: dict[str, str]) -> Decision:
+        """Ask the gateway whether this is its master key: only the master key may call a master-key-only route."""
+        probe = self._client.get(MASTER_KEY_ONLY_ROUTE, headers=headers)
+        if probe.status_code == 200:
+            return Decision(200, "the gateway's master key")
+        if probe.status_code in (400, 401, 403, 404):
+            return Decision(403, "the gateway has no virtual key for this key and does not take it for its master key")
+        return Decision(503, f"the gateway answered HTTP {probe.status_code} to {MASTER_KEY_ONLY_ROUTE}: access cannot be checked now")
 
 
 def credential_from(header: str | None) -> str | None:
@@ -129,22 +191,53 @@ def resolve_in_site(site: Path, url_path: str) -> Path | None:
     return resolved if resolved.is_relative_to(site.resolve()) and resolved.is_file() else None
 
 
-def make_server(site: Path, policy: AccessPolicy, host: str = "127.0.0.1", port: int = 0, log=None) -> ThreadingHTTPServer:
+class ReportServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_threads` at once (the rest wait in the backlog)."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256  # the listen backlog: a burst of readers waits here instead of being dropped
+    max_threads = 256
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_threads)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_server(site: Path, policy: AccessPolicy, host: str = "127.0.0.1", port: int = 0, log=None) -> ReportServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "usage-report"
         sys_version = ""
+        timeout = 30  # seconds a connection may stay silent before its thread is freed
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
             if log:
                 log(f"{self.address_string()} {format % args}")
 
         def _refuse(self, decision: Decision) -> None:
-            body = f"<!DOCTYPE html><title>{decision.status}</title><p>{decision.reason}</p>\n".encode()
+            sign_in = (f'<p><a href="{SIGN_IN_PATH}">Sign in with another key</a> (an admin\'s gateway key as the password).</p>'
+                       if decision.status in (401, 403) else "")
+            body = (f"<!DOCTYPE html><title>{decision.status}</title><p>{html.escape(decision.reason)}</p>{sign_in}\n").encode()
             self.send_response(decision.status)
             for name, value in SECURITY_HEADERS.items():
                 self.send_header(name, value)
-            if decision.status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="IG1 usage report: your gateway key as the password", charset="UTF-8"')
+            if decision.status in (401, 403):  # 403 too: the reader may hold another key
+                self.send_header("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+                self.send_header("WWW-Authenticate", f'Bearer realm="{REALM}"' + (', error="insufficient_scope"' if decision.status == 403 else ""))
             if decision.status == 503:
                 self.send_header("Retry-After", "30")
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -153,8 +246,23 @@ def make_server(site: Path, policy: AccessPolicy, host: str = "127.0.0.1", port:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def _sign_in(self, decision: Decision) -> None:
+            """401 until the reader's key is admitted (browsers ask for another key only on 401), then back to the report."""
+            if decision.status == 503:
+                return self._refuse(decision)
+            if decision.status != 200:
+                return self._refuse(Decision(401, decision.reason))
+            self.send_response(303)
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            self.send_header("Location", "/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             decision = policy.decide(credential_from(self.headers.get("Authorization")))
+            if urlsplit(self.path).path == SIGN_IN_PATH:
+                return self._sign_in(decision)
             if decision.status != 200:
                 return self._refuse(decision)
             target = resolve_in_site(site, self.path)
@@ -165,7 +273,7 @@ def make_server(site: Path, policy: AccessPolicy, host: str = "127.0.0.1", port:
             for name, value in SECURITY_HEADERS.items():
                 self.send_header(name, value)
             kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-            self.send_header("Content-Type", f"{kind}; charset=utf-8" if kind.startswith("text/") or kind.endswith("json") else kind)
+            self.send_header("Content-Type", f"{kind}; charset=utf-8" if kind.startswith("text/") or kind.endswith(("json", "javascript")) else kind)
             self.send_header("Content-Length", str(len(content)))
             self.end_headers()
             if self.command != "HEAD":
@@ -173,4 +281,4 @@ def make_server(site: Path, policy: AccessPolicy, host: str = "127.0.0.1", port:
 
         do_HEAD = do_GET
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return ReportServer((host, port), Handler)

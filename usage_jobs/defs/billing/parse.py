@@ -2,7 +2,9 @@
 
 `/usage/history` is documented only as a "per-model, per-day breakdown"; anything that
 is not exactly the shape below is refused with a message naming the field, so a change
-on IG1's side stops the run instead of filling the warehouse with wrong figures.
+on IG1's side stops the run instead of filling the warehouse with wrong figures. Model
+names are normalised by the rule the gateway logs follow (`usage_jobs.names.normalise_name`),
+so the two sides name a model alike; two rows that normalise to the same day × model are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from usage_jobs.names import normalise_name
 
 
 class BillingFormatError(ValueError):
@@ -99,9 +103,11 @@ def parse_history(document: Any, start: dt.date, end: dt.date) -> BilledHistory:
             raise _fail(endpoint, f"{where}.date", f"is {item.get('date')!r}, expected YYYY-MM-DD")
         if not start <= day <= end:
             raise _fail(endpoint, f"{where}.date", f"is {day}, outside the requested {start} to {end}")
-        model = item.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise _fail(endpoint, f"{where}.model", f"is {model!r}, expected a model name")
+        raw_model = item.get("model")
+        # The same rule as the gateway logs (usage_jobs.names): " qwen3-32b\t" from IG1 is the logs' "qwen3-32b".
+        model = normalise_name(raw_model) if isinstance(raw_model, str) else None
+        if model is None:
+            raise _fail(endpoint, f"{where}.model", f"is {raw_model!r}, expected a model name")
         if (day, model) in seen:
             raise _fail(endpoint, where, f"repeats {day} × {model}")
         seen.add((day, model))

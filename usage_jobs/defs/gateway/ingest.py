@@ -26,6 +26,7 @@ from usage_jobs.defs.gateway.layout import (
 from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
 from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
 from usage_jobs.defs.gateway.tokens import estimate_many
+from usage_jobs.names import NAME_TRIM_SQL
 from usage_jobs.warehouse import transaction
 
 MAX_TOKENS = 100_000_000
@@ -80,9 +81,11 @@ _MACROS = f"""
 CREATE OR REPLACE TEMP MACRO jtype(j) AS CASE coalesce(left(j::VARCHAR, 1), 'n')
     WHEN '"' THEN 'VARCHAR' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN'
     WHEN 'n' THEN 'NULL' ELSE 'NUMBER' END;
--- trim() costs ~5x the extraction, so only values that start with white space pay for it.
+-- Names are trimmed as usage_jobs.names does for IG1's; trim() costs ~5x the extraction, so only
+-- values that start or end with white space pay for it.
 CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN jtype(j) = 'VARCHAR' THEN nullif(
-    CASE WHEN ascii(j->>'$') IN (9, 10, 13, 32) THEN trim(j->>'$', E' \t\r\n') ELSE j->>'$' END, '') END;
+    CASE WHEN ascii(j->>'$') IN (9, 10, 13, 32) OR ascii(right(j->>'$', 1)) IN (9, 10, 13, 32)
+        THEN trim(j->>'$', {NAME_TRIM_SQL}) ELSE j->>'$' END, '') END;
 -- Error codes come as strings ("429") or numbers (429).
 CREATE OR REPLACE TEMP MACRO jscalar(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN j::VARCHAR ELSE jstr(j) END;
 CREATE OR REPLACE TEMP MACRO jnum(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN TRY_CAST(j::VARCHAR AS DOUBLE) END;

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import jinja2
 
+from usage_jobs import names
 from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import ExportTable, write_exports
@@ -40,7 +41,7 @@ FINGERPRINT_FILE = ".fingerprint"
 def _source_version() -> str:
     """Templates and rendering code: a change to either re-renders every period."""
     digest = hashlib.sha256()
-    for path in sorted(TEMPLATES.iterdir()) + sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(TEMPLATES.iterdir()) + sorted(Path(__file__).parent.glob("*.py")) + [Path(names.__file__)]:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
 
@@ -100,6 +101,8 @@ def _environment() -> jinja2.Environment:
     env.filters["money"] = lambda v, currency=None: "—" if v is None else f"{Decimal(v):,.2f} {currency or ''}".strip()
     env.filters["money4"] = lambda v: "—" if v is None else f"{Decimal(v):,.4f}"
     env.filters["when"] = _when
+    env.filters["name"] = names.name_html  # every name from the logs/inventory: escaped, in <bdi>
+    env.filters["name_text"] = names.name_text  # the same in <title>, isolated with FSI … PDI
     return env
 
 
@@ -282,7 +285,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     (scratch / ".gitkeep").touch()
-    for asset in ("style.css", "favicon.svg"):
+    for asset in ("style.css", "favicon.svg", "report.js"):
         shutil.copy(TEMPLATES / asset, scratch / asset)
     result = BuildResult(pages=0, charts=0, export_files=0, periods=len(periods))
     if not periods:

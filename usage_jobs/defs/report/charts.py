@@ -1,4 +1,9 @@
-"""Charts in one style: matplotlib (Agg), Okabe-Ito colour-blind-safe palette, PNG."""
+"""Charts in one style: matplotlib (Agg), Okabe-Ito colour-blind-safe palette, PNG.
+
+Names from the logs (models, teams) are drawn shortened (`usage_jobs.names.chart_labels`:
+at most 40 characters, invisible bidi/format characters dropped), so a 500-character
+name cannot stretch a chart; the full names are in the table beside every chart.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from usage_jobs.names import chart_labels  # noqa: E402
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999999"]
 STYLE = {
@@ -26,6 +33,8 @@ def stacked_bars(path: Path, labels: list[str], series: dict[str, list[float]], 
     """Bars per day, one stacked segment per series (legend outside, readable in print)."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.5, 3.2))
+        labels = chart_labels(labels)
+        series = dict(zip(chart_labels(list(series)), series.values()))
         bottom = [0.0] * len(labels)
         for index, (name, values) in enumerate(series.items()):
             ax.bar(labels, values, bottom=bottom, label=name, color=PALETTE[index % len(PALETTE)],
@@ -42,7 +51,9 @@ def stacked_bars(path: Path, labels: list[str], series: dict[str, list[float]], 
 def horizontal_bars(path: Path, labels: list[str], values: list[float], *, xlabel: str, title: str) -> None:
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * max(len(labels), 3) + 0.8))
-        ax.barh(labels[::-1], values[::-1], color=PALETTE[0])
+        positions = list(range(len(labels)))[::-1]  # by position, not by text: two names cut alike stay two bars
+        ax.barh(positions, values, color=PALETTE[0])
+        ax.set_yticks(positions, chart_labels(labels))
         ax.set_xlabel(xlabel)
         ax.set_title(title, loc="left")
         _save(fig, path)
@@ -58,7 +69,7 @@ def variance_bars(path: Path, labels: list[str], series: dict[str, list[float | 
             ax.barh([p + (index - (len(series) - 1) / 2) * height for p in positions], [v if v is not None else 0 for v in values],
                     height=height, label=name, color=PALETTE[index], hatch=["", "//"][index % 2], edgecolor="white", linewidth=0.4)
         ax.axvline(0, color="#000000", linewidth=0.8)
-        ax.set_yticks(positions, labels)
+        ax.set_yticks(positions, chart_labels(labels))
         ax.set_xlabel("(billed − estimated) ÷ estimated, %")
         ax.set_title(title, loc="left")
         if len(series) > 1:

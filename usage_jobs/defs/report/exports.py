@@ -1,7 +1,7 @@
 """Export files for finance: the same rows as CSV and JSON, plus a manifest.
 
 CSV: UTF-8, header row, dot decimals, text cells that a spreadsheet would run as a
-formula (starting with = + - @ or a control character) prefixed with a quote. JSON:
+formula, in any locale, neutralised with a quote (see `spreadsheet_safe`). JSON:
 `{"metadata": {...}, "data": [...]}`. Nothing time-dependent is written in them, so
 rebuilding a period gives byte-identical files; only the manifest says when it was built.
 """
@@ -12,11 +12,21 @@ import csv
 import hashlib
 import io
 import json
+import numbers
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+FORMULA_CHARS = "=+-@"  # what starts a formula; a cell starting with a tab or line break is neutralised too
+# Where a spreadsheet may start a cell inside our text: after "," (English locales), ";"
+# (French/German Excel, LibreOffice in those locales), a tab (TSV, paste) or a line break.
+CELL_SEPARATORS = ",;\t\r\n"
+# A cell that begins, past any quotes (a quote opening a field is dropped by the reader) and
+# white space (trimmed by some readers), with = + - @ is run as a formula (OWASP: CSV injection).
+_FORMULA_AHEAD = rf'[\s"]*[{re.escape(FORMULA_CHARS)}]'
+_FORMULA_CELL = re.compile(rf"^(?:{_FORMULA_AHEAD}|[\t\r\n])")
+_FORMULA_PIECE = re.compile(rf"(?<=[{re.escape(CELL_SEPARATORS)}])(?={_FORMULA_AHEAD})")
 MONEY_PLACES = Decimal("0.000001")
 
 
@@ -29,7 +39,20 @@ class ExportTable:
 
 
 def spreadsheet_safe(text: str) -> str:
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    """Text that no spreadsheet runs as a formula, whichever separator its locale splits on.
+
+    OWASP's advice is to prefix a dangerous cell with a single quote, and notes that the
+    separators and quotes inside a value can start a new cell. Quoting the field (its other
+    advice) protects only a reader that splits on the separator we quoted for: French or
+    German Excel opening this comma file splits `a,"x;=cmd"` on ";" and gets a cell `=cmd"`,
+    since a quote opens a field only at its start. So every piece a reader could see as a
+    cell is neutralised in place: the text itself when it starts like a formula, and each
+    point after a "," ";" tab or line break where one follows (past quotes and white space)
+    gets a quote, e.g. `x;=cmd` → `x;'=cmd`, `b,@SUM(1)` → `b,'@SUM(1)`. The reader in a comma
+    locale sees the text with those marks; JSON keeps the text exactly as it came.
+    """
+    text = _FORMULA_PIECE.sub("'", text)
+    return "'" + text if _FORMULA_CELL.match(text) else text
 
 
 def _csv_cell(value, money: bool) -> str:
@@ -39,9 +62,9 @@ def _csv_cell(value, money: bool) -> str:
         return str(Decimal(value).quantize(MONEY_PLACES))
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return spreadsheet_safe(value)
-    return str(value)
+    if isinstance(value, numbers.Number):
+        return str(value)  # numbers stay numbers: a variance of -3.2 is not a formula
+    return spreadsheet_safe(str(value))  # text, and anything else written as text (dates, lists)
 
 
 def _json_value(value, money: bool):
