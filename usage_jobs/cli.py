@@ -54,23 +54,31 @@ def _prepare_dagster_home(settings: Settings) -> None:
 
 # The CLI prints its own progress and error lines; Dagster's run history keeps the full logs.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Assets whose step commits to the warehouse (raw_gateway_logs only lands files).
+DAY_WRITERS = ("gateway_requests", "daily_usage", "gateway_completeness", "key_anomalies")
+SOURCE_NAMES = {"key_inventory": ("Key inventory", "the key inventory"), "commit_status": ("IG1 commit status", "IG1's commit status")}
 
 
-def _step_errors(result) -> list[str]:
-    """The message of each failed step: a dg.Failure's description, else the error's root cause."""
-    messages = []
+def _failed_steps(result) -> list[tuple[str, str]]:
+    """(asset, message) of each failed step: a dg.Failure's description, else the error's root cause."""
+    failed = []
     for event in result.all_events:
         if event.event_type_value != "STEP_FAILURE":
             continue
         data = event.event_specific_data
         failure = getattr(data, "user_failure_data", None)
         if failure and failure.description:
-            messages.append(failure.description)
+            message = failure.description
         elif data.error:
-            messages.append((data.error.cause or data.error).message.strip())
+            message = (data.error.cause or data.error).message.strip()
         else:
-            messages.append("step failed")
-    return messages
+            message = "step failed"
+        failed.append((event.step_key, message))
+    return failed
+
+
+def _step_errors(result) -> list[str]:
+    return [message for _, message in _failed_steps(result)]
 
 
 def _failed_checks(result, severity: str = "ERROR") -> list[str]:
@@ -79,32 +87,157 @@ def _failed_checks(result, severity: str = "ERROR") -> list[str]:
             for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == severity]
 
 
-def run_days(settings: Settings, start: dt.date, end: dt.date, refetch: bool = False) -> list[tuple[dt.date, str]]:
-    """Materialise every day from start to end (inclusive), one run per day, with progress."""
-    import dagster as dg
+class Session:
+    """One `usage-report` command on the Dagster instance: one command at a time (it waits for
+    another one, saying which), runs tagged with this process, the slots of dead runs freed
+    before each run, and SIGINT/SIGTERM turned into a clean stop between steps."""
 
-    from usage_jobs import warehouse
+    def __init__(self, settings: Settings, command: str):
+        self.settings, self.command = settings, command
+        self.doing: tuple = ("start",)
+
+    def __enter__(self) -> Session:
+        from usage_jobs import run_guard
+
+        self.stop = run_guard.StopSignals(self._force).__enter__()
+        try:
+            import dagster as dg
+
+            _prepare_dagster_home(self.settings)
+            self.instance = dg.DagsterInstance.get()
+            self.lock = run_guard.CommandLock(self.settings.dagster_home.resolve(), self.command)
+            self.check()
+            self.doing = ("waiting",)
+            self.lock.acquire(self.instance, _say, self.check)
+            self.doing = ("start",)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "lock", None):
+            self.lock.release()
+        if getattr(self, "instance", None):
+            self.instance.dispose()
+        self.stop.__exit__(*exc)
+
+    # --- stopping ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        """A checkpoint: raise Stopped (saying what was stopped and what it left) after SIGINT/SIGTERM."""
+        from usage_jobs.run_guard import Stopped
+
+        signum = self.stop.poll()
+        if signum is not None:
+            raise Stopped(signum, self.describe_stop(signum))
+
+    def describe_stop(self, signum: int) -> str:
+        from usage_jobs.run_guard import SIGNAL_NAMES
+
+        name = SIGNAL_NAMES.get(signum, f"signal {signum}")
+        kind, *what = self.doing
+        if kind == "day":
+            day, result = what
+            stored = [node for node in DAY_WRITERS if result is not None and _materialized(result, node)]
+            if stored:
+                return (f"stopped by {name} during {day}; {', '.join(stored)} of that day were stored and the step in progress "
+                        f"was rolled back (run the day again), nothing was published")
+            return f"stopped by {name} during {day}; that day was rolled back, nothing was published"
+        if kind == "after":
+            (day,) = what
+            return f"stopped by {name} after {day} was stored; no later day was started, nothing was published"
+        if kind == "failed":
+            (day,) = what
+            return f"stopped by {name} after {day} failed; no later day was started, nothing was published"
+        if kind == "after billing":
+            return f"stopped by {name} after billing; the site was not rebuilt, nothing was published"
+        if kind == "billing":
+            start, end = what
+            return f"stopped by {name} during billing of {start} to {end}; the billing step in progress was rolled back, nothing was published"
+        if kind == "refresh":
+            return f"stopped by {name} while refreshing the key inventory and IG1's commit status; the site was not rebuilt, nothing was published"
+        if kind == "site":
+            return f"stopped by {name} while building the site; the published site is unchanged"
+        if kind == "waiting":
+            return f"stopped by {name} while waiting for another run to finish; nothing was run"
+        return f"stopped by {name} before anything was run; nothing was published"
+
+    def _force(self, signum: int) -> None:
+        """The watchdog's way out when the command does not stop in time (or on a second signal)."""
+        from usage_jobs import run_guard
+
+        with contextlib.suppress(Exception):
+            run_guard.cancel_own_runs(self.instance, f"stopped by {run_guard.SIGNAL_NAMES.get(signum, signum)}")
+        print(f"usage-report: {self.describe_stop(signum)} (it did not stop in time: it exits now, and what a step had not "
+              "committed is rolled back)", file=sys.stderr, flush=True)
+        run_guard.exit_now(128 + signum)
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def materialize(self, assets: list, resources: dict, tags: dict | None = None, **kwargs):
+        """One Dagster run of `assets`, once the warehouse pool is free (dead runs' slots freed)."""
+        import dagster as dg
+
+        from usage_jobs.defs.resources import WAREHOUSE_POOL
+        from usage_jobs.run_guard import cli_tags, wait_for_pool
+
+        self.check()
+        wait_for_pool(self.instance, WAREHOUSE_POOL, _say, self.check)
+        self.check()
+        self.stop.forward_to_dagster = True
+        try:
+            return dg.materialize(assets, resources=resources, instance=self.instance, raise_on_error=False, run_config=QUIET,
+                                  tags=cli_tags(**(tags or {})), **kwargs)
+        finally:
+            self.stop.forward_to_dagster = False
+
+    @contextlib.contextmanager
+    def warehouse(self, run_id: str):
+        """The warehouse, read-only, holding the pool's slot (as a step of run `run_id`) while open."""
+        from usage_jobs import warehouse
+        from usage_jobs.defs.resources import WAREHOUSE_POOL
+        from usage_jobs.run_guard import pool_slot
+
+        with pool_slot(self.instance, WAREHOUSE_POOL, run_id, "usage_report_read", _say, self.check), \
+                warehouse.session(self.settings.warehouse, read_only=True) as conn:
+            yield conn
+
+
+def _materialized(result, node: str) -> bool:
+    with contextlib.suppress(Exception):
+        return bool(result.asset_materializations_for_node(node))
+    return False
+
+
+def run_days(session: Session, start: dt.date, end: dt.date, refetch: bool = False) -> list[tuple[dt.date | str, str]]:
+    """Materialise every day from start to end (inclusive), one run per day, with progress.
+
+    Failures are (day, message) for a day and (asset, message) for billing."""
     from usage_jobs.definitions import GATEWAY_ASSETS, build_resources
 
-    _prepare_dagster_home(settings)
-    instance = dg.DagsterInstance.get()
+    settings = session.settings
     resources = build_resources(settings)
     if refetch:
         resources["gateway_logs"] = resources["gateway_logs"].model_copy(update={"refetch": True})
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    failures: list[tuple[dt.date, str]] = []
+    failures: list[tuple[dt.date | str, str]] = []
     began = time.monotonic()
     for index, day in enumerate(days, start=1):
+        session.check()
         started = time.monotonic()
-        result = dg.materialize(GATEWAY_ASSETS, partition_key=day.isoformat(), resources=resources, instance=instance,
-                                raise_on_error=False, run_config=QUIET, tags={"usage_report/source": "cli"})
+        session.doing = ("day", day, None)
+        result = session.materialize(GATEWAY_ASSETS, resources, partition_key=day.isoformat())
+        session.doing = ("day", day, result) if not result.success else ("after", day)
+        session.check()
         problems = _step_errors(result) + _failed_checks(result)
         prefix = f"[{index:>{len(str(len(days)))}}/{len(days)}] {day}"
         if problems:
             failures.append((day, "; ".join(problems)))
             _say(f"{prefix}  FAILED: {'; '.join(problems)}")
+            session.doing = ("failed", day)
             continue
-        with warehouse.session(settings.warehouse, read_only=True) as conn:
+        with session.warehouse(result.run_id) as conn:
             rows, rejected, duplicates, collisions, estimated, unpriced = conn.execute(
                 "SELECT rows, rejected, duplicates, id_collisions, tokens_estimated, unpriced FROM ingest_days WHERE day = ?", [day.isoformat()]
             ).fetchone()
@@ -118,7 +251,7 @@ def run_days(settings: Settings, start: dt.date, end: dt.date, refetch: bool = F
             _say(f"    warning: {warning}")
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
     if settings.billing_configured:
-        failures += run_billing(settings, start, end)
+        failures += run_billing(session, start, end)
     else:
         _say("Billing: not configured (IG1_MASTER_KEY not set); the report shows gateway estimates only")
     return failures
@@ -138,26 +271,26 @@ def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.
     return (now or dt.datetime.now(dt.UTC)).astimezone(settings.tz).date() - dt.timedelta(days=1)
 
 
-def run_billing(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
+def run_billing(session: Session, start: dt.date, end: dt.date) -> list[tuple[str, str]]:
     """Fetch, reconcile and allocate IG1's billing of start..end in one run (a single-run backfill)."""
-    import dagster as dg
-
-    from usage_jobs import warehouse
     from usage_jobs.definitions import BILLING_ASSETS, build_resources
 
-    _prepare_dagster_home(settings)
+    settings = session.settings
     _say(f"Billing: asking IG1 ({settings.ig1_base_url}) for {start} to {end} and reconciling")
     started = time.monotonic()
-    result = dg.materialize(BILLING_ASSETS, resources=build_resources(settings), instance=dg.DagsterInstance.get(), raise_on_error=False,
-                            run_config=QUIET, tags={"usage_report/source": "cli", "dagster/asset_partition_range_start": start.isoformat(),
-                                                    "dagster/asset_partition_range_end": end.isoformat()})
-    problems = _step_errors(result) + _failed_checks(result)
+    session.doing = ("billing", start, end)
+    result = session.materialize(BILLING_ASSETS, build_resources(settings), tags={"dagster/asset_partition_range_start": start.isoformat(),
+                                                                                  "dagster/asset_partition_range_end": end.isoformat()})
+    session.check()
+    session.doing = ("after billing",)
+    failed = _failed_steps(result) + [(f"{e.asset_key.to_user_string()} (check {e.check_name})", e.description or "check failed")
+                                      for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"]
     for warning in _failed_checks(result, "WARN"):
         _say(f"  warning: {warning}")
-    if problems:
-        _say(f"  Billing FAILED: {'; '.join(problems)}")
-        return [(end, "; ".join(problems))]
-    with warehouse.session(settings.warehouse, read_only=True) as conn:
+    if failed:
+        _say(f"  Billing FAILED: {'; '.join(f'{asset}: {message}' for asset, message in failed)}")
+        return failed
+    with session.warehouse(result.run_id) as conn:
         billed, unbilled = conn.execute("SELECT count(*) FILTER (billed), count(*) FILTER (NOT billed) FROM billing_days WHERE day BETWEEN ? AND ?",
                                         [start, end]).fetchone()
         variance = conn.execute(
@@ -170,23 +303,49 @@ def run_billing(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[
     return []
 
 
-def build_site(settings: Settings) -> bool:
-    import dagster as dg
+def build_site(session: Session) -> list[tuple[str, str]]:
+    """Refresh the inventory and IG1's commit status (each may fail on its own), then build the
+    site from what the warehouse holds, in a run of its own: an outage of either source is
+    stated on the pages instead of holding the site back. The failed assets are returned."""
+    from usage_jobs.definitions import REFRESH_ASSETS, build_resources
+    from usage_jobs.defs.report.assets import usage_report_site
 
-    from usage_jobs.definitions import SITE_ASSETS, build_resources
-
-    _prepare_dagster_home(settings)
+    settings = session.settings
+    resources = build_resources(settings)
+    session.doing = ("refresh",)
+    refreshed = session.materialize(REFRESH_ASSETS, resources)
+    session.check()
+    failed = _failed_steps(refreshed)
+    for asset, message in failed:
+        _say(f"{SOURCE_NAMES.get(asset, (asset,))[0]} FAILED ({asset}): {message}")
     started = time.monotonic()
-    result = dg.materialize(SITE_ASSETS, resources=build_resources(settings), instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=QUIET)
+    session.doing = ("site",)
+    result = session.materialize([usage_report_site], resources)
     if not result.success:
+        session.check()
         _say(f"Site build FAILED: {'; '.join(_step_errors(result))}")
-        return False
+        return failed + _failed_steps(result)
     metadata = result.asset_materializations_for_node("usage_report_site")[0].metadata
     _say(f"Site built in {time.monotonic() - started:.1f} s: {metadata['pages'].value} pages, {metadata['charts'].value} charts, "
          f"{metadata['export files'].value} export files; {metadata['periods rendered'].value} periods rendered, "
          f"{metadata['periods unchanged (copied)'].value} unchanged")
+    if failed:
+        _say(f"  from what the warehouse holds: its pages say that {' and '.join(SOURCE_NAMES.get(a, (a, a))[1] for a, _ in failed)} "
+             "could not be refreshed")
     _say(f"Open {(settings.site_dir / 'index.html').resolve()}")
-    return True
+    return failed
+
+
+def _report_failures(failures: list[tuple[dt.date | str, str]], published: bool) -> int:
+    """The closing line(s) naming what failed; the exit code."""
+    days = [day.isoformat() for day, _ in failures if isinstance(day, dt.date)]
+    assets = list(dict.fromkeys(asset for asset, _ in failures if isinstance(asset, str)))
+    if days:
+        _say(f"{len(days)} day(s) failed: " + ", ".join(days))
+    if assets:
+        _say(f"{len(assets)} asset(s) failed: " + ", ".join(assets) +
+             ("; the site was published from what the warehouse holds" if published else ""))
+    return 1 if failures else 0
 
 
 def cmd_check_config(args) -> int:
@@ -211,15 +370,17 @@ def cmd_run(args) -> int:
                            f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
     os.environ.setdefault("USAGE_START_DATE", min(args.start, configured.start_date).isoformat())
     settings = load_settings()
-    failures = run_days(settings, args.start, args.end, refetch=args.refetch)
-    site_ok = build_site(settings) if not args.no_site else True
-    if failures:
-        _say(f"{len(failures)} day(s) failed: " + ", ".join(day.isoformat() for day, _ in failures))
-    return 1 if failures or not site_ok else 0
+    with Session(settings, args.command_line) as session:
+        failures = run_days(session, args.start, args.end, refetch=args.refetch)
+        site_failures = build_site(session) if not args.no_site else []
+    published = not args.no_site and not any(asset == "usage_report_site" for asset, _ in site_failures)
+    return _report_failures(failures + site_failures, published)
 
 
 def cmd_site(args) -> int:
-    return 0 if build_site(load_settings()) else 1
+    with Session(load_settings(), args.command_line) as session:
+        failures = build_site(session)
+    return _report_failures(failures, published=not any(asset == "usage_report_site" for asset, _ in failures))
 
 
 def cmd_generate(args) -> int:
@@ -249,14 +410,15 @@ def cmd_demo(args) -> int:
     os.environ["USAGE_START_DATE"] = summary["first_day"]
     with _demo_billing(out / "billing") as emulator:
         settings = load_settings()
-        if settings.warehouse.exists():
-            settings.warehouse.unlink()  # the demo starts from an empty warehouse
         start, end = dt.date.fromisoformat(summary["first_day"]), dt.date.fromisoformat(summary["last_day"])
         _say(f"2/3 Materialising {start} to {end} into {settings.warehouse} (IG1 billing emulator on {emulator.url})")
-        failures = run_days(settings, start, end)
-        _say("3/3 Building the report site")
-        site_ok = build_site(settings)
-    return 1 if failures or not site_ok else 0
+        with Session(settings, args.command_line) as session:
+            if settings.warehouse.exists():
+                settings.warehouse.unlink()  # the demo starts from an empty warehouse (no other command runs now)
+            failures = run_days(session, start, end)
+            _say("3/3 Building the report site")
+            failures += build_site(session)
+    return _report_failures(failures, published=not any(asset == "usage_report_site" for asset, _ in failures))
 
 
 @contextlib.contextmanager
@@ -357,7 +519,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from usage_jobs.run_guard import Stopped
+
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    args.command_line = " ".join(argv)
     # Single-run backfills (BackfillPolicy) are marked beta by Dagster; the notice is noise here.
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     try:
@@ -368,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"usage-report: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"usage-report: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("usage-report: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,10 @@ from usage_jobs.settings import Settings, load_settings
 GATEWAY_ASSETS = [raw_gateway_logs, gateway_requests, daily_usage, gateway_completeness, key_anomalies]
 BILLING_ASSETS = [billed_usage, billing_reconciliation, billing_chargeback]
 PARTITIONED_ASSETS = GATEWAY_ASSETS + BILLING_ASSETS
-SITE_ASSETS = [key_inventory, commit_status, usage_report_site]
+# The inventory and IG1's commit status are refreshed in a run of their own, before the site's:
+# either may fail (its source down) without holding the site back, which states the outage.
+REFRESH_ASSETS = [key_inventory, commit_status]
+SITE_ASSETS = REFRESH_ASSETS + [usage_report_site]
 
 
 def build_resources(settings: Settings) -> dict:
@@ -57,9 +60,13 @@ daily_usage_job = dg.define_asset_job(
     "daily_usage_job", selection=PARTITIONED_ASSETS, partitions_def=daily_partitions(), executor_def=dg.in_process_executor,
     description="Ingest one day of gateway logs, aggregate it, and fetch and reconcile IG1's billing of it (and of the days before, which IG1 may have restated).",
 )
+refresh_job = dg.define_asset_job(
+    "refresh_sources_job", selection=REFRESH_ASSETS, executor_def=dg.in_process_executor,
+    description="Refresh the key/team inventory (gateway) and IG1's commit status (/usage); each fails on its own when its source is down.",
+)
 site_job = dg.define_asset_job(
-    "site_job", selection=SITE_ASSETS, executor_def=dg.in_process_executor,
-    description="Refresh the key/team inventory and IG1's commit status, and rebuild the report site.",
+    "site_job", selection=[usage_report_site], executor_def=dg.in_process_executor,
+    description="Rebuild the report site from what the warehouse holds; the pages state any source that could not be refreshed.",
 )
 
 
@@ -71,19 +78,37 @@ def _schedule(settings: Settings) -> dg.ScheduleDefinition:
     )
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[daily_usage_job], request_job=site_job,
+def _next_step(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+    """After a daily run, refresh the inventory and commit status; after that, rebuild the site.
+
+    Whether the run succeeded or failed: a billing or inventory outage fails its own assets,
+    and the site is still published from what the warehouse holds."""
+    run = context.dagster_run
+    if run.job_name == refresh_job.name:
+        return dg.RunRequest(run_key=f"site-after-{run.run_id}", job_name=site_job.name)
+    return dg.RunRequest(run_key=f"refresh-after-{run.run_id}", job_name=refresh_job.name)
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[daily_usage_job, refresh_job], request_jobs=[refresh_job, site_job],
                       default_status=dg.DefaultSensorStatus.RUNNING, name="rebuild_site_after_daily_run")
 def rebuild_site_after_daily_run(context: dg.RunStatusSensorContext):
-    """After each successful daily run, refresh the inventory and rebuild the site."""
-    return dg.RunRequest(run_key=f"site-after-{context.dagster_run.run_id}")
+    """After each successful daily run, refresh the inventory and commit status, then rebuild the site."""
+    return _next_step(context)
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.FAILURE, monitored_jobs=[daily_usage_job, refresh_job], request_jobs=[refresh_job, site_job],
+                      default_status=dg.DefaultSensorStatus.RUNNING, name="rebuild_site_after_failed_run")
+def rebuild_site_after_failed_run(context: dg.RunStatusSensorContext):
+    """After a failed daily run (a day, or IG1 billing) or a failed refresh, still publish what the warehouse holds."""
+    return _next_step(context)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=PARTITIONED_ASSETS + SITE_ASSETS,
-        jobs=[daily_usage_job, site_job],
+        jobs=[daily_usage_job, refresh_job, site_job],
         schedules=[_schedule(settings)],
-        sensors=[rebuild_site_after_daily_run],
+        sensors=[rebuild_site_after_daily_run, rebuild_site_after_failed_run],
         resources=build_resources(settings),
     )
 

@@ -12,6 +12,7 @@ Tables (all dates are report-time-zone days):
 * `reconciliation`    per billing day × model: the gateway's estimate against IG1's bill
 * `chargeback`        per billing day × model × team × key: the billed cost allocated, to the cent
 * `commit_status`     IG1's /usage answer (month spend so far, commit) per day it was asked
+* `source_refreshes`  per outside source (`inventory`, `ig1_usage`): the last attempt, the last success, the error
 * `key_anomalies`     abnormal consumption per key and day: metric, value, baseline, score, reason
 Billing days are days in IG1_BILLING_TIMEZONE (UTC unless set).
 """
@@ -202,6 +203,13 @@ CREATE TABLE IF NOT EXISTS key_anomalies (
     baseline DOUBLE NOT NULL,
     score DOUBLE NOT NULL,
     reason VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source_refreshes (
+    -- When the gateway's inventory or IG1's /usage was last asked and last answered; the site states an outage.
+    source VARCHAR PRIMARY KEY,
+    attempted_at TIMESTAMPTZ NOT NULL,
+    succeeded_at TIMESTAMPTZ,
+    error VARCHAR
 );
 CREATE TABLE IF NOT EXISTS commit_status (
     asked_on DATE PRIMARY KEY,

@@ -12,6 +12,7 @@ from usage_jobs.defs.billing.reconcile import billing_window, chargeback, reconc
 from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.gateway.assets import gateway_requests
 from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.refreshes import IG1_USAGE, record_refresh
 from usage_jobs.defs.resources import WAREHOUSE_POOL, WarehouseResource
 
 BILLED_PRESENT_CHECK = "billing_arrived"
@@ -147,13 +148,17 @@ def billing_chargeback(context: dg.AssetExecutionContext, warehouse: WarehouseRe
 @dg.asset(pool=WAREHOUSE_POOL, group_name="billing", kinds={"duckdb"})
 def commit_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
     """This month's spend and commit as IG1 reports them (`GET /usage`), recorded for the day
-    asked, with the run-rate forecast of the month end and of the day the commit runs out."""
+    asked, with the run-rate forecast of the month end and of the day the commit runs out.
+    When IG1 cannot be reached the attempt is recorded in `source_refreshes` (the site says
+    from which day its commit figures are) and the asset fails on its own."""
     if not billing.configured:
         return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     with billing.client(log=context.log.warning) as client:
         try:
             status = client.usage()
         except BillingError as exc:
+            with warehouse.connect() as conn:
+                record_refresh(conn, IG1_USAGE, error=str(exc))
             raise _failure(exc) from None
     today = _today(billing)
     with warehouse.connect() as conn:
@@ -161,6 +166,7 @@ def commit_status(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         conn.execute("DELETE FROM commit_status WHERE asked_on = ?", [today])
         conn.execute("INSERT INTO commit_status VALUES (?, ?, ?, ?, ?, ?)",
                      [today, today.strftime("%Y-%m"), status.current, status.commit, status.max_throughput, currency])
+        record_refresh(conn, IG1_USAGE)
         forecast, _, _ = stored_forecast(conn, today)
     return dg.MaterializeResult(metadata={
         "month": forecast.month, "currency": currency or "unknown", "spent": float(status.current), "commit": float(status.commit),

@@ -17,7 +17,11 @@ from usage_jobs.defs.resources import WAREHOUSE_POOL, SiteResource, WarehouseRes
 def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseResource, site: SiteResource):
     """The static report: `index.html` on the last 7 days, a page per period, charts with their
     numbers beside them, and CSV/JSON exports with a manifest. Built in a scratch folder and
-    swapped in, so a failed build leaves the published site as it was."""
+    swapped in, so a failed build leaves the published site as it was.
+
+    Materialised in a run of its own (`site_job`, `usage-report site`), after the run that
+    refreshes `key_inventory` and `commit_status`, whatever its outcome: the site shows what the
+    warehouse holds, and its pages state a source that could not be refreshed."""
     with warehouse.connect() as conn:
         result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
                             billing_timezone=site.billing_timezone,

@@ -23,6 +23,7 @@ import duckdb
 import jinja2
 
 from usage_jobs import names
+from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import ExportTable, write_exports
@@ -55,6 +56,7 @@ class SiteContext:
     last_day: str | None
     billing_configured: bool
     billing_timezone: str = "UTC"
+    inventory_stale: bool = False  # an earlier snapshot is shown: the last refresh failed
 
 
 @dataclass
@@ -109,15 +111,17 @@ def _environment() -> jinja2.Environment:
 def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_configured: bool, generated_at: dt.datetime,
                   billing_timezone: str) -> SiteContext:
     status = conn.execute("SELECT source, keys, teams, note FROM inventory_status").fetchone()
+    inventory_outage, billing_outage = outage_notes(conn)  # a source that could not be refreshed
     if status is None:
-        inventory_note = "The key/team inventory has not been loaded yet: unused keys cannot be listed."
+        inventory_note = inventory_outage or "The key/team inventory has not been loaded yet: unused keys cannot be listed."
     elif status[0] == "none":
         inventory_note = "No key/team inventory is configured (USAGE_INVENTORY_FILE, or GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY): unused keys cannot be listed."
     else:
-        inventory_note = None
-    billing_note = None if billing_configured else "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice."
+        inventory_note = inventory_outage
+    billing_note = billing_outage if billing_configured else "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice."
     last = conn.execute("SELECT strftime(max(day), '%Y-%m-%d') FROM ingest_days").fetchone()[0]
-    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured, billing_timezone)
+    return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured, billing_timezone,
+                       inventory_stale=bool(inventory_outage and status is not None and status[0] != "none"))
 
 
 def _iso(value) -> str | None:
