@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 
 from usage_jobs import warehouse
-from usage_jobs.defs.gateway.landing import landing_root
+from usage_jobs.defs.gateway.landing import is_bucket_url, landing_root
 from usage_jobs.defs.gateway.layout import BUCKET, FOLDER, GATEWAY_API
 
 # DuckDB allows one writing process per file: every asset that opens the warehouse is in this pool (limit 1).
@@ -53,7 +53,7 @@ class GatewayLogsResource(dg.ConfigurableResource):
         """The bucket URL or gateway URL logs are landed from; None for a local folder read in place."""
         if self.source == GATEWAY_API:
             return self.gateway_base_url
-        return self.logs_dir if "://" in self.logs_dir else None
+        return self.logs_dir if is_bucket_url(self.logs_dir) else None
 
     @property
     def source_kind(self) -> str:

@@ -338,12 +338,11 @@ class _BucketDay:
                     if entry.is_dir:
                         if base in layout.SKIPPED_FOLDERS or base.startswith("."):
                             continue
-                        if layout.DAY_FOLDER.match(base):
-                            folder_day = _date(base)
-                            if folder_day in self.wanted:
-                                self.listings.create_task(self._date_folder(entry.name, folder_day))
-                        else:
+                        folder_day = layout.folder_date(base)
+                        if folder_day is None:
                             self.listings.create_task(self._walk(entry.name))
+                        elif folder_day in self.wanted:
+                            self.listings.create_task(self._date_folder(entry.name, folder_day))
                     elif entry.mtime is None or self.window[0] <= entry.mtime < self.window[1]:
                         await self._offer(entry, None)
             except (_Fatal, asyncio.CancelledError):
@@ -530,13 +529,6 @@ def _first(group: BaseExceptionGroup, kind: type) -> BaseException | None:
         elif isinstance(exc, kind):
             return exc
     return None
-
-
-def _date(name: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(name)
-    except ValueError:
-        return None
 
 
 def _remove(path: str) -> None:

@@ -75,7 +75,8 @@ def _walk(root: Path, errors: list[OSError] | None = None) -> Iterator[tuple[Pat
         yield Path(dirpath), dirnames, sorted(n for n in filenames if not n.startswith("."))
 
 
-def _folder_date(name: str) -> dt.date | None:
+def folder_date(name: str) -> dt.date | None:
+    """The date a `YYYY-MM-DD` folder name stands for; None for any other name."""
     if not DAY_FOLDER.match(name):
         return None
     try:
@@ -85,7 +86,7 @@ def _folder_date(name: str) -> dt.date | None:
 
 
 def _date_in(path: Path) -> dt.date | None:
-    return next((day for day in map(_folder_date, reversed(path.parts)) if day is not None), None)
+    return next((day for day in map(folder_date, reversed(path.parts)) if day is not None), None)
 
 
 def iter_day_folders(root: Path) -> Iterator[tuple[dt.date, Path]]:
@@ -95,7 +96,7 @@ def iter_day_folders(root: Path) -> Iterator[tuple[dt.date, Path]]:
     for folder, dirnames, _ in _walk(root):
         keep = []
         for name in dirnames:
-            day = _folder_date(name)
+            day = folder_date(name)
             if day is None:
                 keep.append(name)
             else:
@@ -198,7 +199,7 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
                     add(folder / name, written.date(), status.st_size, UNDATED)
             keep = []
             for name in dirnames:
-                folder_day = _folder_date(name)
+                folder_day = folder_date(name)
                 if folder_day is None:
                     keep.append(name)
                 elif folder_day in wanted:
