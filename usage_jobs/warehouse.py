@@ -284,7 +284,7 @@ def connect(path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEM
     # Timestamps without an offset in the logs are UTC.
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET enable_progress_bar = false")
-    conn.execute(f"SET memory_limit = '{memory_limit}'")
+    conn.execute("SET memory_limit = $limit", {"limit": memory_limit})
     return conn
 
 

@@ -105,8 +105,8 @@ CREATE OR REPLACE TEMP MACRO plausible(ts) AS CASE WHEN ts BETWEEN TIMESTAMPTZ '
 """
 
 
-def _staging_sql(day: dt.date, timezone: str, source: str) -> str:
-    tz = timezone.replace("'", "''")
+def _staging_sql(source: str) -> str:
+    """Stage the records of `source` (a table or a read) for the report day $day in time zone $tz."""
     return f"""
 CREATE OR REPLACE TEMP TABLE staged AS
 WITH src AS (
@@ -153,17 +153,17 @@ timed AS (
     SELECT *, plausible(start_parsed) AS start_time, plausible(end_parsed) AS end_time FROM src
 ),
 typed AS (
-    SELECT *, CAST(timezone('{tz}', start_time) AS DATE) AS local_day FROM timed
+    SELECT *, CAST(timezone($tz, start_time) AS DATE) AS local_day FROM timed
 ),
 judged AS (
     SELECT *,
         -- A logger's date folder holds requests written that day: those started in its span or just before;
         -- an API page's folder, the report day it was asked for; an undated file, any day.
         local_day IS NOT NULL AND CASE folder_kind
-            WHEN '{UNDATED}' THEN true
-            WHEN '{REPORT_DAY}' THEN folder_day = local_day
-            ELSE folder_day BETWEEN CAST(timezone('{tz}', local_day::TIMESTAMP) AS DATE)
-                AND CAST(timezone('{tz}', (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE) END AS in_window,
+            WHEN $undated THEN true
+            WHEN $report_day THEN folder_day = local_day
+            ELSE folder_day BETWEEN CAST(timezone($tz, local_day::TIMESTAMP) AS DATE)
+                AND CAST(timezone($tz, (local_day + 1)::TIMESTAMP) - INTERVAL 1 MICROSECOND + INTERVAL 1 DAY AS DATE) END AS in_window,
         coalesce(meta[6], meta[7]) AS cached_raw,
         meta[8] AS cache_creation_raw,
         -- Each number is read once here; the rules below use these columns.
@@ -198,7 +198,7 @@ reasoned AS (
 SELECT
     CASE WHEN in_window THEN local_day ELSE folder_day END AS owner_day,
     source_file, source_line, folder_day, request_id, reason, start_time, end_time, call_type, status, stream,
-    coalesce(model, '{NO_MODEL}') AS model, deployment, provider, api_base, cache_hit, priced_at_zero,
+    coalesce(model, $no_model) AS model, deployment, provider, api_base, cache_hit, priced_at_zero,
     coalesce(jstr(error_information->'error_class'), jstr(meta[10])) AS error_class,
     coalesce(jscalar(error_information->'error_code'), jscalar(meta[11])) AS error_code,
     coalesce(end_user_raw, jstr(meta[9])) AS end_user,
@@ -226,10 +226,10 @@ SELECT
     CASE WHEN has_text AND tokens_absent AND reason IS NULL THEN messages_raw::VARCHAR END AS messages_text,
     CASE WHEN has_text AND tokens_absent AND reason IS NULL THEN response_raw::VARCHAR END AS response_text
 FROM reasoned
-WHERE (CASE WHEN in_window THEN local_day ELSE folder_day END) = DATE '{day.isoformat()}'
+WHERE (CASE WHEN in_window THEN local_day ELSE folder_day END) = $day
     -- An API page asked for one report day may hold a request of the next at the span's edge:
     -- that request is on the next day's pages too, and is read there.
-    AND NOT (folder_kind = '{REPORT_DAY}' AND local_day IS NOT NULL AND local_day <> folder_day)
+    AND NOT (folder_kind = $report_day AND local_day IS NOT NULL AND local_day <> folder_day)
 """
 
 
@@ -262,7 +262,7 @@ LEFT JOIN prices p ON p.model = s.model
 
 
 _JSON_COLUMNS = {name: "JSON" for name in SOURCE_COLUMNS}
-_READ_JSON_LINES = "SELECT * FROM read_json(?, format = 'newline_delimited', columns = ?, filename = true, maximum_object_size = ?)"
+_READ_LINE_FILES = "SELECT * FROM read_json($files, format = 'newline_delimited', columns = $columns, filename = true, maximum_object_size = $max_object)"
 
 
 def _object_limit(max_bytes: int) -> int:
@@ -383,14 +383,18 @@ def ingest_day(
         line_files = [str(f.path) for f in found.files if f.line_delimited and f.size > 0]
         loader.salvage([f for f in found.files if f.size == 0])  # an empty file reads as zero rows; salvage names it
         loader.publish_paths()
+        values = {"tz": timezone, "day": day, "undated": UNDATED, "report_day": REPORT_DAY, "no_model": NO_MODEL}
         try:
             # Clean files (the usual case) are parsed once, straight into the staging table.
-            source = "(SELECT * FROM raw_records UNION ALL BY NAME " + _READ_JSON_LINES + ")" if line_files else "raw_records"
-            conn.execute(_staging_sql(day, timezone, source), [line_files, _JSON_COLUMNS, _object_limit(max_record_bytes)] if line_files else [])
+            if line_files:
+                conn.execute(_staging_sql(f"(SELECT * FROM raw_records UNION ALL BY NAME {_READ_LINE_FILES})"),
+                             values | {"files": line_files, "columns": _JSON_COLUMNS, "max_object": _object_limit(max_record_bytes)})
+            else:
+                conn.execute(_staging_sql("raw_records"), values)
         except duckdb.Error:
             loader.load_lines(line_files)
             loader.publish_paths()
-            conn.execute(_staging_sql(day, timezone, "raw_records"))
+            conn.execute(_staging_sql("raw_records"), values)
         rejections = loader.rejections
     conn.execute("DROP TABLE raw_records")
     _estimate(conn)
