@@ -30,8 +30,8 @@ def main() -> None:
     from usage_jobs.defs.gateway.aggregates import aggregate_day
     from usage_jobs.defs.gateway.ingest import ingest_day
     from usage_jobs.defs.gateway.pricing import load_prices
-    from usage_jobs.defs.inventory.store import store_inventory
     from usage_jobs.defs.inventory.parse import read_inventory_file
+    from usage_jobs.defs.inventory.store import store_inventory
     from usage_jobs.defs.keys.detect import detect
     from usage_jobs.demo.generator import generate
 

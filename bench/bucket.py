@@ -247,7 +247,7 @@ def measure(endpoint: str, work: Path, small: int, objects: int, concurrency: in
     print(f"  ratio: land_bucket_day / sequential = {ratio:.1f}x", flush=True)
     if whole:
         everything = _run(LANDING, endpoint, f"s3://{BUCKET}", out / "landing-all", concurrency)
-        print(_line(f"land_bucket_day, whole day", everything), flush=True)
+        print(_line("land_bucket_day, whole day", everything), flush=True)
         print(f"  memory: peak RSS {landing['rss_mb']:.0f} MB at {landing['objects']:,} objects, "
               f"{everything['rss_mb']:.0f} MB at {everything['objects']:,} objects "
               f"({everything['rss_mb'] - landing['rss_mb']:+.0f} MB for {everything['objects'] / max(landing['objects'], 1):.0f}x the objects)",

@@ -88,7 +88,8 @@ def main() -> None:
         baseline = _run(BASELINE, str(data_file))
         product = _run(PRODUCT, str(root), str(work / f"{label.split()[0]}.duckdb"), DAY.isoformat())
         print(f"\n{label}")
-        print(f"  baseline (bare DuckDB read_json + GROUP BY): {baseline['seconds']:.2f} s, {baseline['rows'] / baseline['seconds']:,.0f} rows/s, peak RSS {baseline['rss_mb']:,.0f} MB")
+        print(f"  baseline (bare DuckDB read_json + GROUP BY): {baseline['seconds']:.2f} s, {baseline['rows'] / baseline['seconds']:,.0f} rows/s, "
+              f"peak RSS {baseline['rss_mb']:,.0f} MB")
         print(f"  product ingest (validate, dedupe, estimate, store): {product['seconds']:.2f} s, {product['rows'] / product['seconds']:,.0f} rows/s, "
               f"peak RSS {product['rss_mb']:,.0f} MB ({product['rows']:,} rows, {product['rejected']:,} rejected, {product['estimated']:,} estimated)")
         print(f"  ratio: {product['seconds'] / baseline['seconds']:.2f}")

@@ -5,9 +5,9 @@ import gzip
 import json
 
 import pytest
+from helpers import DAY, ingest, payload, write
 
 from usage_jobs.defs.gateway.ingest import MAX_TOKENS
-from helpers import DAY, ingest, payload, write
 
 
 def test_bad_input_corpus_is_counted_with_reasons(tmp_path):
@@ -33,7 +33,8 @@ def test_bad_input_corpus_is_counted_with_reasons(tmp_path):
         json.dumps(payload("good-2", extra_unknown={"deep": {"deeper": [None]}})),
     ]
     write(folder / "batch-mixed.ndjson", "\n".join(lines) + "\n")
-    write(folder / "batch-nan.ndjson", json.dumps(payload("ok-before-nan")) + '\n{"id": "nan", "startTime": "2026-11-10 09:00:00.0", "model_group": "m", "prompt_tokens": NaN}\n')
+    write(folder / "batch-nan.ndjson",
+          json.dumps(payload("ok-before-nan")) + '\n{"id": "nan", "startTime": "2026-11-10 09:00:00.0", "model_group": "m", "prompt_tokens": NaN}\n')
     write(folder / "batch-utf8.ndjson", json.dumps(payload("ok-utf8")).encode() + b'\n{"id": "bad-bytes-\xff\xfe", "x": 1}\n')
     write(folder / "batch-huge.ndjson", json.dumps(payload("ok-huge")) + "\n" + json.dumps(payload("huge", response="x" * 50_000_000)) + "\n")
     write(folder / "empty.ndjson", "")
@@ -44,7 +45,8 @@ def test_bad_input_corpus_is_counted_with_reasons(tmp_path):
     write(logs / "azure" / "2026-11-10" / "scalar.json", '"just a string"')
 
     conn, stats = ingest(logs, tmp_path)
-    reasons = dict(conn.execute("SELECT coalesce(request_id, source_file || ':' || coalesce(source_line::VARCHAR, '-')), reason FROM rejected_records").fetchall())
+    reasons = dict(conn.execute("SELECT coalesce(request_id, source_file || ':' || coalesce(source_line::VARCHAR, '-')), reason "
+                                "FROM rejected_records").fetchall())
     stored = {r[0] for r in conn.execute("SELECT request_id FROM requests").fetchall()}
 
     assert {"good-1", "good-2", "metadata-string", "metadata-garbage", "ok-before-nan", "ok-utf8", "ok-huge", "twice"} <= stored
@@ -102,7 +104,8 @@ def test_refused_requests_without_a_model_are_stored_as_failures_not_rejected(tm
     write(logs / "gcs" / "2026-11-10" / "b.ndjson", "\n".join(json.dumps(r) for r in refused + [payload("ok")]) + "\n")
     conn, stats = ingest(logs, tmp_path)
     assert stats.rejected == 0 and stats.rows == 41
-    assert conn.execute("SELECT count(*), min(status), min(error_class), min(error_code), min(key_hash) FROM requests WHERE model = '(no model)'").fetchone() == (
+    assert conn.execute("SELECT count(*), min(status), min(error_class), min(error_code), min(key_hash) FROM requests "
+                        "WHERE model = '(no model)'").fetchone() == (
         40, "failure", "ProxyException", "401", "unassigned")
 
 
@@ -143,7 +146,8 @@ def test_an_empty_object_is_rejected_with_its_reason(tmp_path):
     write(logs / "azure" / "2026-11-10" / "ok.json", json.dumps(payload("ok")))
     conn, stats = ingest(logs, tmp_path)
     assert (stats.rows, stats.rejected, stats.records_read) == (1, 1, 2)
-    assert conn.execute("SELECT source_file, reason FROM rejected_records").fetchall() == [("azure/2026-11-10/empty-object.json", "missing or empty request id")]
+    assert conn.execute("SELECT source_file, reason FROM rejected_records").fetchall() == [
+        ("azure/2026-11-10/empty-object.json", "missing or empty request id")]
 
 
 def _odd_files(folder, logs):

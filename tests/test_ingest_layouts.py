@@ -4,10 +4,11 @@ import datetime as dt
 import json
 
 import pytest
-
 from helpers import KEY, ingest, payload, write
+
 from usage_jobs.defs.gateway.ingest import MissingLogsError
 from usage_jobs.defs.gateway.pricing import load_prices
+
 
 def test_every_layout_and_timestamp_form_is_read(tmp_path):
     logs = tmp_path / "logs"

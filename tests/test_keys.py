@@ -6,8 +6,8 @@ import json
 import random
 
 import pytest
-
 from helpers import payload, write
+
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
@@ -47,7 +47,8 @@ def activity(tmp_path):
         team = None if n == 6 else "t1"
         for i in range(10):  # 10 requests of $0.001 each on the day
             records[DAY].append(payload(f"r{n}-{i}", metadata={"user_api_key_hash": _key(n), "user_api_key_alias": f"k{n}", "user_api_key_team_id": team}))
-    records[DAY - dt.timedelta(days=5)].append(payload("old-2", start="2026-11-05 10:00:00.000000", metadata={"user_api_key_hash": _key(2), "user_api_key_team_id": "t1"}))
+    records[DAY - dt.timedelta(days=5)].append(
+        payload("old-2", start="2026-11-05 10:00:00.000000", metadata={"user_api_key_hash": _key(2), "user_api_key_team_id": "t1"}))
     for day, day_records in records.items():
         write(logs / "gcs" / day.isoformat() / "batch.ndjson", "\n".join(json.dumps(r | {"startTime": f"{day} 10:00:00.000000"}) for r in day_records) + "\n")
         ingest_day(conn, logs_dir=logs, day=day, timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
@@ -65,7 +66,8 @@ def test_every_key_gets_its_status(activity):
 
 def test_budgets_are_flagged_at_80_and_100_percent(activity):
     flags = {k["key_alias"]: (k["budget_used_pct"], k["budget_flag"]) for k in activity.keys if k["max_budget"]}
-    assert flags == {"active": (50.0, None), "expired": (pytest.approx(212.8, abs=0.1), "over budget"), "blocked": (pytest.approx(120.5, abs=0.1), "over budget")}
+    assert flags == {"active": (50.0, None), "expired": (pytest.approx(212.8, abs=0.1), "over budget"),
+                     "blocked": (pytest.approx(120.5, abs=0.1), "over budget")}
     team = activity.team_pages["t1"]
     assert (team["budget_flag"], team["budget_used_pct"]) == ("over budget", 103.3)  # 31 requests of $0.001 in 30 days against $0.03
     kinds = {item["kind"] for item in activity.attention}

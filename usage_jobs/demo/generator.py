@@ -46,7 +46,8 @@ ERRORS = (
 HOUR_WEIGHTS = (1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 16, 10, 13, 17, 17, 14, 10, 6, 4, 3, 2, 2, 1)
 WORDS_EN = "the report shows how each team uses the models and what it costs per request while finance needs the monthly totals".split()
 WORDS_FR = "le rapport montre comment chaque équipe utilise les modèles et ce que cela coûte pour chaque requête alors que la finance veut les totaux".split()
-CODE_LINES = ("def total(rows):", "    return sum(r.cost for r in rows)", "for key, value in items.items():", "    print(f'{key}: {value:.2f}')", "if response.status_code == 429:", "    time.sleep(backoff * 2 ** attempt)")
+CODE_LINES = ("def total(rows):", "    return sum(r.cost for r in rows)", "for key, value in items.items():", "    print(f'{key}: {value:.2f}')",
+              "if response.status_code == 429:", "    time.sleep(backoff * 2 ** attempt)")
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _hex(rng: random.Random, n: int) -> str:
 def build_organisation(seed: int, first_day: dt.date, last_day: dt.date, requests_per_day: int) -> DemoOrganisation:
     rng = random.Random(f"org-{seed}")
     teams = []
-    for i, name in enumerate(TEAM_NAMES):
+    for name in TEAM_NAMES:
         teams.append({
             "team_id": str(uuid.UUID(int=rng.getrandbits(128))),
             "team_alias": name,
@@ -179,7 +180,8 @@ def _plan_anomalies(org: DemoOrganisation, first_day: dt.date, last_day: dt.date
     for index, key in enumerate(candidates[:6]):
         day = first_day + dt.timedelta(days=rng.randint(30, span - 1))
         kind = kinds[index % len(kinds)]
-        detail = {"volume_spike": "requests and spend x8", "failure_burst": "60% of requests fail", "new_model": "first use of qwen35-397b-a17b-instruct-general, heavy"}[kind]
+        detail = {"volume_spike": "requests and spend x8", "failure_burst": "60% of requests fail",
+                  "new_model": "first use of qwen35-397b-a17b-instruct-general, heavy"}[kind]
         if kind == "new_model" and "qwen35-397b-a17b-instruct-general" in key.models:
             kind, detail = "volume_spike", "requests and spend x8"
         anomalies.append(Anomaly(key.token_hash, key.alias, day, kind, detail))
@@ -294,7 +296,8 @@ def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.
         record["messages"] = [{"role": "system", "content": "You are a helpful assistant for the " + (key.team_alias or "shared") + " team."},
                               {"role": "user", "content": _text(key.workload, prompt, rng)}]
         record["response"] = {"id": request_id, "object": "chat.completion", "model": model.name,
-                              "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": _text(key.workload, completion, rng)}}]}
+                              "choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": _text(key.workload, completion, rng)}}]}
     elif model.list_usd and rng.random() < 0.02:
         record["response_cost"] = None  # the gateway's price map missed the model at that moment
     if fail:
@@ -375,7 +378,9 @@ def day_requests(org: DemoOrganisation, day: dt.date, seed: int) -> list[tuple[d
         for _ in range(count):
             model = rng.choices(models, weights)[0]
             start = _start_time(day, rng)
-            records.append(make_request(key, model, start, rng, fail=rng.random() < failure_rate, string_times=key.sink in ("gcs", "spendlogs") and rng.random() < 0.7))
+            fail = rng.random() < failure_rate
+            string_times = key.sink in ("gcs", "spendlogs") and rng.random() < 0.7
+            records.append(make_request(key, model, start, rng, fail=fail, string_times=string_times))
         if extra_model:
             for _ in range(max(20, count)):
                 records.append(make_request(key, extra_model, _start_time(day, rng), rng, fail=False, string_times=False))

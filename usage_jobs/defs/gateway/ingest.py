@@ -21,7 +21,15 @@ import duckdb
 import numpy as np
 
 from usage_jobs.defs.gateway.layout import (
-    FOLDER, GATEWAY_API, REPORT_DAY, UNDATED, DayFiles, LogFile, UnrecognisedFile, candidate_folder_days, files_for_day,
+    FOLDER,
+    GATEWAY_API,
+    REPORT_DAY,
+    UNDATED,
+    DayFiles,
+    LogFile,
+    UnrecognisedFile,
+    candidate_folder_days,
+    files_for_day,
 )
 from usage_jobs.defs.gateway.pricing import ModelPrice, register_prices
 from usage_jobs.defs.gateway.salvage import SOURCE_LINE_FIELD, Rejection, salvage_records, write_ndjson
@@ -181,10 +189,14 @@ reasoned AS (
         CASE
             WHEN request_id IS NULL THEN 'missing or empty request id'
             WHEN start_time IS NULL THEN 'startTime is missing or not a timestamp (got ' || coalesce(shown(start_raw), 'nothing') || ')'
-            WHEN bad_count(jpresent(prompt_raw), prompt_n) THEN 'prompt_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(prompt_raw) || ')'
-            WHEN bad_count(jpresent(completion_raw), completion_n) THEN 'completion_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(completion_raw) || ')'
-            WHEN bad_count(jpresent(cached_raw), cached_n) THEN 'cache_read_input_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(cached_raw) || ')'
-            WHEN bad_count(jpresent(cache_creation_raw), cache_creation_n) THEN 'cache_creation_input_tokens is not a whole number (got ' || shown(cache_creation_raw) || ')'
+            WHEN bad_count(jpresent(prompt_raw), prompt_n)
+                THEN 'prompt_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(prompt_raw) || ')'
+            WHEN bad_count(jpresent(completion_raw), completion_n)
+                THEN 'completion_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(completion_raw) || ')'
+            WHEN bad_count(jpresent(cached_raw), cached_n)
+                THEN 'cache_read_input_tokens is not a whole number between 0 and {MAX_TOKENS:,} (got ' || shown(cached_raw) || ')'
+            WHEN bad_count(jpresent(cache_creation_raw), cache_creation_n)
+                THEN 'cache_creation_input_tokens is not a whole number (got ' || shown(cache_creation_raw) || ')'
             WHEN jpresent(cost_raw) AND NOT coalesce(isfinite(cost_n) AND cost_n BETWEEN 0 AND {MAX_COST_USD}, false)
                 THEN 'response_cost is not a number between 0 and {MAX_COST_USD} USD (got ' || shown(cost_raw) || ')'
             WHEN status NOT IN ('success', 'failure') THEN 'status is neither success nor failure (got ' || left(status, 40) || ')'
@@ -339,11 +351,13 @@ def _estimate(conn: duckdb.DuckDBPyConnection) -> None:
         starts.append(start_us)
         prompts.append(est_prompt if prompt is None or both_zero else prompt)
         completions.append(est_completion if completion is None or both_zero else completion)
-    estimates = {"request_id": np.array(ids, dtype=object), "start_us": np.array(starts, dtype=np.int64), "p": np.array(prompts, dtype=np.int64), "c": np.array(completions, dtype=np.int64)}
+    estimates = {"request_id": np.array(ids, dtype=object), "start_us": np.array(starts, dtype=np.int64),
+                 "p": np.array(prompts, dtype=np.int64), "c": np.array(completions, dtype=np.int64)}
     conn.register("token_estimates", estimates)
     conn.execute(
         "UPDATE staged SET prompt_tokens = e.p, completion_tokens = e.c, estimate_used = true "
-        "FROM token_estimates e WHERE staged.request_id = e.request_id AND epoch_us(staged.start_time) = e.start_us AND staged.reason IS NULL AND staged.tokens_absent AND staged.has_text"
+        "FROM token_estimates e WHERE staged.request_id = e.request_id AND epoch_us(staged.start_time) = e.start_us "
+        "AND staged.reason IS NULL AND staged.tokens_absent AND staged.has_text"
     )
     conn.unregister("token_estimates")
 
@@ -401,7 +415,8 @@ def ingest_day(
     conn.execute(
         # A re-delivery repeats the id and the start time; the same id with another start is another request.
         "CREATE OR REPLACE TEMP VIEW deduplicated AS SELECT * FROM staged WHERE reason IS NULL "
-        "QUALIFY row_number() OVER (PARTITION BY request_id, start_time ORDER BY source_file, source_line NULLS LAST, end_time, prompt_tokens, completion_tokens, cost) = 1"
+        "QUALIFY row_number() OVER (PARTITION BY request_id, start_time "
+        "ORDER BY source_file, source_line NULLS LAST, end_time, prompt_tokens, completion_tokens, cost) = 1"
     )
     conn.register("file_rejections", _rejection_arrays(rejections, day))
     conn.register("day_unrecognised", _unrecognised_arrays([f for f in found.unrecognised if f.folder_day == day], logs_dir))

@@ -113,13 +113,15 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
                     unusual = z >= Z_THRESHOLD and today.requests >= MIN_REQUESTS_SPIKE
                 if unusual and ratio_ok:
                     findings.append(Finding(key_hash, day, metric, value, median, round(z, 2),
-                                            f"{metric.replace('_usd', '')} {value:,.4g} against a median of {median:,.4g} on comparable days (robust z {z:.1f})"))
+                                            f"{metric.replace('_usd', '')} {value:,.4g} against a median of {median:,.4g} "
+                                            f"on comparable days (robust z {z:.1f})"))
             rates = [h.failure_rate for h in history if h.requests]
             if len(rates) >= (MIN_WEEKEND_DAYS if day.weekday() >= 5 else MIN_WEEKDAYS) // 2:
                 median, z = _robust_z(today.failure_rate, rates, SCALE_FLOOR["failure_rate"])
                 if z >= Z_THRESHOLD and today.failed >= MIN_FAILURES and today.failure_rate >= MIN_FAILURE_RATE:
                     findings.append(Finding(key_hash, day, "failure_rate", round(today.failure_rate, 4), round(median, 4), round(z, 2),
-                                            f"{today.failed} of {today.requests} requests failed ({today.failure_rate:.0%}) against a median of {median:.0%} (robust z {z:.1f})"))
+                                            f"{today.failed} of {today.requests} requests failed ({today.failure_rate:.0%}) "
+                                            f"against a median of {median:.0%} (robust z {z:.1f})"))
         seen_models = {m for d in previous for m in series.get(d, KeyDay()).models}
         if len([d for d in previous if d in series]) >= NEW_MODEL_MIN_HISTORY:
             for model, count in sorted(today.models.items()):
