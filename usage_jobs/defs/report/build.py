@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.resources
 import json
 import multiprocessing
 import os
@@ -34,7 +35,9 @@ from usage_jobs.defs.report.queries import (
     ANOMALY_COLUMNS, DAILY_COLUMNS, KEY_COLUMNS, KEY_MODEL_DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, TEAM_MODEL_DAILY_COLUMNS, PeriodData, page_name, period_data,
 )
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "report_templates"
+# Templates, stylesheet, script and icon ship inside the package: an installed wheel builds the site.
+TEMPLATES = importlib.resources.files("usage_jobs") / "report_templates"
+STATIC_FILES = ("style.css", "favicon.svg", "report.js")
 MONEY = frozenset({"spend_usd", "budget_spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
 FINGERPRINT_FILE = ".fingerprint"
 
@@ -42,8 +45,9 @@ FINGERPRINT_FILE = ".fingerprint"
 def _source_version() -> str:
     """Templates and rendering code: a change to either re-renders every period."""
     digest = hashlib.sha256()
-    for path in sorted(TEMPLATES.iterdir()) + sorted(Path(__file__).parent.glob("*.py")) + [Path(names.__file__)]:
-        digest.update(path.name.encode() + path.read_bytes())
+    sources = sorted(TEMPLATES.iterdir(), key=lambda item: item.name) + sorted(Path(__file__).parent.glob("*.py")) + [Path(names.__file__)]
+    for source in sources:
+        digest.update(source.name.encode() + source.read_bytes())
     return digest.hexdigest()
 
 
@@ -93,7 +97,7 @@ def _when(value) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("usage_jobs", "report_templates"), autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["usd"] = lambda v: "—" if v is None else f"${Decimal(v):,.2f}"
     env.filters["usd4"] = lambda v: "—" if v is None else f"${Decimal(v):,.4f}"
@@ -289,8 +293,8 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     (scratch / ".gitkeep").touch()
-    for asset in ("style.css", "favicon.svg", "report.js"):
-        shutil.copy(TEMPLATES / asset, scratch / asset)
+    for name in STATIC_FILES:
+        (scratch / name).write_bytes((TEMPLATES / name).read_bytes())
     result = BuildResult(pages=0, charts=0, export_files=0, periods=len(periods))
     if not periods:
         builder._write(scratch / "index.html", "empty.html.j2", root="")
