@@ -57,20 +57,20 @@ def activity(tmp_path):
 
 
 def test_every_key_gets_its_status(activity):
-    statuses = {k["key_alias"]: k["status"] for k in activity.keys}
+    statuses = {k.key_alias: k.status for k in activity.keys}
     assert statuses == {"active": "active", "unused-now": "unused in the period", "never-used": "never used", "expired": "expired but still used",
                         "blocked": "blocked but still used", "teamless": "no team"}
-    unused = {k["key_alias"]: (k["owner"], k["age_days"]) for k in activity.keys if not k["requests"]}
+    unused = {k.key_alias: (k.owner, k.age_days) for k in activity.keys if not k.requests}
     assert unused == {"unused-now": ("ana@example.org", 313), "never-used": ("bob@example.org", 254)}
 
 
 def test_budgets_are_flagged_at_80_and_100_percent(activity):
-    flags = {k["key_alias"]: (k["budget_used_pct"], k["budget_flag"]) for k in activity.keys if k["max_budget"]}
+    flags = {k.key_alias: (k.budget_used_pct, k.budget_flag) for k in activity.keys if k.max_budget}
     assert flags == {"active": (50.0, None), "expired": (pytest.approx(212.8, abs=0.1), "over budget"),
                      "blocked": (pytest.approx(120.5, abs=0.1), "over budget")}
-    team = activity.team_pages["t1"]
-    assert (team["budget_flag"], team["budget_used_pct"]) == ("over budget", 103.3)  # 31 requests of $0.001 in 30 days against $0.03
-    kinds = {item["kind"] for item in activity.attention}
+    team = next(t for t in activity.teams if t.team_id == "t1")
+    assert (team.budget_flag, team.budget_used_pct) == ("over budget", 103.3)  # 31 requests of $0.001 in 30 days against $0.03
+    kinds = {item.kind for item in activity.attention}
     assert {"over budget", "expired but still used", "blocked but still used"} <= kinds
     assert budget_flag(85, 100) == (0.85, "near budget") and budget_flag(79.9, 100)[1] is None and budget_flag(5, None) == (None, None)
 

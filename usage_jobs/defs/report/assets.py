@@ -13,7 +13,8 @@ from usage_jobs.defs.report.build import build_site
 from usage_jobs.defs.resources import WAREHOUSE_POOL, SiteResource, WarehouseResource
 
 
-@dg.asset(deps=[daily_usage, key_anomalies, key_inventory, commit_status, billing_reconciliation, billing_chargeback], pool=WAREHOUSE_POOL, group_name="report", kinds={"html"})
+@dg.asset(deps=[daily_usage, key_anomalies, key_inventory, commit_status, billing_reconciliation, billing_chargeback], pool=WAREHOUSE_POOL,
+          group_name="report", kinds={"html"})
 def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseResource, site: SiteResource):
     """The static report: `index.html` on the last 7 days, a page per period, charts with their
     numbers beside them, and CSV/JSON exports with a manifest. Built in a scratch folder and

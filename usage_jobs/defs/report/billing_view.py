@@ -1,8 +1,8 @@
-"""What the report shows of IG1's billing for a period: reconciliation, chargeback, commit."""
+"""What the report shows of IG1's billing for a period: reconciliation, variance by model, commit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 
 import duckdb
@@ -10,66 +10,111 @@ import duckdb
 from usage_jobs.defs.billing.forecast import CommitForecast
 from usage_jobs.defs.billing.reconcile import stored_forecast, variance_pct
 from usage_jobs.defs.report.periods import Period
-from usage_jobs.defs.report.queries import rows_as_dicts
 
-RECONCILIATION_COLUMNS = ["date", "model", "estimated_input_tokens", "billed_input_tokens", "estimated_output_tokens", "billed_output_tokens",
-                          "token_variance_pct", "estimated_cost_usd", "billed_cost", "billed_currency", "billed_cost_usd", "cost_variance_pct",
-                          "status", "estimated_requests", "billed_requests", "usd_rate"]
+# Days not billed yet or with incomplete logs would skew the comparison.
+COMPARABLE_STATUSES = ["reconciled", "unpriced at the gateway", "not billed", "no gateway traffic"]
 
 
-@dataclass
+@dataclass(frozen=True)
+class ReconciliationRow:
+    """A day × model of the `reconciliation` table (the export, in its column order)."""
+
+    date: str
+    model: str
+    estimated_input_tokens: int | None
+    billed_input_tokens: int | None
+    estimated_output_tokens: int | None
+    billed_output_tokens: int | None
+    token_variance_pct: float | None
+    estimated_cost_usd: Decimal | None
+    billed_cost: Decimal | None
+    billed_currency: str | None
+    billed_cost_usd: Decimal | None
+    cost_variance_pct: float | None
+    status: str
+    estimated_requests: int | None
+    billed_requests: int | None
+    usd_rate: Decimal | None
+
+
+RECONCILIATION_COLUMNS = [f.name for f in fields(ReconciliationRow)]
+
+
+@dataclass(frozen=True)
+class ModelVariance:
+    """A model's comparable days summed: None for a cost when a day has no price or no USD rate."""
+
+    model: str
+    estimated_tokens: int
+    billed_tokens: int
+    billed_cost: Decimal
+    estimated_cost_usd: Decimal | None
+    billed_cost_usd: Decimal | None
+    token_variance_pct: float | None
+    cost_variance_pct: float | None
+
+
+@dataclass(frozen=True)
+class BillingTotals:
+    estimated_tokens: int
+    billed_tokens: int
+    billed_cost: Decimal
+    billed_cost_usd: Decimal | None  # None when a model's cost could not be converted
+    priced_estimated_usd: Decimal  # the cost variance is over models priced and converted
+    priced_billed_usd: Decimal
+    token_variance_pct: float | None
+    cost_variance_pct: float | None
+
+
+@dataclass(frozen=True)
 class BillingView:
     currency: str | None
-    reconciliation: list[dict]  # day × model rows (the export)
-    by_model: list[dict]  # period totals per model, with variances
-    totals: dict
-    unbilled_days: list[str]
-    incomplete_days: list[str]
+    reconciliation: tuple[ReconciliationRow, ...]
+    by_model: tuple[ModelVariance, ...]  # largest billed first
+    totals: BillingTotals
+    unbilled_days: tuple[str, ...]
+    incomplete_days: tuple[str, ...]
     forecast: CommitForecast | None
     commit_currency: str | None
     commit_asked_on: str | None
 
 
+def _by_model(conn: duckdb.DuckDBPyConnection, bounds: list[str]) -> tuple[ModelVariance, ...]:
+    rows = conn.execute(
+        "SELECT model, sum(coalesce(estimated_input_tokens, 0) + coalesce(estimated_output_tokens, 0)), "
+        "sum(coalesce(billed_input_tokens, 0) + coalesce(billed_output_tokens, 0)), coalesce(sum(billed_cost), 0) AS billed, "
+        "CASE WHEN bool_and(estimated_cost_usd IS NOT NULL) THEN coalesce(sum(estimated_cost_usd), 0) END, "
+        "CASE WHEN bool_and(billed_cost_usd IS NOT NULL) THEN coalesce(sum(billed_cost_usd), 0) END "
+        "FROM reconciliation WHERE day BETWEEN ? AND ? AND list_contains(?, status) GROUP BY model ORDER BY billed DESC, model",
+        [*bounds, COMPARABLE_STATUSES]).fetchall()
+    return tuple(ModelVariance(model, estimated, billed, cost, estimated_usd, billed_usd, variance_pct(billed, estimated, places=2),
+                               variance_pct(billed_usd, estimated_usd, places=2))
+                 for model, estimated, billed, cost, estimated_usd, billed_usd in rows)
+
+
+def _totals(by_model: tuple[ModelVariance, ...]) -> BillingTotals:
+    priced = [m for m in by_model if m.estimated_cost_usd is not None and m.billed_cost_usd is not None]
+    estimated_tokens, billed_tokens = sum(m.estimated_tokens for m in by_model), sum(m.billed_tokens for m in by_model)
+    priced_estimated, priced_billed = sum((m.estimated_cost_usd for m in priced), Decimal(0)), sum((m.billed_cost_usd for m in priced), Decimal(0))
+    converted = all(m.billed_cost_usd is not None for m in by_model)
+    return BillingTotals(
+        estimated_tokens=estimated_tokens, billed_tokens=billed_tokens, billed_cost=sum((m.billed_cost for m in by_model), Decimal(0)),
+        billed_cost_usd=sum((m.billed_cost_usd for m in by_model), Decimal(0)) if converted else None,
+        priced_estimated_usd=priced_estimated, priced_billed_usd=priced_billed,
+        token_variance_pct=variance_pct(billed_tokens, estimated_tokens, places=2), cost_variance_pct=variance_pct(priced_billed, priced_estimated, places=2))
+
+
 def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast: bool) -> BillingView:
     bounds = [period.start.isoformat(), period.end.isoformat()]
-    rows = rows_as_dicts(conn.execute(
-        "SELECT strftime(day, '%Y-%m-%d') AS date, * EXCLUDE (day) FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model", bounds))
-    rows = [{name: row[name] for name in RECONCILIATION_COLUMNS} for row in rows]
-    models: dict[str, dict] = {}
-    for row in rows:
-        if row["status"] not in ("reconciled", "unpriced at the gateway", "not billed", "no gateway traffic"):
-            continue  # days not billed yet or with incomplete logs would skew the comparison
-        m = models.setdefault(row["model"], {"model": row["model"], "estimated_tokens": 0, "billed_tokens": 0, "estimated_cost_usd": Decimal(0),
-                                             "billed_cost": Decimal(0), "billed_cost_usd": Decimal(0), "priced": True, "converted": True})
-        m["estimated_tokens"] += (row["estimated_input_tokens"] or 0) + (row["estimated_output_tokens"] or 0)
-        m["billed_tokens"] += (row["billed_input_tokens"] or 0) + (row["billed_output_tokens"] or 0)
-        m["billed_cost"] += row["billed_cost"] or 0
-        m["priced"] &= row["estimated_cost_usd"] is not None
-        m["converted"] &= row["billed_cost_usd"] is not None
-        m["estimated_cost_usd"] += row["estimated_cost_usd"] or 0
-        m["billed_cost_usd"] += row["billed_cost_usd"] or 0
-    by_model = []
-    for m in sorted(models.values(), key=lambda m: (-m["billed_cost"], m["model"])):
-        m["estimated_cost_usd"] = m["estimated_cost_usd"] if m["priced"] else None
-        m["billed_cost_usd"] = m["billed_cost_usd"] if m["converted"] else None
-        m["token_variance_pct"] = variance_pct(m["billed_tokens"], m["estimated_tokens"], places=2)
-        m["cost_variance_pct"] = variance_pct(m["billed_cost_usd"], m["estimated_cost_usd"], places=2)
-        by_model.append(m)
-    priced = [m for m in by_model if m["estimated_cost_usd"] is not None and m["billed_cost_usd"] is not None]
-    totals = {
-        "estimated_tokens": sum(m["estimated_tokens"] for m in by_model), "billed_tokens": sum(m["billed_tokens"] for m in by_model),
-        "billed_cost": sum((m["billed_cost"] for m in by_model), Decimal(0)),
-        "billed_cost_usd": sum((m["billed_cost_usd"] for m in by_model), Decimal(0)) if all(m["billed_cost_usd"] is not None for m in by_model) else None,
-        "priced_estimated_usd": sum((m["estimated_cost_usd"] for m in priced), Decimal(0)),
-        "priced_billed_usd": sum((m["billed_cost_usd"] for m in priced), Decimal(0)),
-    }
-    totals["token_variance_pct"] = variance_pct(totals["billed_tokens"], totals["estimated_tokens"], places=2)
-    totals["cost_variance_pct"] = variance_pct(totals["priced_billed_usd"], totals["priced_estimated_usd"], places=2)
-    currency = next((r["billed_currency"] for r in rows if r["billed_currency"]), None)
+    rows = tuple(ReconciliationRow(*row) for row in conn.execute(
+        f"SELECT strftime(day, '%Y-%m-%d'), {', '.join(RECONCILIATION_COLUMNS[1:])} FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model",
+        bounds).fetchall())
+    by_model = _by_model(conn, bounds)
+    currency = next((r.billed_currency for r in rows if r.billed_currency), None)
     forecast, commit_currency, asked_on = stored_forecast(conn) if with_forecast else (None, None, None)
     return BillingView(
-        currency=currency, reconciliation=rows, by_model=by_model, totals=totals,
-        unbilled_days=sorted({r["date"] for r in rows if r["status"] == "not billed yet"}),
-        incomplete_days=sorted({r["date"] for r in rows if r["status"] == "gateway logs incomplete"}),
+        currency=currency, reconciliation=rows, by_model=by_model, totals=_totals(by_model),
+        unbilled_days=tuple(sorted({r.date for r in rows if r.status == "not billed yet"})),
+        incomplete_days=tuple(sorted({r.date for r in rows if r.status == "gateway logs incomplete"})),
         forecast=forecast, commit_currency=commit_currency or currency, commit_asked_on=asked_on.isoformat() if asked_on else None,
     )

@@ -32,7 +32,15 @@ from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_rows
 from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
-    ANOMALY_COLUMNS, DAILY_COLUMNS, KEY_COLUMNS, KEY_MODEL_DAILY_COLUMNS, MODEL_COLUMNS, TEAM_COLUMNS, TEAM_MODEL_DAILY_COLUMNS, PeriodData, page_name, period_data,
+    ANOMALY_COLUMNS,
+    DAILY_COLUMNS,
+    KEY_COLUMNS,
+    KEY_MODEL_DAILY_COLUMNS,
+    MODEL_COLUMNS,
+    TEAM_COLUMNS,
+    TEAM_MODEL_DAILY_COLUMNS,
+    PeriodData,
+    period_data,
 )
 
 # Templates, stylesheet, script and icon ship inside the package: an installed wheel builds the site.
@@ -119,10 +127,12 @@ def _site_context(conn: duckdb.DuckDBPyConnection, timezone: str, billing_config
     if status is None:
         inventory_note = inventory_outage or "The key/team inventory has not been loaded yet: unused keys cannot be listed."
     elif status[0] == "none":
-        inventory_note = "No key/team inventory is configured (USAGE_INVENTORY_FILE, or GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY): unused keys cannot be listed."
+        inventory_note = ("No key/team inventory is configured (USAGE_INVENTORY_FILE, or GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY): "
+                          "unused keys cannot be listed.")
     else:
         inventory_note = inventory_outage
-    billing_note = billing_outage if billing_configured else "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice."
+    billing_note = billing_outage if billing_configured else (
+        "IG1 billing is not configured (IG1_MASTER_KEY): figures are the gateway's estimates, not the invoice.")
     last = conn.execute("SELECT strftime(max(day), '%Y-%m-%d') FROM ingest_days").fetchone()[0]
     return SiteContext(timezone, generated_at.strftime("%Y-%m-%d %H:%M UTC"), inventory_note, billing_note, last, billing_configured, billing_timezone,
                        inventory_stale=bool(inventory_outage and status is not None and status[0] != "none"))
@@ -132,19 +142,24 @@ def _iso(value) -> str | None:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, dt.datetime) else value
 
 
+def _records(rows) -> list[dict]:
+    """The fields of typed rows, as the exports read them (no copy)."""
+    return [vars(row) for row in rows]
+
+
 def _export_tables(data: PeriodData, billing: BillingView, quality: QualityView, timezone: str) -> list[ExportTable]:
-    keys = [{**key, **{name: _iso(key[name]) for name in ("last_request_at", "first_request_at", "created_at", "expires")}} for key in data.keys]
+    keys = [vars(key) | {name: _iso(getattr(key, name)) for name in ("last_request_at", "first_request_at", "created_at", "expires")} for key in data.keys]
     return [
-        ExportTable("daily", DAILY_COLUMNS, MONEY, data.daily),
-        ExportTable("teams", TEAM_COLUMNS, MONEY, data.teams),
+        ExportTable("daily", DAILY_COLUMNS, MONEY, _records(data.daily)),
+        ExportTable("teams", TEAM_COLUMNS, MONEY, _records(data.teams)),
         ExportTable("keys", KEY_COLUMNS, MONEY, keys),
-        ExportTable("models", MODEL_COLUMNS, MONEY, data.models),
-        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, data.team_model_daily),
-        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, data.key_model_daily),
-        ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, billing.reconciliation),
+        ExportTable("models", MODEL_COLUMNS, MONEY, _records(data.models)),
+        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily)),
+        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _records(data.key_model_daily)),
+        ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation)),
         ExportTable("focus", FOCUS_COLUMNS, MONEY, focus_rows(data.team_model_daily, timezone=timezone)),
-        ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, data.anomalies),
-        ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, quality.days),
+        ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, _records(data.anomalies)),
+        ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, _records(quality.days)),
     ]
 
 
@@ -156,26 +171,26 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
         jobs[name] = (ChartJob(draw, folder / "charts" / f"{name}.png", kwargs), alt)
 
     if period.kind != "day":
-        days = [row["date"][5:] for row in data.daily]
+        days = [row.date[5:] for row in data.daily]
         # Largest spender first: it gets the palette's first colour and the bottom of the stack.
-        ranked = sorted(data.spend_by_model_day.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-        spend = {model: [float(values.get(row["date"], 0)) for row in data.daily] for model, values in ranked}
+        spend = {series.model: [float(value) for value in series.daily_spend] for series in data.spend_series}
         add("daily-spend", "stacked_bars", "Daily spend (USD, gateway estimate) by model", labels=days,
             series=spend or {"spend": [0.0] * len(days)}, ylabel="USD", title="Daily spend by model")
         add("daily-tokens", "stacked_bars", "Tokens per day: input and output", labels=days,
-            series={"input": [r["input_tokens"] for r in data.daily], "output": [r["output_tokens"] for r in data.daily]}, ylabel="tokens", title="Tokens in / out")
+            series={"input": [r.input_tokens for r in data.daily], "output": [r.output_tokens for r in data.daily]}, ylabel="tokens", title="Tokens in / out")
         add("daily-requests", "stacked_bars", "Requests per day: successful and failed", labels=days,
-            series={"successful": [r["successful_requests"] for r in data.daily], "failed": [r["failed_requests"] for r in data.daily]},
+            series={"successful": [r.successful_requests for r in data.daily], "failed": [r.failed_requests for r in data.daily]},
             ylabel="requests", title="Requests")
-    models = [m for m in data.models if m["requests"]]
-    add("models-spend", "horizontal_bars", "Spend by model (USD, gateway estimate)", labels=[m["model"] for m in models] or ["(none)"],
-        values=[float(m["spend_usd"] or 0) for m in models] or [0.0], xlabel="USD", title="Spend by model")
-    teams = [t for t in data.teams if t["requests"]][:15]
-    add("teams-spend", "horizontal_bars", "Spend by team (USD, gateway estimate), the 15 largest", labels=[t["team_alias"] or t["team_id"] for t in teams] or ["(none)"],
-        values=[float(t["spend_usd"] or 0) for t in teams] or [0.0], xlabel="USD", title="Spend by team")
+    models = [m for m in data.models if m.requests]
+    add("models-spend", "horizontal_bars", "Spend by model (USD, gateway estimate)", labels=[m.model for m in models] or ["(none)"],
+        values=[float(m.spend_usd or 0) for m in models] or [0.0], xlabel="USD", title="Spend by model")
+    teams = [t for t in data.teams if t.requests][:15]
+    add("teams-spend", "horizontal_bars", "Spend by team (USD, gateway estimate), the 15 largest",
+        labels=[t.team_alias or t.team_id for t in teams] or ["(none)"], values=[float(t.spend_usd or 0) for t in teams] or [0.0], xlabel="USD",
+        title="Spend by team")
     if billing.by_model:
-        add("variance", "variance_bars", "Variance of billed against estimated tokens and cost, per model", labels=[m["model"] for m in billing.by_model],
-            series={"tokens": [m["token_variance_pct"] for m in billing.by_model], "cost (USD)": [m["cost_variance_pct"] for m in billing.by_model]},
+        add("variance", "variance_bars", "Variance of billed against estimated tokens and cost, per model", labels=[m.model for m in billing.by_model],
+            series={"tokens": [m.token_variance_pct for m in billing.by_model], "cost (USD)": [m.cost_variance_pct for m in billing.by_model]},
             title="Billed against estimated, by model")
     forecast = billing.forecast
     if show_commit and forecast:
@@ -227,26 +242,22 @@ class SiteBuilder:
         def chart_refs(here: str) -> dict:
             return {name: {"src": f"{here}charts/{name}.png", "alt": alt} for name, (_, alt) in jobs.items()}
 
-        team_pages = {team_id: page_name(team_id) for team_id in data.team_pages}
         common = dict(period=period, nav=nav, data=data, exports=exports, views=self.views(), freshness=freshness)
         top_level = [("index.html", "global.html.j2"), ("teams.html", "teams.html.j2"), ("keys.html", "keys.html.j2"), ("models.html", "models.html.j2")]
         status_counts = _status_counts(data)
         for file, template in top_level:
-            self._write(folder / file, template, **common, charts=chart_refs(""), here="", root="../../", view_file=file,
-                        team_pages=team_pages, status_counts=status_counts)
+            self._write(folder / file, template, **common, charts=chart_refs(""), here="", root="../../", view_file=file, status_counts=status_counts)
         if self.context.billing_configured:
             self._write(folder / "reconciliation.html", "reconciliation.html.j2", **common, billing=billing, charts=chart_refs(""), here="",
                         root="../../", view_file="reconciliation.html", show_commit=show_commit)
         self._write(folder / "quality.html", "quality.html.j2", **common, quality=quality, here="", root="../../", view_file="quality.html")
         result.pages += len(top_level) + int(self.context.billing_configured) + 1
-        for team_id, team in data.team_pages.items():
-            models = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))[:10]
-            keys = [(data.key_pages[k], row) for k, row in sorted(team["by_key"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["requests"], item[0]))[:10]]
-            self._write(folder / "teams" / f"{team_pages[team_id]}.html", "team.html.j2", **common, team=team, models=models, keys=keys,
-                        here="../", root="../../../", view_file="teams.html")
-        for key in data.key_pages.values():
-            models = sorted(key["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))
-            self._write(folder / "keys" / f"{key['page']}.html", "key.html.j2", **common, key=key, models=models, here="../", root="../../../", view_file="keys.html")
+        for team_page in data.team_pages:
+            self._write(folder / "teams" / f"{team_page.team.page}.html", "team.html.j2", **common, page=team_page, here="../", root="../../../",
+                        view_file="teams.html")
+        for key_page in data.key_pages:
+            self._write(folder / "keys" / f"{key_page.key.page}.html", "key.html.j2", **common, page=key_page, here="../", root="../../../",
+                        view_file="keys.html")
         result.pages += len(data.team_pages) + len(data.key_pages)
         if period.slug == "last-7-days":  # the site's front page, with links rebased to the site root
             self._write(scratch / "index.html", "global.html.j2", **common, charts=chart_refs(f"periods/{period.slug}/"), here=f"periods/{period.slug}/",
@@ -258,7 +269,7 @@ class SiteBuilder:
 def _status_counts(data: PeriodData) -> list[str]:
     counts: dict[str, int] = {}
     for key in data.keys:
-        counts[key["status"]] = counts.get(key["status"], 0) + 1
+        counts[key.status] = counts.get(key.status, 0) + 1
     return [f"{n} {status}" for status, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 

@@ -92,7 +92,7 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
     # One row per line: readable, and json's C encoder (indent= falls back to pure Python, 5x slower).
     rows = ",\n".join(json.dumps(row, ensure_ascii=False) for row in data)
     head = json.dumps(document["metadata"], ensure_ascii=False)
-    return f'{{"metadata": {head},\n"data": [\n{rows}\n]}}\n'.encode("utf-8")
+    return f'{{"metadata": {head},\n"data": [\n{rows}\n]}}\n'.encode()
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None) -> list[dict]:

@@ -1,16 +1,15 @@
-"""What the pages and exports of one period show, read from the warehouse.
+"""What the pages and exports of one period show, read from the warehouse into typed rows.
 
-The period's `daily_usage` rows (day × team × key × model) are read once and every
-breakdown is summed from them, so teams, keys, models and days always add up to the
-same global totals.
+The period's `daily_usage` rows (day × team × key × model) are summed in one GROUPING SETS
+query, so days, models, teams, keys and their crossings always add up to the same totals.
+Templates and exports read the same frozen rows; an export's columns are named next to its row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from decimal import Decimal
 
 import duckdb
@@ -33,8 +32,6 @@ TEAM_MODEL_DAILY_COLUMNS = ["date", "team_id", "team_alias", "model", "requests"
                             "output_tokens", "total_tokens", "spend_usd", "billed_cost_allocated", "billed_currency", "unpriced_requests"]
 KEY_MODEL_DAILY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "model", "requests", "successful_requests", "failed_requests",
                            "input_tokens", "output_tokens", "total_tokens", "spend_usd", "unpriced_requests"]
-COUNTS = ("requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens",
-          "unpriced_requests", "estimated_requests")
 
 
 def page_name(identifier: str) -> str:
@@ -47,80 +44,273 @@ def rows_as_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _empty() -> dict:
-    return {**{name: 0 for name in COUNTS}, "spend_usd": Decimal(0)}
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """Requests, tokens and gateway-estimated spend of one slice of the period."""
+
+    requests: int = 0
+    successful_requests: int = 0
+    failed_requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_input_tokens: int = 0
+    unpriced_requests: int = 0
+    estimated_requests: int = 0
+    spend_usd: Decimal | None = Decimal(0)  # None only for a model with no price: shown as unpriced, never as $0
 
 
-def _add(target: dict, row: dict) -> None:
-    for name in COUNTS:
-        target[name] += row[name]
-    target["spend_usd"] += row["spend_usd"] or 0
+USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
+class DayUsage(Usage):
+    date: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelUsage(Usage):
+    model: str
+    billed_input_tokens: int | None = None
+    billed_output_tokens: int | None = None
+    billed_cost: Decimal | None = None
+    billed_currency: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetUse:
+    """Spend in the budget window ending on the period's last day, against max_budget (USD)."""
+
+    max_budget: float | None = None
+    budget_window_days: int | None = None
+    budget_spend_usd: Decimal | None = None
+    budget_used_pct: float | None = None
+    budget_flag: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeamUsage(Usage, BudgetUse):
+    team_id: str
+    team_alias: str | None
+    page: str
+    top_model: str | None = None
+    billed_cost_allocated: Decimal | None = None
+    billed_currency: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyUsage(Usage, BudgetUse):
+    key_hash: str
+    key_alias: str | None
+    team_id: str
+    team_alias: str | None
+    status: str
+    page: str | None  # a key gets a page when it was used in the period
+    owner: str | None
+    age_days: int | None
+    first_request_at: dt.datetime | None
+    last_request_at: dt.datetime | None
+    created_at: dt.datetime | None
+    expires: dt.datetime | None
+    anomalies: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeamModelDay(Usage):
+    date: str
+    team_id: str
+    team_alias: str | None
+    model: str
+    billed_cost_allocated: Decimal | None = None
+    billed_currency: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyModelDay(Usage):
+    date: str
+    key_hash: str
+    key_alias: str | None
+    team_id: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    date: str
+    key_hash: str
+    metric: str
+    value: float
+    baseline: float
+    score: float
+    reason: str
+    key_alias: str | None
+    team_id: str | None
+    team_alias: str | None
+    page: str | None
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    kind: str
+    subject: str
+    page: str | None  # the key's page, if it has one
+    text: str
+
+
+@dataclass(frozen=True)
+class PreviousTotals:
+    requests: int
+    total_tokens: int
+    spend_usd: Decimal
+    days: int
+
+
+@dataclass(frozen=True)
+class SpendSeries:
+    """A model's spend on each day of the period (the daily spend chart)."""
+
+    model: str
+    daily_spend: tuple[Decimal, ...]
+
+
+@dataclass(frozen=True)
+class PageDay:
+    """A day of a team or key page: its usage (None without requests) and the key's anomaly."""
+
+    date: dt.date
+    usage: Usage | None
+    anomaly: str | None = None
+
+
+@dataclass(frozen=True)
+class TeamKey:
+    key: KeyUsage
+    usage: Usage  # the key's usage within the team
+
+
+@dataclass(frozen=True)
+class TeamPage:
+    team: TeamUsage
+    days: tuple[PageDay, ...]
+    models: tuple[ModelUsage, ...]  # the 10 largest
+    keys: tuple[TeamKey, ...]  # the 10 largest
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    key: KeyUsage
+    days: tuple[PageDay, ...]
+    models: tuple[ModelUsage, ...]
+
+    @property
+    def abnormal_days(self) -> tuple[PageDay, ...]:
+        return tuple(day for day in self.days if day.anomaly)
+
+
+@dataclass(frozen=True)
 class PeriodData:
     period: Period
-    daily: list[dict]
-    totals: dict
-    previous_totals: dict | None
-    top_keys: list[dict]
-    models: list[dict]
-    teams: list[dict]
-    keys: list[dict]
-    team_model_daily: list[dict]
-    key_model_daily: list[dict]
-    anomalies: list[dict] = field(default_factory=list)
-    attention: list[dict] = field(default_factory=list)  # what an admin should look at, most pressing first
-    team_pages: dict[str, dict] = field(default_factory=dict)  # team_id → its page's data
-    key_pages: dict[str, dict] = field(default_factory=dict)  # key_hash → its page's data
-    missing_days: list[str] = field(default_factory=list)
-    rejected: int = 0
-    duplicates: int = 0
-    spend_by_model_day: dict[str, dict[str, Decimal]] = field(default_factory=dict)
-    last_ingested: str | None = None
+    daily: tuple[DayUsage, ...]  # every day of the period
+    totals: Usage
+    previous_totals: PreviousTotals | None
+    models: tuple[ModelUsage, ...]
+    teams: tuple[TeamUsage, ...]
+    keys: tuple[KeyUsage, ...]  # every key in the inventory or the logs
+    top_keys: tuple[KeyUsage, ...]
+    team_model_daily: tuple[TeamModelDay, ...]
+    key_model_daily: tuple[KeyModelDay, ...]
+    anomalies: tuple[Anomaly, ...]
+    attention: tuple[AttentionItem, ...]  # what an admin should look at, most pressing first
+    team_pages: tuple[TeamPage, ...]
+    key_pages: tuple[KeyPage, ...]
+    spend_series: tuple[SpendSeries, ...]  # largest spender first
+    missing_days: tuple[str, ...]
+    rejected: int
+    duplicates: int
+    last_ingested: str | None
 
 
-def _totals(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> dict | None:
+def _by_spend(usage: Usage, tie: int, name: str) -> tuple:
+    return -(usage.spend_usd or 0), -tie, name
+
+
+# One query sums the period's daily_usage rows over every slice a page or an export shows.
+DIMENSIONS = ("day", "team_id", "key_hash", "model")
+SLICES = ((), ("day",), ("model",), ("team_id",), ("key_hash",), ("day", "team_id"), ("day", "key_hash"), ("day", "model"), ("team_id", "model"),
+          ("team_id", "key_hash"), ("key_hash", "model"), ("day", "team_id", "model"), ("day", "key_hash", "model"))
+# GROUPING(day, team_id, key_hash, model): a bit set for each dimension a slice rolls up.
+SLICE_OF_GROUPING = {sum(1 << (len(DIMENSIONS) - 1 - i) for i, name in enumerate(DIMENSIONS) if name not in s): s for s in SLICES}
+SLICED_USAGE = (
+    "SELECT GROUPING(" + ", ".join(DIMENSIONS) + ") AS grouping, strftime(day, '%Y-%m-%d') AS day, team_id, key_hash, model, "
+    + ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in USAGE_FIELDS) + ", "
+    # a model with no price on some row has no spend figure when nothing else is priced
+    "bool_or(spend_usd IS NULL) AS has_unpriced_rows, "
+    # the first row in (day, team, key, model) order names a team, a key's team and a cell's key alias; a key keeps its last alias
+    "first(team_alias ORDER BY day, key_hash, model) AS first_team_alias, first(team_id ORDER BY day, team_id, model) AS first_team_id, "
+    "first(key_alias ORDER BY day, team_id, model) AS first_key_alias, "
+    "last(key_alias ORDER BY day, team_id, model) FILTER (key_alias IS NOT NULL) AS last_key_alias, strftime(min(day), '%Y-%m-%d') AS first_day "
+    "FROM daily_usage WHERE day BETWEEN $start AND $end GROUP BY GROUPING SETS (" + ", ".join(f"({', '.join(s)})" for s in SLICES) + ")")
+
+
+def _sliced_usage(conn: duckdb.DuckDBPyConnection, period: Period) -> dict[tuple[str, ...], dict[tuple, dict]]:
+    """Slice (its dimensions) → the slice's values (their day, team, key, model in that order) → the summed row."""
+    slices: dict[tuple[str, ...], dict[tuple, dict]] = {s: {} for s in SLICES}
+    for row in rows_as_dicts(conn.execute(SLICED_USAGE, {"start": period.start, "end": period.end})):
+        dimensions = SLICE_OF_GROUPING[row["grouping"]]
+        slices[dimensions][tuple(row[name] for name in dimensions)] = row
+    return slices
+
+
+def _usage(row: dict | None) -> Usage | None:
+    return Usage(**_counts(row)) if row else None
+
+
+def _counts(row: dict | None) -> dict:
+    """A summed row's Usage fields; none (the defaults: nothing used) without a row."""
+    return {name: row[name] for name in USAGE_FIELDS} if row else {}
+
+
+def _totals(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> PreviousTotals | None:
     row = conn.execute("SELECT count(*) FROM ingest_days WHERE day BETWEEN ? AND ?", [start, end]).fetchone()
     if not row[0]:
         return None
     requests, tokens, spend = conn.execute(
         "SELECT coalesce(sum(requests), 0), coalesce(sum(total_tokens), 0), coalesce(sum(spend_usd), 0) FROM daily_usage WHERE day BETWEEN ? AND ?",
         [start, end]).fetchone()
-    return {"requests": requests, "total_tokens": tokens, "spend_usd": spend, "days": row[0]}
+    return PreviousTotals(requests, tokens, spend, row[0])
 
 
-def _key_status(key: dict, ever_used: bool) -> str:
-    used = key["requests"] > 0
-    expires, blocked = key.get("expires"), key.get("blocked")
-    if used and expires is not None and key["last_in_period"] is not None and key["last_in_period"] > expires:
+def _key_status(requests: int, team_id: str, inventory: dict, last_in_period: dt.datetime | None, ever_used: bool) -> str:
+    expires = inventory.get("expires")
+    if requests and expires is not None and last_in_period is not None and last_in_period > expires:
         return "expired but still used"
-    if used and blocked:
+    if requests and inventory.get("blocked"):
         return "blocked but still used"
-    if used and key["team_id"] in (None, UNASSIGNED):
+    if requests and team_id in (None, UNASSIGNED):
         return "no team"
-    if used:
+    if requests:
         return "active"
     return "unused in the period" if ever_used else "never used"
 
 
 class _WindowSpend:
-    """Spend per key or team over windows ending on one day, one query per window length."""
+    """Spend per key and team over windows ending on one day, one query per window length."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, end: dt.date):
         self.conn, self.end, self.cache = conn, end, {}
 
     def spend(self, column: str, identifier: str, days: int | None) -> Decimal:
-        if (column, days) not in self.cache:
+        if days not in self.cache:
             start = self.end - dt.timedelta(days=days - 1) if days else dt.date(1970, 1, 1)
-            self.cache[(column, days)] = dict(self.conn.execute(
-                f"SELECT {column}, coalesce(sum(spend_usd), 0) FROM daily_usage WHERE day BETWEEN ? AND ? GROUP BY ALL", [start, self.end]).fetchall())
-        return self.cache[(column, days)].get(identifier, Decimal(0))
+            rows = self.conn.execute("SELECT key_hash, team_id, coalesce(sum(spend_usd), 0) FROM daily_usage WHERE day BETWEEN ? AND ? "
+                                     "GROUP BY GROUPING SETS ((key_hash), (team_id))", [start, self.end]).fetchall()
+            self.cache[days] = {("key_hash", key) if key is not None else ("team_id", team): spend for key, team, spend in rows}
+        return self.cache[days].get((column, identifier), Decimal(0))
 
     def budget(self, column: str, identifier: str, max_budget, duration) -> dict:
-        """Spend in the budget window ending on the period's last day, against max_budget (USD)."""
+        """The BudgetUse fields of a key or team."""
         if not max_budget:
-            return {"max_budget": None, "budget_window_days": None, "budget_spend_usd": None, "budget_used_pct": None, "budget_flag": None}
+            return {}
         days = budget_window_days(duration)
         spend = self.spend(column, identifier, days)
         share, flag = budget_flag(float(spend), float(max_budget))
@@ -128,43 +318,58 @@ class _WindowSpend:
                 "budget_used_pct": round(share * 100, 1) if share is not None else None, "budget_flag": flag}
 
 
-def _anomalies(conn: duckdb.DuckDBPyConnection, period: Period, keys: dict[str, dict]) -> list[dict]:
-    rows = rows_as_dicts(conn.execute(
-        "SELECT strftime(day, '%Y-%m-%d') AS date, key_hash, metric, value, baseline, score, reason FROM key_anomalies "
-        "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", [period.start, period.end]))
-    for row in rows:
-        key = keys.get(row["key_hash"], {})
-        row.update({"key_alias": key.get("key_alias"), "team_id": key.get("team_id"), "team_alias": key.get("team_alias"), "page": key.get("page")})
-    return rows
+def _anomaly(row: tuple, key: KeyUsage | None) -> Anomaly:
+    return Anomaly(*row, key_alias=key and key.key_alias, team_id=key and key.team_id, team_alias=key and key.team_alias, page=key and key.page)
 
 
-def _attention(anomalies: list[dict], keys: list[dict], teams) -> list[dict]:
+def _attention(anomalies: tuple[Anomaly, ...], keys: tuple[KeyUsage, ...], teams: list[TeamUsage]) -> tuple[AttentionItem, ...]:
     """Abnormal days, budgets at 80% or more, expired or blocked keys still in use: the global page's list."""
-    items = [{"kind": "abnormal consumption", "subject": a["key_alias"] or a["key_hash"][:12], "page": a["page"], "text": f"{a['date']}: {a['reason']}"}
-             for a in anomalies]
-    items += [{"kind": key["budget_flag"], "subject": key["key_alias"] or key["key_hash"][:12], "page": key["page"],
-               "text": f"key spent ${key['budget_spend_usd']:,.2f} of its ${key['max_budget']:,.2f} budget ({key['budget_used_pct']:.0f}%)"}
-              for key in keys if key["budget_flag"]]
-    items += [{"kind": team["budget_flag"], "subject": team["team_alias"] or team["team_id"], "page": None,
-               "text": f"team spent ${team['budget_spend_usd']:,.2f} of its ${team['max_budget']:,.2f} budget ({team['budget_used_pct']:.0f}%)"}
-              for team in teams if team.get("budget_flag")]
-    items += [{"kind": key["status"], "subject": key["key_alias"] or key["key_hash"][:12], "page": key["page"], "text": f"{key['requests']:,} requests in the period"}
-              for key in keys if key["status"] in ("expired but still used", "blocked but still used")]
-    return items
+    items = [AttentionItem("abnormal consumption", a.key_alias or a.key_hash[:12], a.page, f"{a.date}: {a.reason}") for a in anomalies]
+    items += [AttentionItem(key.budget_flag, key.key_alias or key.key_hash[:12], key.page,
+                            f"key spent ${key.budget_spend_usd:,.2f} of its ${key.max_budget:,.2f} budget ({key.budget_used_pct:.0f}%)")
+              for key in keys if key.budget_flag]
+    items += [AttentionItem(team.budget_flag, team.team_alias or team.team_id, None,
+                            f"team spent ${team.budget_spend_usd:,.2f} of its ${team.max_budget:,.2f} budget ({team.budget_used_pct:.0f}%)")
+              for team in teams if team.budget_flag]
+    items += [AttentionItem(key.status, key.key_alias or key.key_hash[:12], key.page, f"{key.requests:,} requests in the period")
+              for key in keys if key.status in ("expired but still used", "blocked but still used")]
+    return tuple(items)
+
+
+def _models(slices: dict, billed: dict[str, tuple]) -> tuple[ModelUsage, ...]:
+    """Every model the gateway saw or IG1 billed, largest spender first."""
+    models = []
+    for (name,), row in slices[("model",)].items():
+        spend = None if row["has_unpriced_rows"] and not row["spend_usd"] else row["spend_usd"]
+        models.append(ModelUsage(**_counts(row) | {"spend_usd": spend}, model=name, **_billed(billed.get(name))))
+    models += [ModelUsage(model=name, **_billed(values)) for name, values in billed.items() if (name,) not in slices[("model",)]]
+    return tuple(sorted(models, key=lambda m: _by_spend(m, m.requests, m.model)))
+
+
+def _billed(values: tuple | None) -> dict:
+    if values is None:
+        return {}
+    return dict(zip(("billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency"), values))
+
+
+def _ranked_models(slices: dict, dimension: str, identifier: str, limit: int | None = None) -> tuple[ModelUsage, ...]:
+    """A team's or key's models, largest spender first."""
+    rows = [ModelUsage(**_counts(row), model=model) for (owner, model), row in slices[(dimension, "model")].items() if owner == identifier]
+    return tuple(sorted(rows, key=lambda m: _by_spend(m, m.total_tokens, m.model))[:limit])
 
 
 def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
     bounds = [period.start, period.end]
-    rows = rows_as_dicts(conn.execute(
-        "SELECT strftime(day, '%Y-%m-%d') AS date, team_id, team_alias, key_hash, key_alias, model, " + ", ".join(COUNTS) +
-        ", spend_usd FROM daily_usage WHERE day BETWEEN ? AND ? ORDER BY day, team_id, key_hash, model", bounds))
+    slices = _sliced_usage(conn, period)
     team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
     inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
         "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
     team_budgets = {row["team_id"]: row for row in rows_as_dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
-    allocated = {(d, t, m): (cost, currency) for d, t, m, cost, currency in conn.execute(
-        "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback "
-        "WHERE day BETWEEN ? AND ? GROUP BY ALL", bounds).fetchall()}
+    allocated: dict[tuple, tuple] = {}  # (date, team_id, model) or (team_id,) → (billed cost allocated, currency)
+    for day, team_id, model, cost, currency in conn.execute(
+            "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback WHERE day BETWEEN ? AND ? "
+            "GROUP BY GROUPING SETS ((day, team_id, model), (team_id))", bounds).fetchall():
+        allocated[(day, team_id, model) if day else (team_id,)] = (cost, currency)
     billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
         "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
         bounds).fetchall()}
@@ -172,120 +377,95 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         "SELECT key_hash, min(start_time), max(start_time) FROM requests WHERE day <= ? GROUP BY key_hash", [period.end]).fetchall()}
     last_in_period = dict(conn.execute(
         "SELECT key_hash, max(start_time) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall())
+    window_spend = _WindowSpend(conn, period.end)
 
-    def team_alias(team_id: str, seen_alias: str | None) -> str | None:
-        return team_names.get(team_id) or seen_alias
+    # Teams: every team seen in the logs, or billed through the chargeback (the unassigned bucket).
+    seen_teams = slices[("team_id",)]
+    team_alias = {team_id: team_names.get(team_id) or row["first_team_alias"] for (team_id,), row in seen_teams.items()}
+    billed_teams = sorted(t for (t, *cell) in allocated if not cell and (t,) not in seen_teams)
+    team_alias |= {team_id: team_names.get(team_id) for team_id in billed_teams}
+    teams = []
+    for team_id in [t for (t,) in sorted(seen_teams, key=lambda t: (seen_teams[t]["first_day"], t))] + billed_teams:
+        row = seen_teams.get((team_id,))
+        top = _ranked_models(slices, "team_id", team_id, limit=1)
+        cost, currency = allocated.get((team_id,), (None, None))
+        budget = team_budgets.get(team_id, {})
+        teams.append(TeamUsage(**_counts(row), team_id=team_id, team_alias=team_alias[team_id], page=page_name(team_id),
+                               top_model=top[0].model if top else None, billed_cost_allocated=cost, billed_currency=currency,
+                               **window_spend.budget("team_id", team_id, budget.get("max_budget"), budget.get("budget_duration"))))
 
-    # Days, models, teams, keys and their crossings, all summed from the same rows.
-    daily = {d.isoformat(): {"date": d.isoformat(), **_empty()} for d in period.days}
-    models: dict[str, dict] = defaultdict(_empty)
-    teams: dict[str, dict] = {}
-    keys: dict[str, dict] = {}
-    team_model_daily: dict[tuple, dict] = {}
-    key_model_daily: dict[tuple, dict] = {}
-    spend_by_model_day: dict[str, dict[str, Decimal]] = defaultdict(dict)
-    unpriced_models: set[str] = set()
-    for row in rows:
-        _add(daily[row["date"]], row)
-        _add(models[row["model"]], row)
-        if row["spend_usd"] is None:
-            unpriced_models.add(row["model"])
-        team = teams.setdefault(row["team_id"], {"team_id": row["team_id"], "team_alias": team_alias(row["team_id"], row["team_alias"]),
-                                                 **_empty(), "by_model": defaultdict(_empty), "by_key": defaultdict(_empty), "by_day": defaultdict(_empty)})
-        _add(team, row)
-        _add(team["by_model"][row["model"]], row)
-        _add(team["by_key"][row["key_hash"]], row)
-        _add(team["by_day"][row["date"]], row)
-        key = keys.setdefault(row["key_hash"], {"key_hash": row["key_hash"], "key_alias": row["key_alias"], "team_id": row["team_id"],
-                                                "team_alias": team["team_alias"], **_empty(), "by_model": defaultdict(_empty), "by_day": defaultdict(_empty)})
-        key["key_alias"] = row["key_alias"] or key["key_alias"]
-        _add(key, row)
-        _add(key["by_model"][row["model"]], row)
-        _add(key["by_day"][row["date"]], row)
-        cell = team_model_daily.setdefault((row["date"], row["team_id"], row["model"]), {
-            "date": row["date"], "team_id": row["team_id"], "team_alias": team["team_alias"], "model": row["model"], **_empty()})
-        _add(cell, row)
-        _add(key_model_daily.setdefault((row["date"], row["key_hash"], row["model"]), {
-            "date": row["date"], "key_hash": row["key_hash"], "key_alias": row["key_alias"], "team_id": row["team_id"], "model": row["model"], **_empty()}), row)
-        spend_by_model_day[row["model"]][row["date"]] = spend_by_model_day[row["model"]].get(row["date"], Decimal(0)) + (row["spend_usd"] or 0)
-
-    # A model with no price has no spend figure: shown as unpriced, never as $0.
-    for name, model in models.items():
-        model["model"] = name
-        if name in unpriced_models and not model["spend_usd"]:
-            model["spend_usd"] = None
-        b = billed.get(name)
-        model.update({"billed_input_tokens": b[0] if b else None, "billed_output_tokens": b[1] if b else None,
-                      "billed_cost": b[2] if b else None, "billed_currency": b[3] if b else None})
-    for name, (i, o, c, cur) in billed.items():
-        if name not in models:  # billed by IG1 but never seen by the gateway
-            models[name] = {"model": name, **_empty(), "billed_input_tokens": i, "billed_output_tokens": o, "billed_cost": c, "billed_currency": cur}
-
-    for (date, team_id, model), cell in team_model_daily.items():
-        cost, currency = allocated.pop((date, team_id, model), (None, None))
-        cell.update({"billed_cost_allocated": cost, "billed_currency": currency})
-    for (date, team_id, model), (cost, currency) in allocated.items():  # billed usage the gateway never saw: the unassigned bucket
-        team_model_daily[(date, team_id, model)] = {"date": date, "team_id": team_id, "team_alias": team_alias(team_id, None), "model": model,
-                                                    **_empty(), "billed_cost_allocated": cost, "billed_currency": currency}
-        teams.setdefault(team_id, {"team_id": team_id, "team_alias": team_alias(team_id, None), **_empty(),
-                                   "by_model": defaultdict(_empty), "by_key": defaultdict(_empty), "by_day": defaultdict(_empty)})
-    billed_cells: dict[str, list[dict]] = defaultdict(list)
-    for cell in team_model_daily.values():
-        if cell["billed_cost_allocated"] is not None:
-            billed_cells[cell["team_id"]].append(cell)
-    for team in teams.values():
-        cells = billed_cells[team["team_id"]]
-        team["billed_cost_allocated"] = sum((c["billed_cost_allocated"] for c in cells), Decimal(0)) if cells else None
-        team["billed_currency"] = cells[0]["billed_currency"] if cells else None
-        ranked = sorted(team["by_model"].items(), key=lambda item: (-(item[1]["spend_usd"] or 0), -item[1]["total_tokens"], item[0]))
-        team["top_model"] = ranked[0][0] if ranked else None
+    anomaly_rows = conn.execute(
+        "SELECT strftime(day, '%Y-%m-%d'), key_hash, metric, value, baseline, score, reason FROM key_anomalies "
+        "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", bounds).fetchall()
+    anomaly_counts: dict[str, int] = {}
+    anomaly_reasons: dict[tuple[str, str], str] = {}  # (key, date) → the reason listed last that day
+    for date, key_hash, *_, reason in anomaly_rows:
+        anomaly_counts[key_hash] = anomaly_counts.get(key_hash, 0) + 1
+        anomaly_reasons[(key_hash, date)] = reason
 
     # Keys: every key in the inventory or seen in the logs, with its status and budget in the period.
-    window_spend = _WindowSpend(conn, period.end)
-    for key_hash, inv in inventory.items():
-        keys.setdefault(key_hash, {"key_hash": key_hash, "key_alias": inv["key_alias"], "team_id": inv["team_id"] or UNASSIGNED,
-                                   "team_alias": team_alias(inv["team_id"] or UNASSIGNED, None), **_empty(),
-                                   "by_model": defaultdict(_empty), "by_day": defaultdict(_empty)})
-    for key_hash, key in keys.items():
-        inv = inventory.get(key_hash, {})
+    seen_keys = slices[("key_hash",)]
+    keys: dict[str, KeyUsage] = {}
+    for key_hash in [k for (k,) in seen_keys] + [k for k in inventory if (k,) not in seen_keys]:
+        row, inv = seen_keys.get((key_hash,)), inventory.get(key_hash, {})
+        team_id = row["first_team_id"] if row else inv["team_id"] or UNASSIGNED
         first, last = seen.get(key_hash, (None, None))
-        # The inventory has the current alias; the logs have the one used at the time.
-        key.update({"key_alias": inv.get("key_alias") or key["key_alias"], "blocked": inv.get("blocked"), "expires": inv.get("expires"),
-                    "created_at": inv.get("created_at"), "first_request_at": first, "last_request_at": last,
-                    "last_in_period": last_in_period.get(key_hash)})
-        key["status"] = _key_status(key, ever_used=last is not None)
-        key["page"] = page_name(key_hash) if key["requests"] else None
-        key["owner"] = inv.get("user_id")
-        key["age_days"] = (period.end - inv["created_at"].date()).days if inv.get("created_at") else None
-        key.update(window_spend.budget("key_hash", key_hash, inv.get("max_budget"), inv.get("budget_duration")))
-    for team in teams.values():
-        budget = team_budgets.get(team["team_id"], {})
-        team.update(window_spend.budget("team_id", team["team_id"], budget.get("max_budget"), budget.get("budget_duration")))
-    anomalies = _anomalies(conn, period, keys)
-    for key in keys.values():
-        key["anomalies"], key["anomaly_days"] = 0, {}
-    for anomaly in anomalies:
-        key = keys.get(anomaly["key_hash"])
-        if key is not None:
-            key["anomalies"] += 1
-            key["anomaly_days"][anomaly["date"]] = anomaly["reason"]
+        requests = row["requests"] if row else 0
+        keys[key_hash] = KeyUsage(
+            **_counts(row), key_hash=key_hash,
+            # the inventory has the current alias; the logs have the one used at the time
+            key_alias=inv.get("key_alias") or (row and row["last_key_alias"]),
+            team_id=team_id, team_alias=team_alias.get(team_id) if row else team_names.get(team_id),
+            status=_key_status(requests, team_id, inv, last_in_period.get(key_hash), ever_used=last is not None),
+            page=page_name(key_hash) if requests else None, owner=inv.get("user_id"),
+            age_days=(period.end - inv["created_at"].date()).days if inv.get("created_at") else None,
+            first_request_at=first, last_request_at=last, created_at=inv.get("created_at"), expires=inv.get("expires"),
+            anomalies=anomaly_counts.get(key_hash, 0), **window_spend.budget("key_hash", key_hash, inv.get("max_budget"), inv.get("budget_duration")))
+    anomalies = tuple(_anomaly(row, keys.get(row[1])) for row in anomaly_rows)
+    key_list = tuple(sorted(keys.values(), key=lambda k: _by_spend(k, k.requests, k.key_hash)))
 
-    totals = {name: sum(row[name] for row in daily.values()) for name in DAILY_COLUMNS[1:]}
+    # Day × team × model cells, with the billed cost allocated to them; billed cells the gateway never saw included.
+    cells = {}
+    for (day, team_id, model), row in slices[("day", "team_id", "model")].items():
+        cost, currency = allocated.get((day, team_id, model), (None, None))
+        cells[(day, team_id, model)] = TeamModelDay(**_counts(row), date=day, team_id=team_id, team_alias=team_alias[team_id], model=model,
+                                                    billed_cost_allocated=cost, billed_currency=currency)
+    for (day, *cell), (cost, currency) in allocated.items():
+        if cell and (day, *cell) not in cells:
+            team_id, model = cell
+            cells[(day, team_id, model)] = TeamModelDay(date=day, team_id=team_id, team_alias=team_names.get(team_id), model=model,
+                                                        billed_cost_allocated=cost, billed_currency=currency)
+    key_model_daily = [KeyModelDay(**_counts(row), date=day, key_hash=key_hash, key_alias=row["first_key_alias"], team_id=row["first_team_id"], model=model)
+                       for (day, key_hash, model), row in slices[("day", "key_hash", "model")].items()]
+
+    def page_days(dimension: str, identifier: str, reasons: dict[tuple[str, str], str]) -> tuple[PageDay, ...]:
+        return tuple(PageDay(day, _usage(slices[("day", dimension)].get((day.isoformat(), identifier))), reasons.get((identifier, day.isoformat())))
+                     for day in period.days)
+
+    team_pages = []
+    for team in teams:
+        by_key = [(keys[key_hash], row) for (team_id, key_hash), row in slices[("team_id", "key_hash")].items() if team_id == team.team_id]
+        top_keys = sorted(by_key, key=lambda item: _by_spend(_usage(item[1]), item[1]["requests"], item[0].key_hash))[:10]
+        team_pages.append(TeamPage(team, page_days("team_id", team.team_id, {}), _ranked_models(slices, "team_id", team.team_id, limit=10),
+                                   tuple(TeamKey(key, _usage(row)) for key, row in top_keys)))
+    used_keys = tuple(key for key in key_list if key.requests)
+
+    daily = tuple(DayUsage(**_counts(slices[("day",)].get((d.isoformat(),))), date=d.isoformat()) for d in period.days)
+    spend_series = [SpendSeries(model, tuple(slices[("day", "model")].get((d.isoformat(), model), {}).get("spend_usd", Decimal(0)) for d in period.days))
+                    for (model,) in slices[("model",)]]
     ingested = {row[0] for row in conn.execute("SELECT strftime(day, '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?", bounds).fetchall()}
     rejected, duplicates, last_ingested = conn.execute(
         "SELECT coalesce(sum(rejected), 0), coalesce(sum(duplicates), 0), strftime(max(day), '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?",
         bounds).fetchone()
-    by_spend = lambda item: (-(item["spend_usd"] or 0), -item["requests"], item.get("key_hash") or item.get("team_id") or item.get("model"))  # noqa: E731
-    key_list = sorted(keys.values(), key=by_spend)
     return PeriodData(
-        period=period, daily=list(daily.values()), totals=totals,
-        previous_totals=_totals(conn, *period.previous_span()),
-        top_keys=[k for k in key_list if k["requests"]][:10], models=sorted(models.values(), key=by_spend),
-        teams=sorted(teams.values(), key=by_spend), keys=key_list,
-        team_model_daily=sorted(team_model_daily.values(), key=lambda c: (c["date"], c["team_id"], c["model"])),
-        key_model_daily=sorted(key_model_daily.values(), key=lambda c: (c["date"], c["key_hash"], c["model"])),
-        anomalies=anomalies, attention=_attention(anomalies, key_list, teams.values()),
-        team_pages={t["team_id"]: t for t in teams.values()}, key_pages={k["key_hash"]: k for k in key_list if k["requests"]},
-        missing_days=[d for d in daily if d not in ingested], rejected=int(rejected), duplicates=int(duplicates),
-        spend_by_model_day=dict(spend_by_model_day), last_ingested=last_ingested,
+        period=period, daily=daily, totals=_usage(slices[()][()]), previous_totals=_totals(conn, *period.previous_span()),
+        models=_models(slices, billed), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list,
+        top_keys=used_keys[:10], team_model_daily=tuple(sorted(cells.values(), key=lambda c: (c.date, c.team_id, c.model))),
+        key_model_daily=tuple(sorted(key_model_daily, key=lambda c: (c.date, c.key_hash, c.model))),
+        anomalies=anomalies, attention=_attention(anomalies, key_list, teams), team_pages=tuple(team_pages),
+        key_pages=tuple(KeyPage(key, page_days("key_hash", key.key_hash, anomaly_reasons), _ranked_models(slices, "key_hash", key.key_hash))
+                        for key in used_keys),
+        spend_series=tuple(sorted(spend_series, key=lambda s: (-sum(s.daily_spend), s.model))),
+        missing_days=tuple(d.isoformat() for d in period.days if d.isoformat() not in ingested), rejected=int(rejected), duplicates=int(duplicates),
+        last_ingested=last_ingested,
     )
