@@ -122,6 +122,22 @@ def test_the_team_filter_works_without_a_server_round_trip(browser, served):
     browser.save_screenshot(str(SCREENSHOTS / "filter-after.png"))
 
 
+def test_printing_drops_the_controls_and_keeps_the_tables_on_the_paper(browser, served):
+    _visit(browser, served, "periods/last-30-days/teams.html", "print-screen")
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    browser.set_window_size(720, 1600)  # about an A4 page's printable width
+    try:
+        shown = browser.execute_script(
+            "return ['.nav', '.filter', 'meter.bar', '#teams', 'figure'].map(s => getComputedStyle(document.querySelector(s)).display)")
+        assert shown[:3] == ["none"] * 3 and "none" not in shown[3:], shown
+        assert browser.execute_script("return getComputedStyle(document.querySelector('#teams tbody tr')).breakInside") == "avoid"
+        assert browser.execute_script("return document.getElementById('teams').getBoundingClientRect().right <= document.documentElement.clientWidth")
+        browser.save_screenshot(str(SCREENSHOTS / "print.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+        browser.set_window_size(1280, 1600)
+
+
 def teardown_module(module):
     # Keep the screenshots, drop anything else a crashed browser may have left.
     shutil.rmtree(SCREENSHOTS.parent / "tmp", ignore_errors=True)
