@@ -1,10 +1,12 @@
 """Builders of gateway log files for the reader tests."""
 
+import contextlib
 import datetime as dt
 import gzip
-import json
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Iterator
 from pathlib import Path
+
+from pytest_httpserver import HTTPServer
 
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.ingest import ingest_day
@@ -38,16 +40,11 @@ def ingest(logs: Path, tmp_path: Path, day=DAY, timezone="UTC"):
     return conn, stats
 
 
-class JsonHandler(BaseHTTPRequestHandler):
-    """Base of the fake gateways: quiet, and answers JSON."""
+@contextlib.contextmanager
+def local_http_server(*, threaded: bool = False) -> Iterator[HTTPServer]:
+    """A real HTTP server on 127.0.0.1 (pytest-httpserver) that a test teaches what to answer.
 
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    `threaded` answers requests concurrently (for tests that send many at once)."""
+    server = HTTPServer(host="127.0.0.1", threaded=threaded)
+    with server:
+        yield server

@@ -1,13 +1,14 @@
-"""One JSON-over-HTTP GET client with retries, shared by every remote source (IG1 billing,
-the gateway's management and spend APIs).
+"""One JSON-over-HTTP GET client with retries (tenacity), shared by every remote source:
+IG1 billing, the gateway's management API (inventory) and its spend and activity APIs.
 
-Retried: timeouts and connection errors, 429 (after Retry-After when given, capped), 5xx
-and a 200 whose body is not JSON (a cut-off transfer), with exponential backoff and
-jitter. Not retried: every other status; the statuses a service names in
-`final_status_messages` fail with that message, any other with a generic one. The secret
-is sent in an `Authorization: Bearer` header and replaced by `***` in every message,
-whatever a server or library echoes. Each raised error carries `.status` (the HTTP
-status, or None when no answer came) so a caller can react to one status in particular.
+Retried: timeouts and connection errors, 429 and 5xx (after Retry-After when the server
+gives one, capped), and a 200 whose body is not JSON (a cut-off transfer), with
+exponential backoff and jitter, `max_retries` times. Not retried: every other status; the
+statuses a service names in `final_status_messages` fail with that message, any other
+with a generic one. The secret is sent in an `Authorization: Bearer` header and replaced
+by `***` in every message, whatever a server or library echoes. Each raised error carries
+`.status` (the HTTP status, or None when no answer came) so a caller can react to one
+status in particular.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import tenacity
 
 MAX_RETRY_AFTER_SECONDS = 120.0
 
@@ -42,11 +44,48 @@ class JsonAnswer:
     document: Any
 
 
+class RetryableAnswer(Exception):
+    """An answer a later attempt may fix (429, 5xx, a cut-off body), and the wait the server asked for."""
+
+    def __init__(self, problem: str, retry_after: float | None = None):
+        super().__init__(problem)
+        self.problem, self.retry_after = problem, retry_after
+
+
+RETRYABLE = (httpx.TransportError, RetryableAnswer)  # TransportError covers timeouts and refused connections
+
+
+def problem_of(exc: BaseException) -> str:
+    """Why an attempt failed, in the words the logs and the give-up message use."""
+    if isinstance(exc, RetryableAnswer):
+        return exc.problem
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    return f"could not connect ({type(exc).__name__}: {exc})"
+
+
+class BackoffOrRetryAfter(tenacity.wait.wait_base):
+    """The server's Retry-After when it gave one (capped), else exponential backoff with
+    jitter over the upper half of each step (never 0, never in lockstep with other clients)."""
+
+    def __init__(self, backoff_seconds: float, max_backoff_seconds: float, max_retry_after_seconds: float, jitter: Callable[[], float]):
+        self.backoff_seconds, self.max_backoff_seconds = backoff_seconds, max_backoff_seconds
+        self.max_retry_after_seconds, self.jitter = max_retry_after_seconds, jitter
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, RetryableAnswer) and failure.retry_after is not None:
+            return min(failure.retry_after, self.max_retry_after_seconds)
+        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (retry_state.attempt_number - 1))
+        return ceiling * (0.5 + 0.5 * self.jitter())
+
+
 class RetryingJsonClient:
     """GET JSON documents from one service, retrying what a retry can fix.
 
     `error` is the exception class raised (the service's own, e.g. BillingError); the
-    messages start with `service` ("IG1", "The gateway") and name the URL, never the secret."""
+    messages start with `service` ("IG1", "The gateway") and name the URL, never the secret.
+    `sleep` and `jitter` are injectable so tests check the waits without waiting them."""
 
     def __init__(self, base_url: str, secret: str, *, service: str = "IG1", error: type[Exception] = RuntimeError,
                  final_status_messages: Mapping[int, str] | None = None, detail_statuses: frozenset[int] | None = None,
@@ -67,10 +106,8 @@ class RetryingJsonClient:
         # Statuses whose message gets the server's own reason appended (default: every 4xx but auth ones).
         self.detail_statuses = detail_statuses
         self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
-        self.max_retry_after_seconds = max_retry_after_seconds
-        self._sleep, self._jitter, self._log = sleep, jitter, log or (lambda message: None)
+        self._wait = BackoffOrRetryAfter(backoff_seconds, max_backoff_seconds, max_retry_after_seconds, jitter)
+        self._sleep, self._log = sleep, log or (lambda message: None)
         self.calls = CallLog()
 
     def close(self) -> None:
@@ -82,52 +119,43 @@ class RetryingJsonClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def delay(self, attempt: int) -> float:
-        """Exponential backoff with full jitter over its upper half (never 0, never in lockstep)."""
-        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** attempt)
-        return ceiling * (0.5 + 0.5 * self._jitter())
-
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """The decoded JSON body of `GET path`, after retries; raises `self.error` otherwise."""
         return self.get(path, params).document
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> JsonAnswer:
         """`GET path` answered 200 with a JSON body: the body's bytes as sent and its decoded value."""
-        where = f"{self.base_url}{path}"
-        for attempt in range(self.max_retries + 1):
-            self.calls.attempts += 1
-            last = attempt == self.max_retries
-            try:
-                response = self._client.get(path, params=dict(params or {}))
-            except httpx.TimeoutException as exc:
-                problem, wait = f"timed out ({type(exc).__name__})", None
-            except httpx.TransportError as exc:
-                problem, wait = f"could not connect ({type(exc).__name__}: {exc})", None
-            else:
-                status = response.status_code
-                if status in self.final_status_messages:
-                    detail = error_detail(response) if self._wants_detail(status) else ""
-                    self.fail(f"{self.final_status_messages[status]} on GET {where}{detail}", status)
-                if status == 429:
-                    problem, wait = "rate limited (HTTP 429)", retry_after(response)
-                elif status >= 500:
-                    problem, wait = f"server error (HTTP {status})", None
-                elif status != 200:
-                    detail = error_detail(response) if self._wants_detail(status) else ""
-                    self.fail(f"{self.service} answered HTTP {status} on GET {where}, which the product does not expect{detail}", status)
-                else:
-                    try:
-                        return JsonAnswer(response.content, response.json())
-                    except ValueError:
-                        problem, wait = f"a body that is not JSON ({len(response.content)} bytes, starting {response.text[:40]!r})", None
-            if last:
-                self.fail(f"{self.service} GET {where} failed after {attempt + 1} attempts; last: {problem}", None)
-            delay = self.delay(attempt) if wait is None else min(wait, self.max_retry_after_seconds)
-            self.calls.retries.append(problem)
-            self.calls.waited_seconds += delay
-            self._log(self.clean(f"{self.service} GET {path}: {problem}; retry {attempt + 1}/{self.max_retries} in {delay:.1f} s"))
-            self._sleep(delay)
-        raise AssertionError("unreachable")
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RETRYABLE), stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait, sleep=self._sleep, before_sleep=lambda state: self._note_retry(path, state), reraise=True,
+        )
+        try:
+            return retrying(self._attempt, path, dict(params or {}))
+        except RETRYABLE as exc:
+            self.fail(f"{self.service} GET {self.base_url}{path} failed after {self.max_retries + 1} attempts; last: {problem_of(exc)}")
+
+    def _attempt(self, path: str, params: dict[str, Any]) -> JsonAnswer:
+        self.calls.attempts += 1
+        response = self._client.get(path, params=params)
+        status, where = response.status_code, f"{self.base_url}{path}"
+        if status in self.final_status_messages:
+            self.fail(f"{self.final_status_messages[status]} on GET {where}{self._detail(response)}", status)
+        if status == 429:
+            raise RetryableAnswer("rate limited (HTTP 429)", retry_after(response))
+        if status >= 500:
+            raise RetryableAnswer(f"server error (HTTP {status})", retry_after(response))
+        if status != 200:
+            self.fail(f"{self.service} answered HTTP {status} on GET {where}, which the product does not expect{self._detail(response)}", status)
+        try:
+            return JsonAnswer(response.content, response.json())
+        except ValueError:
+            raise RetryableAnswer(f"a body that is not JSON ({len(response.content)} bytes, starting {response.text[:40]!r})") from None
+
+    def _note_retry(self, path: str, state: tenacity.RetryCallState) -> None:
+        problem, delay = problem_of(state.outcome.exception()), state.next_action.sleep
+        self.calls.retries.append(problem)
+        self.calls.waited_seconds += delay
+        self._log(self.clean(f"{self.service} GET {path}: {problem}; retry {state.attempt_number}/{self.max_retries} in {delay:.1f} s"))
 
     def fail(self, message: str, status: int | None = None):
         """Raise the service's error with the secret masked, carrying the HTTP status."""
@@ -139,10 +167,10 @@ class RetryingJsonClient:
         """Belt and braces: whatever a server or library echoes, the secret never leaves in a message."""
         return message.replace(self._secret, "***") if self._secret else message
 
-    def _wants_detail(self, status: int) -> bool:
-        if self.detail_statuses is not None:
-            return status in self.detail_statuses
-        return 400 <= status < 500 and status not in (401, 403)
+    def _detail(self, response: httpx.Response) -> str:
+        wanted = (response.status_code in self.detail_statuses if self.detail_statuses is not None
+                  else 400 <= response.status_code < 500 and response.status_code not in (401, 403))
+        return error_detail(response) if wanted else ""
 
 
 def retry_after(response: httpx.Response) -> float | None:

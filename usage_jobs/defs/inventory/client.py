@@ -4,6 +4,7 @@ retried; a wrong admin key fails at once naming GATEWAY_ADMIN_KEY, never the key
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +20,12 @@ MAX_PAGES = 1000
 
 def fetch_inventory(base_url: str, admin_key: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None,
                     max_retries: int = 2, backoff_seconds: float = 0.5, sleep: Callable[[float], None] = time.sleep,
-                    log: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
+                    jitter: Callable[[], float] = random.random, log: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
     """All keys (every page of /key/list) and all teams (/team/list)."""
     if not admin_key:
         raise InventoryError("GATEWAY_ADMIN_KEY is not set: the inventory cannot be read from the gateway")
     with gateway_client(base_url, admin_key, error=InventoryError, timeout=timeout, max_retries=max_retries,
-                        backoff_seconds=backoff_seconds, transport=transport, sleep=sleep, log=log) as client:
+                        backoff_seconds=backoff_seconds, transport=transport, sleep=sleep, jitter=jitter, log=log) as client:
         keys: list[dict] = []
         for page in range(1, MAX_PAGES + 1):
             body: Any = client.get_json("/key/list", {"page": page, "size": PAGE_SIZE, "return_full_object": "true"})
