@@ -1,8 +1,11 @@
 import datetime as dt
+import re
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from usage_jobs.settings import SETTINGS_DOCS, SettingsError, load_settings
+from usage_jobs.settings import ENV_NAMES, SettingsError, load_settings, markdown_table
 
 
 @pytest.mark.parametrize("env, message", [
@@ -21,8 +24,10 @@ from usage_jobs.settings import SETTINGS_DOCS, SettingsError, load_settings
     ({"USAGE_LOGS_SOURCE": "gateway-api"}, "USAGE_LOGS_SOURCE=gateway-api needs GATEWAY_BASE_URL and GATEWAY_ADMIN_KEY"),
     ({"USAGE_S3_ENDPOINT_URL": "minio:9000"}, "USAGE_S3_ENDPOINT_URL='minio:9000' is not an http"),
     ({"USAGE_FETCH_CONCURRENCY": "0"}, "USAGE_FETCH_CONCURRENCY='0' must be between 1 and 1024"),
+    ({"USAGE_HISTORY_DAYS": "2.5"}, "USAGE_HISTORY_DAYS='2.5' must be a whole number"),
+    ({"USAGE_FRESHNESS_DEADLINE": "6h"}, "USAGE_FRESHNESS_DEADLINE='6h' is not a valid time of day"),
+    ({"IG1_USD_RATE": "/nope/rates.csv"}, "IG1_USD_RATE='/nope/rates.csv' is neither a number nor an existing rates file"),
 ])
-
 def test_a_bad_setting_fails_fast_naming_it(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(env)
@@ -34,15 +39,34 @@ def test_a_bucket_url_is_a_logs_location(url):
     assert settings.logs_in_bucket and settings.logs_dir == url
 
 
-def test_defaults_make_the_demo_work_and_every_setting_is_documented(tmp_path):
-    settings = load_settings({}, today=dt.date(2026, 11, 24))
+def test_defaults_make_the_demo_work_and_every_setting_is_described():
+    settings = load_settings({})
     assert settings.timezone == "UTC" and str(settings.site_dir) == "site_output"
-    assert {name for name, _ in settings.describe()} == {doc.env for doc in SETTINGS_DOCS}
-    readme = (__import__("pathlib").Path(__file__).parents[1] / "README.md").read_text()
-    assert all(doc.env in readme for doc in SETTINGS_DOCS)
+    assert [name for name, _ in settings.describe()] == list(ENV_NAMES)
+
+
+def test_the_readme_settings_table_is_the_models():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = re.search(r"^\| variable \| default \| meaning \|\n(?:\|.*\n)+", readme, re.MULTILINE).group(0).rstrip("\n")
+    assert table == markdown_table(), "regenerate it: python -m usage_jobs.settings --markdown"
+
+
+@pytest.mark.parametrize("env, first_day", [
+    ({"USAGE_START_DATE": "2026-03-01"}, dt.date(2026, 3, 1)),
+    ({}, dt.date.today() - dt.timedelta(days=90)),
+    ({"USAGE_HISTORY_DAYS": "7"}, dt.date.today() - dt.timedelta(days=7)),
+])
+def test_the_first_partition_is_the_start_date_else_a_number_of_days_back(env, first_day):
+    assert load_settings(env).first_day == first_day
+
+
+def test_the_usd_rate_is_parsed_once_into_rates(tmp_path):
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,usd_per_unit\n2026-01-01,1.08\n")
+    assert load_settings({"IG1_USD_RATE": str(rates)}).usd_rates.rate(dt.date(2026, 2, 1)) == Decimal("1.08")
 
 
 def test_secrets_are_masked_in_the_description():
     settings = load_settings({"IG1_MASTER_KEY": "ig1-master-SECRET", "GATEWAY_BASE_URL": "http://127.0.0.1:4000", "GATEWAY_ADMIN_KEY": "sk-admin-SECRET"})
     described = repr(settings) + str(settings.describe())
-    assert "SECRET" not in described
+    assert "SECRET" not in described and settings.ig1_master_key.get_secret_value() == "ig1-master-SECRET"

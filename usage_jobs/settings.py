@@ -1,8 +1,11 @@
-"""Every setting of the product, in one place.
+"""Every setting of the product, declared once: environment name, default, meaning, validation.
 
-Each setting is read from an environment variable; the defaults make the demo work
-from the repository root. `usage-report check-config` prints the effective values
-(secrets masked) and fails with a message naming the first bad setting.
+The model is a pydantic-settings `BaseSettings`: each field's alias is its environment
+variable, its description the README's and `check-config`'s text. `load_settings()` reads
+the process environment (or a given mapping) once; nothing else reads it. A bad value
+fails with a `SettingsError` naming the variable and the value.
+
+`python -m usage_jobs.settings --markdown` prints the README's settings table.
 """
 
 from __future__ import annotations
@@ -10,11 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from usage_jobs.defs.billing.fx import FxError, load_usd_rates
+from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+from usage_jobs.defs.billing.fx import FxError, UsdRates, load_usd_rates
 from usage_jobs.defs.gateway.landing import is_bucket_url
 
 
@@ -22,132 +31,220 @@ class SettingsError(ValueError):
     """A setting has a value the product cannot use; the message names the setting."""
 
 
-@dataclass(frozen=True)
-class SettingDoc:
-    env: str
-    default: str
-    help: str
-    secret: bool = False
-
-
-SETTINGS_DOCS: tuple[SettingDoc, ...] = (
-    SettingDoc("USAGE_LOGS_DIR", "demo_data/logs", "Where the gateway request logs are: a local folder, or the bucket itself (s3://bucket/prefix, gs://…, az://container/prefix; credentials from the cloud's standard chain)."),
-    SettingDoc("USAGE_LOGS_SOURCE", "logs-dir", "logs-dir: read USAGE_LOGS_DIR; gateway-api: read each day from the gateway's GET /spend/logs/v2 (GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY)."),
-    SettingDoc("USAGE_LANDING_DIR", "landing", "Local raw landing folder: a bucket's or the API's objects are copied here per day, and ingest reads them from here."),
-    SettingDoc("USAGE_S3_ENDPOINT_URL", "", "Endpoint of an S3-compatible store (MinIO, Ceph, Scaleway…) for s3:// logs; AWS S3 when empty."),
-    SettingDoc("USAGE_FETCH_CONCURRENCY", "32", "Objects fetched at once from a bucket."),
-    SettingDoc("USAGE_WAREHOUSE", "warehouse/usage.duckdb", "DuckDB warehouse file (created if missing)."),
-    SettingDoc("USAGE_SITE_DIR", "site_output", "Folder the static report site is written to."),
-    SettingDoc("USAGE_TIMEZONE", "UTC", "IANA time zone of report days (daily partitions, dates in exports)."),
-    SettingDoc("USAGE_START_DATE", "(earliest day folder in the logs, else 90 days ago)", "First daily partition, YYYY-MM-DD."),
-    SettingDoc("USAGE_INVENTORY_FILE", "demo_data/inventory.json if it exists", "Key/team inventory exported from the gateway's /key/list and /team/list (JSON)."),
-    SettingDoc("GATEWAY_BASE_URL", "", "Gateway (LiteLLM proxy) URL; with GATEWAY_ADMIN_KEY the inventory is read from its API instead of a file."),
-    SettingDoc("GATEWAY_ADMIN_KEY", "", "Gateway admin key for /key/list and /team/list.", secret=True),
-    SettingDoc("IG1_BASE_URL", "https://api.ig1.ai", "IG1 billing API base URL."),
-    SettingDoc("IG1_MASTER_KEY", "", "IG1 master key for /usage and /usage/history (billing is off without it).", secret=True),
-    SettingDoc("IG1_BILLING_TIMEZONE", "UTC", "IANA time zone of IG1's billing days; gateway requests are reconciled by the billing day they started in."),
-    SettingDoc("IG1_REFRESH_DAYS", "3", "Days of billing each daily run asks IG1 for again (the day and the ones before it), as billing arrives late and can be restated."),
-    SettingDoc("IG1_USD_RATE", "(none; 1 when IG1 bills in USD)", "USD per unit of the contract currency: a number (1.08), or a CSV file of date,usd_per_unit (latest rate on or before each day is used)."),
-    SettingDoc("IG1_LATE_DAYS", "2", "Billing still missing this many days after a day fails the billing check (before that it is a warning)."),
-    SettingDoc("IG1_TIMEOUT_SECONDS", "30", "Read timeout of one IG1 API call, in seconds (connect timeout: 5 s)."),
-    SettingDoc("IG1_MAX_RETRIES", "4", "Retries of an IG1 API call after a timeout, 429 or 5xx (exponential backoff with jitter)."),
-    SettingDoc("USAGE_VARIANCE_WARN_PCT", "10", "Estimated-versus-billed variance (tokens or cost, %) beyond which the variance check warns."),
-    SettingDoc("USAGE_PRICES_FILE", "(built-in IG1 list prices)", "JSON price table used to re-price requests logged without a cost."),
-    SettingDoc("USAGE_MAX_REJECTED_SHARE", "0.02", "Blocking check: largest share of a day's input records that may be rejected (0..1)."),
-    SettingDoc("USAGE_DUCKDB_MEMORY_LIMIT", "1GB", "Memory DuckDB may use per connection (e.g. 800MB, 4GB); beyond it, it spills to disk."),
-    SettingDoc("USAGE_MAX_RECORD_MB", "16", "Largest accepted log record (one JSON object), in MB; longer ones are rejected."),
-    SettingDoc("USAGE_SCHEDULE_TIME", "01:15", "Time of day (HH:MM, USAGE_TIMEZONE) the daily run ingests the previous day."),
-    SettingDoc("USAGE_SERVE_HOST", "127.0.0.1", "Address `usage-report serve` listens on (keep 127.0.0.1 behind your own web server or SSO)."),
-    SettingDoc("USAGE_SERVE_PORT", "8080", "Port `usage-report serve` listens on."),
-    SettingDoc("USAGE_ADMIN_TOKENS", "", "Comma-separated tokens that `usage-report serve` admits as admins without asking the gateway.", secret=True),
-    SettingDoc("USAGE_AUTH_CACHE_SECONDS", "60", "How long `usage-report serve` remembers the gateway's answer about a reader's key."),
-    SettingDoc("DAGSTER_HOME", ".dagster_home", "Dagster instance folder (run history, schedules); telemetry is off there."),
-)
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 LOGS_SOURCES = ("logs-dir", "gateway-api")
 DEMO_INVENTORY = Path("demo_data/inventory.json")
 
 
-def _env(name: str, env: dict[str, str]) -> str | None:
-    value = env.get(name)
-    if value is None or value.strip() == "":
+def _number(low: float, high: float, whole: bool = False):
+    """A before-validator: the text as a number in [low, high] (a whole one if `whole`), with a clear message."""
+
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if whole and number != int(number):
+            raise ValueError(f"{value!r} must be a whole number")
+        if not low <= number <= high:
+            raise ValueError(f"{value!r} must be between {low:g} and {high:g}")
+        return int(number) if whole else number
+
+    return BeforeValidator(parse)
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
         return None
-    return value.strip()
-
-
-def _parse_date(name: str, value: str) -> dt.date:
-    if not _DATE.match(value):
-        raise SettingsError(f"{name}={value!r} is not a date in YYYY-MM-DD form")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={value!r} is not a valid date: {exc}") from None
-
-
-def _parse_float(name: str, value: str, low: float, high: float, whole: bool = False) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(f"{name}={value!r} is not a number") from None
-    if whole and number != int(number):
-        raise SettingsError(f"{name}={value!r} must be a whole number")
-    if not low <= number <= high:
-        raise SettingsError(f"{name}={value!r} must be between {low:g} and {high:g}")
-    return number
-
-
-def _parse_url(name: str, value: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
-        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+        raise ValueError(f"{value!r} is not an http(s) URL")
     return value.rstrip("/")
 
 
-def earliest_log_day(logs_dir: Path) -> dt.date | None:
-    """The earliest YYYY-MM-DD folder name found under the log root (shallow walk)."""
-    from usage_jobs.defs.gateway.layout import iter_day_folders
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a known IANA time zone (e.g. UTC, Europe/Paris)") from None
+    return value
 
-    days = [day for day, _ in iter_day_folders(logs_dir)]
-    return min(days) if days else None
+
+def _date(value: Any) -> Any:
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{value!r} is not a date in YYYY-MM-DD form")
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid date: {exc}") from None
+    return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    logs_dir: str
-    warehouse: Path
-    site_dir: Path
-    timezone: str
-    start_date: dt.date
-    inventory_file: Path | None
-    gateway_base_url: str | None
-    gateway_admin_key: str | None = field(repr=False)
-    ig1_base_url: str
-    ig1_master_key: str | None = field(repr=False)
-    billing_timezone: str
-    billing_refresh_days: int
-    usd_rate: str | None
-    billing_late_days: int
-    billing_timeout_seconds: float
-    billing_max_retries: int
-    variance_warn_pct: float
-    prices_file: Path | None
-    max_rejected_share: float
-    max_record_bytes: int
-    duckdb_memory_limit: str
-    schedule_time: dt.time
-    dagster_home: Path
-    logs_source: str = "logs-dir"
-    landing_dir: Path = Path("landing")
-    s3_endpoint_url: str | None = None
-    fetch_concurrency: int = 32
-    serve_host: str = "127.0.0.1"
-    serve_port: int = 8080
-    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
-    auth_cache_seconds: float = 60.0
+def _time_of_day(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return dt.datetime.strptime(value, "%H:%M").time()
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid time of day (HH:MM, 24-hour)") from None
+    return value
+
+
+def _existing_file(value: Any) -> Any:
+    if value is not None and not Path(value).is_file():
+        raise ValueError(f"{str(value)!r} does not exist or is not a file")
+    return value
+
+
+def _comma_list(value: Any) -> Any:
+    return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
+
+
+HttpUrl = Annotated[str | None, BeforeValidator(_http_url)]
+TimeZone = Annotated[str, BeforeValidator(_time_zone)]
+ExistingFile = Annotated[Path | None, BeforeValidator(_existing_file)]
+
+
+def setting(default: Any, env: str, description: str, shown_default: str | None = None, secret: bool = False) -> Any:
+    """One setting: its environment variable, default and meaning (and how the README shows the default)."""
+    extra = {"secret": secret} | ({"shown_default": shown_default} if shown_default else {})
+    return Field(default, validation_alias=env, description=description, json_schema_extra=extra)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
+
+    logs_dir: str = setting("demo_data/logs", "USAGE_LOGS_DIR",
+                            "the gateway request logs: a local folder or a bucket (`s3://bucket/prefix`, `gs://…`, `az://container/prefix`; "
+                            "credentials from the cloud's standard chain)")
+    logs_source: str = setting("logs-dir", "USAGE_LOGS_SOURCE",
+                               "`logs-dir` reads `USAGE_LOGS_DIR`; `gateway-api` reads each day from the gateway's `GET /spend/logs/v2`")
+    landing_dir: Path = setting(Path("landing"), "USAGE_LANDING_DIR",
+                                "local raw landing folder: a bucket's or the API's objects are copied here per day, and ingest reads them from here")
+    s3_endpoint_url: HttpUrl = setting(None, "USAGE_S3_ENDPOINT_URL", "endpoint of an S3-compatible store (MinIO, Ceph…); AWS S3 when empty")
+    fetch_concurrency: Annotated[int, _number(1, 1024, whole=True)] = setting(32, "USAGE_FETCH_CONCURRENCY", "objects fetched at once from a bucket")
+    warehouse: Path = setting(Path("warehouse/usage.duckdb"), "USAGE_WAREHOUSE", "the DuckDB warehouse file (created if missing)")
+    site_dir: Path = setting(Path("site_output"), "USAGE_SITE_DIR", "where the site is published")
+    timezone: TimeZone = setting("UTC", "USAGE_TIMEZONE", "IANA time zone of report days (partitions, dates in exports)")
+    start_date: Annotated[dt.date | None, BeforeValidator(_date)] = setting(
+        None, "USAGE_START_DATE", "first daily partition, YYYY-MM-DD", shown_default="`USAGE_HISTORY_DAYS` days ago")
+    history_days: Annotated[int, _number(1, 36500, whole=True)] = setting(
+        90, "USAGE_HISTORY_DAYS", "without `USAGE_START_DATE`, the first daily partition is this many days before today")
+    inventory_file: ExistingFile = setting(None, "USAGE_INVENTORY_FILE", "key/team inventory file (the gateway's `/key/list` and `/team/list`, JSON)",
+                                           shown_default="`demo_data/inventory.json` if present")
+    gateway_base_url: HttpUrl = setting(None, "GATEWAY_BASE_URL", "gateway URL, to read the inventory (and, with `gateway-api`, the logs) from its API")
+    gateway_admin_key: SecretStr | None = setting(None, "GATEWAY_ADMIN_KEY", "gateway admin key for `/key/list`, `/team/list` and `/spend/logs/v2`",
+                                                  secret=True)
+    ig1_base_url: HttpUrl = setting("https://api.ig1.ai", "IG1_BASE_URL", "IG1 billing API")
+    ig1_master_key: SecretStr | None = setting(None, "IG1_MASTER_KEY", "IG1 master key (billing reconciliation; the report says when it is absent)",
+                                               secret=True)
+    billing_timezone: TimeZone = setting("UTC", "IG1_BILLING_TIMEZONE",
+                                         "time zone of IG1's billing days; requests are reconciled by the billing day they started in")
+    billing_refresh_days: Annotated[int, _number(1, 90, whole=True)] = setting(
+        3, "IG1_REFRESH_DAYS", "days of billing each daily run asks for again (the day and the ones before): billing arrives late and can be restated")
+    usd_rate: str | None = setting(None, "IG1_USD_RATE",
+                                   "USD per unit of the contract currency: a number (`1.08`) or a CSV file `date,usd_per_unit` "
+                                   "(latest rate on or before each day)", shown_default="none (1 when IG1 bills in USD)")
+    billing_late_days: Annotated[int, _number(0, 3650, whole=True)] = setting(
+        2, "IG1_LATE_DAYS", "billing still missing this many days after a day fails the `billing_arrived` check (a warning before that)")
+    billing_timeout_seconds: Annotated[float, _number(0.1, 600)] = setting(30.0, "IG1_TIMEOUT_SECONDS",
+                                                                           "read timeout of one IG1 call (connect timeout 5 s)")
+    billing_max_retries: Annotated[int, _number(0, 20, whole=True)] = setting(
+        4, "IG1_MAX_RETRIES", "retries after a timeout, a connection error, 429 (honouring Retry-After), 5xx or a cut-off body")
+    variance_warn_pct: Annotated[float, _number(0, 1000)] = setting(
+        10.0, "USAGE_VARIANCE_WARN_PCT", "the `variance_within_threshold` check warns beyond this estimated-vs-billed variance (%)")
+    prices_file: ExistingFile = setting(None, "USAGE_PRICES_FILE",
+                                        "JSON price table (USD per 1M tokens) used to re-price requests logged without a cost",
+                                        shown_default="built-in IG1 list prices")
+    max_rejected_share: Annotated[float, _number(0, 1)] = setting(
+        0.02, "USAGE_MAX_REJECTED_SHARE", "blocking check: largest share of a day's records that may be rejected")
+    duckdb_memory_limit: str = setting("1GB", "USAGE_DUCKDB_MEMORY_LIMIT", "memory DuckDB may use per connection; beyond it, it spills to disk")
+    max_record_mb: Annotated[float, _number(0.001, 1024)] = setting(
+        16.0, "USAGE_MAX_RECORD_MB", "largest accepted log record (MB); longer ones are rejected with that reason")
+    schedule_time: Annotated[dt.time, BeforeValidator(_time_of_day)] = setting(
+        dt.time(1, 15), "USAGE_SCHEDULE_TIME", "time of day (report time zone) the schedule ingests the previous day")
+    freshness_deadline: Annotated[dt.time, BeforeValidator(_time_of_day)] = setting(
+        dt.time(6, 0), "USAGE_FRESHNESS_DEADLINE",
+        "time of day (report time zone) by which yesterday's partition of the daily assets must exist, else their freshness check fails")
+    serve_host: str = setting("127.0.0.1", "USAGE_SERVE_HOST", "address `usage-report serve` listens on")
+    serve_port: Annotated[int, _number(1, 65535, whole=True)] = setting(8080, "USAGE_SERVE_PORT", "port `usage-report serve` listens on")
+    admin_tokens: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = setting(
+        (), "USAGE_ADMIN_TOKENS", "comma-separated tokens `usage-report serve` admits as admins without asking the gateway", secret=True)
+    auth_cache_seconds: Annotated[float, _number(0, 3600)] = setting(
+        60.0, "USAGE_AUTH_CACHE_SECONDS", "how long `usage-report serve` remembers the gateway's answer about a reader's key")
+    dagster_home: Path = setting(Path(".dagster_home"), "DAGSTER_HOME", "Dagster instance folder (`dagster.yaml` with telemetry off)")
+
+    # IG1_USD_RATE parsed once, when the settings are validated.
+    _usd_rates: UsdRates = PrivateAttr(default_factory=UsdRates)
+
+    @field_validator("logs_dir")
+    @classmethod
+    def _logs_location(cls, value: str) -> str:
+        if "://" in value and not is_bucket_url(value):
+            raise ValueError(f"{value!r}: a local folder or a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix) is expected")
+        if not is_bucket_url(value) and Path(value).exists() and not Path(value).is_dir():
+            raise ValueError(f"{value!r} is a file, not a folder")
+        return value
+
+    @field_validator("logs_source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in LOGS_SOURCES:
+            raise ValueError(f"{value!r} must be one of {', '.join(LOGS_SOURCES)}")
+        return value
+
+    @field_validator("warehouse")
+    @classmethod
+    def _warehouse_file(cls, value: Path) -> Path:
+        if value.is_dir():
+            raise ValueError(f"{str(value)!r} is a folder; give the path of a .duckdb file")
+        return value
+
+    @field_validator("site_dir")
+    @classmethod
+    def _site_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is a file, not a folder")
+        return value
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, re.IGNORECASE):
+            raise ValueError(f"{value!r} is not a size such as 800MB or 4GB")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.gateway_base_url and not self.gateway_admin_key:
+            raise ValueError("GATEWAY_BASE_URL is set but GATEWAY_ADMIN_KEY is not: the gateway API needs an admin key")
+        if self.logs_source == "gateway-api" and not self.gateway_base_url:
+            raise ValueError("USAGE_LOGS_SOURCE=gateway-api needs GATEWAY_BASE_URL and GATEWAY_ADMIN_KEY")
+        try:
+            self._usd_rates = load_usd_rates(self.usd_rate)
+        except FxError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def first_day(self) -> dt.date:
+        """The first daily partition: USAGE_START_DATE, else USAGE_HISTORY_DAYS before today."""
+        return self.start_date or dt.date.today() - dt.timedelta(days=self.history_days)
+
+    @property
+    def inventory(self) -> Path | None:
+        """USAGE_INVENTORY_FILE, else the demo's inventory when it is there."""
+        return self.inventory_file or (DEMO_INVENTORY if DEMO_INVENTORY.is_file() else None)
+
+    @property
+    def usd_rates(self) -> UsdRates:
+        return self._usd_rates
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def max_record_bytes(self) -> int:
+        return int(self.max_record_mb * 1_000_000)
 
     @property
     def logs_in_bucket(self) -> bool:
@@ -157,171 +254,80 @@ class Settings:
     def inventory_source(self) -> str:
         if self.gateway_base_url and self.gateway_admin_key:
             return "gateway"
-        if self.inventory_file:
-            return "file"
-        return "none"
+        return "file" if self.inventory else "none"
 
     @property
     def billing_configured(self) -> bool:
         return bool(self.ig1_master_key)
 
     def describe(self) -> list[tuple[str, str]]:
-        """(env name, effective value) pairs, secrets masked, for check-config and the report."""
-        secret = lambda v: "(set)" if v else "(not set)"  # noqa: E731
-        return [
-            ("USAGE_LOGS_DIR", self.logs_dir),
-            ("USAGE_LOGS_SOURCE", self.logs_source),
-            ("USAGE_LANDING_DIR", str(self.landing_dir)),
-            ("USAGE_S3_ENDPOINT_URL", self.s3_endpoint_url or "(not set)"),
-            ("USAGE_FETCH_CONCURRENCY", str(self.fetch_concurrency)),
-            ("USAGE_WAREHOUSE", str(self.warehouse)),
-            ("USAGE_SITE_DIR", str(self.site_dir)),
-            ("USAGE_TIMEZONE", self.timezone),
-            ("USAGE_START_DATE", self.start_date.isoformat()),
-            ("USAGE_INVENTORY_FILE", str(self.inventory_file) if self.inventory_file else "(not set)"),
-            ("GATEWAY_BASE_URL", self.gateway_base_url or "(not set)"),
-            ("GATEWAY_ADMIN_KEY", secret(self.gateway_admin_key)),
-            ("IG1_BASE_URL", self.ig1_base_url),
-            ("IG1_MASTER_KEY", secret(self.ig1_master_key)),
-            ("IG1_BILLING_TIMEZONE", self.billing_timezone),
-            ("IG1_REFRESH_DAYS", str(self.billing_refresh_days)),
-            ("IG1_USD_RATE", self.usd_rate or "(not set)"),
-            ("IG1_LATE_DAYS", str(self.billing_late_days)),
-            ("IG1_TIMEOUT_SECONDS", f"{self.billing_timeout_seconds:g}"),
-            ("IG1_MAX_RETRIES", str(self.billing_max_retries)),
-            ("USAGE_VARIANCE_WARN_PCT", f"{self.variance_warn_pct:g}"),
-            ("USAGE_PRICES_FILE", str(self.prices_file) if self.prices_file else "(built-in)"),
-            ("USAGE_MAX_REJECTED_SHARE", f"{self.max_rejected_share:g}"),
-            ("USAGE_DUCKDB_MEMORY_LIMIT", self.duckdb_memory_limit),
-            ("USAGE_MAX_RECORD_MB", f"{self.max_record_bytes / 1e6:g}"),
-            ("USAGE_SCHEDULE_TIME", self.schedule_time.strftime("%H:%M")),
-            ("DAGSTER_HOME", str(self.dagster_home)),
-            ("USAGE_SERVE_HOST", self.serve_host),
-            ("USAGE_SERVE_PORT", str(self.serve_port)),
-            ("USAGE_ADMIN_TOKENS", f"({len(self.admin_tokens)} set)" if self.admin_tokens else "(not set)"),
-            ("USAGE_AUTH_CACHE_SECONDS", f"{self.auth_cache_seconds:g}"),
-        ]
+        """(env name, effective value) pairs, secrets masked, for check-config."""
+        return [(info.validation_alias, _shown(name, getattr(self, name), info.json_schema_extra["secret"], self))
+                for name, info in type(self).model_fields.items()]
 
 
-def load_settings(env: dict[str, str] | None = None, today: dt.date | None = None) -> Settings:
-    """Read and validate every setting; raise SettingsError naming the first bad one."""
-    env = dict(os.environ if env is None else env)
-    today = today or dt.date.today()
+def _shown(name: str, value: Any, secret: bool, settings: Settings) -> str:
+    if secret:
+        return (f"({len(value)} set)" if isinstance(value, tuple) else "(set)") if value else "(not set)"
+    if name == "start_date":
+        return settings.first_day.isoformat() + ("" if value else f" ({settings.history_days} days ago)")
+    if name == "inventory_file":
+        value = settings.inventory
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "(not set)" if value is None else str(value)
 
-    timezone = _env("USAGE_TIMEZONE", env) or "UTC"
+
+ENV_NAMES = tuple(info.validation_alias for info in Settings.model_fields.values())
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (the process environment by
+    default), values stripped so that a blank one counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        stripped = {name: value.strip() for name, value in self.environ.items() if name in ENV_NAMES}
+        return parse_env_vars(stripped, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting from `env` (default: the process environment).
+
+    Raise SettingsError naming each bad setting and its value."""
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"USAGE_TIMEZONE={timezone!r} is not a known IANA time zone (e.g. UTC, Europe/Paris)") from None
+        return Settings(_build_sources=((_Environment(os.environ if env is None else env),), {}))
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_message(error) for error in exc.errors())) from None
 
-    logs_raw = _env("USAGE_LOGS_DIR", env) or "demo_data/logs"
-    local_logs = None if is_bucket_url(logs_raw) else Path(logs_raw)
-    if "://" in logs_raw and local_logs is not None:
-        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r}: a local folder or a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix) is expected")
-    if local_logs is not None and local_logs.exists() and not local_logs.is_dir():
-        raise SettingsError(f"USAGE_LOGS_DIR={logs_raw!r} is a file, not a folder")
-    logs_source = _env("USAGE_LOGS_SOURCE", env) or "logs-dir"
-    if logs_source not in LOGS_SOURCES:
-        raise SettingsError(f"USAGE_LOGS_SOURCE={logs_source!r} must be one of {', '.join(LOGS_SOURCES)}")
-    s3_endpoint = _env("USAGE_S3_ENDPOINT_URL", env)
-    if s3_endpoint:
-        s3_endpoint = _parse_url("USAGE_S3_ENDPOINT_URL", s3_endpoint)
 
-    warehouse = Path(_env("USAGE_WAREHOUSE", env) or "warehouse/usage.duckdb")
-    if warehouse.is_dir():
-        raise SettingsError(f"USAGE_WAREHOUSE={str(warehouse)!r} is a folder; give the path of a .duckdb file")
+def _message(error: dict) -> str:
+    """`NAME=value …` from a field error, the bare message from a cross-setting one."""
+    message = str(error.get("ctx", {}).get("error", error["msg"]))
+    if not error["loc"]:
+        return message
+    name = error["loc"][0]
+    # The validators' messages start with the value they refuse.
+    return f"{name}={message}" if message.startswith("'") else f"{name}={error['input']!r}: {message}"
 
-    site_dir = Path(_env("USAGE_SITE_DIR", env) or "site_output")
-    if site_dir.exists() and not site_dir.is_dir():
-        raise SettingsError(f"USAGE_SITE_DIR={str(site_dir)!r} is a file, not a folder")
 
-    start_raw = _env("USAGE_START_DATE", env)
-    if start_raw:
-        start_date = _parse_date("USAGE_START_DATE", start_raw)
-    else:
-        start_date = earliest_log_day(local_logs) if local_logs is not None and local_logs.is_dir() else None
-        start_date = start_date or today - dt.timedelta(days=90)
+def markdown_table() -> str:
+    """The README's settings table, from the model."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for info in Settings.model_fields.values():
+        extra = info.json_schema_extra
+        default = extra.get("shown_default") or ("—" if info.default in (None, ()) else f"`{_shown('', info.default, False, None)}`")
+        meaning = ("**secret**: " if extra["secret"] else "") + info.description
+        lines.append(f"| `{info.validation_alias}` | {default} | {meaning} |")
+    return "\n".join(lines)
 
-    inventory_raw = _env("USAGE_INVENTORY_FILE", env)
-    if inventory_raw:
-        inventory_file: Path | None = Path(inventory_raw)
-        if not inventory_file.is_file():
-            raise SettingsError(f"USAGE_INVENTORY_FILE={inventory_raw!r} does not exist or is not a file")
-    else:
-        inventory_file = DEMO_INVENTORY if DEMO_INVENTORY.is_file() else None
 
-    gateway_base_url = _env("GATEWAY_BASE_URL", env)
-    gateway_admin_key = _env("GATEWAY_ADMIN_KEY", env)
-    if gateway_base_url:
-        gateway_base_url = _parse_url("GATEWAY_BASE_URL", gateway_base_url)
-        if not gateway_admin_key:
-            raise SettingsError("GATEWAY_BASE_URL is set but GATEWAY_ADMIN_KEY is not: the gateway API needs an admin key")
-    if logs_source == "gateway-api" and not gateway_base_url:
-        raise SettingsError("USAGE_LOGS_SOURCE=gateway-api needs GATEWAY_BASE_URL and GATEWAY_ADMIN_KEY")
-
-    ig1_base_url = _parse_url("IG1_BASE_URL", _env("IG1_BASE_URL", env) or "https://api.ig1.ai")
-
-    billing_timezone = _env("IG1_BILLING_TIMEZONE", env) or "UTC"
-    try:
-        ZoneInfo(billing_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"IG1_BILLING_TIMEZONE={billing_timezone!r} is not a known IANA time zone (e.g. UTC)") from None
-    usd_rate = _env("IG1_USD_RATE", env)
-    try:
-        load_usd_rates(usd_rate)
-    except FxError as exc:
-        raise SettingsError(str(exc)) from None
-
-    prices_raw = _env("USAGE_PRICES_FILE", env)
-    prices_file = Path(prices_raw) if prices_raw else None
-    if prices_file and not prices_file.is_file():
-        raise SettingsError(f"USAGE_PRICES_FILE={prices_raw!r} does not exist or is not a file")
-
-    max_share = _parse_float("USAGE_MAX_REJECTED_SHARE", _env("USAGE_MAX_REJECTED_SHARE", env) or "0.02", 0.0, 1.0)
-    max_record_mb = _parse_float("USAGE_MAX_RECORD_MB", _env("USAGE_MAX_RECORD_MB", env) or "16", 0.001, 1024.0)
-
-    memory_limit = _env("USAGE_DUCKDB_MEMORY_LIMIT", env) or "1GB"
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit, re.IGNORECASE):
-        raise SettingsError(f"USAGE_DUCKDB_MEMORY_LIMIT={memory_limit!r} is not a size such as 800MB or 4GB")
-
-    schedule_raw = _env("USAGE_SCHEDULE_TIME", env) or "01:15"
-    if not re.match(r"^\d{2}:\d{2}$", schedule_raw):
-        raise SettingsError(f"USAGE_SCHEDULE_TIME={schedule_raw!r} is not a time in HH:MM form")
-    try:
-        schedule_time = dt.time.fromisoformat(schedule_raw)
-    except ValueError:
-        raise SettingsError(f"USAGE_SCHEDULE_TIME={schedule_raw!r} is not a valid time of day") from None
-
-    return Settings(
-        logs_dir=logs_raw,
-        logs_source=logs_source,
-        landing_dir=Path(_env("USAGE_LANDING_DIR", env) or "landing"),
-        s3_endpoint_url=s3_endpoint,
-        fetch_concurrency=int(_parse_float("USAGE_FETCH_CONCURRENCY", _env("USAGE_FETCH_CONCURRENCY", env) or "32", 1, 1024, whole=True)),
-        warehouse=warehouse,
-        site_dir=site_dir,
-        timezone=timezone,
-        start_date=start_date,
-        inventory_file=inventory_file,
-        gateway_base_url=gateway_base_url,
-        gateway_admin_key=gateway_admin_key,
-        ig1_base_url=ig1_base_url,
-        ig1_master_key=_env("IG1_MASTER_KEY", env),
-        billing_timezone=billing_timezone,
-        billing_refresh_days=int(_parse_float("IG1_REFRESH_DAYS", _env("IG1_REFRESH_DAYS", env) or "3", 1, 90, whole=True)),
-        usd_rate=usd_rate,
-        billing_late_days=int(_parse_float("IG1_LATE_DAYS", _env("IG1_LATE_DAYS", env) or "2", 0, 3650, whole=True)),
-        billing_timeout_seconds=_parse_float("IG1_TIMEOUT_SECONDS", _env("IG1_TIMEOUT_SECONDS", env) or "30", 0.1, 600),
-        billing_max_retries=int(_parse_float("IG1_MAX_RETRIES", _env("IG1_MAX_RETRIES", env) or "4", 0, 20, whole=True)),
-        variance_warn_pct=_parse_float("USAGE_VARIANCE_WARN_PCT", _env("USAGE_VARIANCE_WARN_PCT", env) or "10", 0, 1000),
-        prices_file=prices_file,
-        max_rejected_share=max_share,
-        max_record_bytes=int(max_record_mb * 1_000_000),
-        duckdb_memory_limit=memory_limit,
-        schedule_time=schedule_time,
-        dagster_home=Path(_env("DAGSTER_HOME", env) or ".dagster_home"),
-        serve_host=_env("USAGE_SERVE_HOST", env) or "127.0.0.1",
-        serve_port=int(_parse_float("USAGE_SERVE_PORT", _env("USAGE_SERVE_PORT", env) or "8080", 1, 65535, whole=True)),
-        admin_tokens=tuple(t.strip() for t in (_env("USAGE_ADMIN_TOKENS", env) or "").split(",") if t.strip()),
-        auth_cache_seconds=_parse_float("USAGE_AUTH_CACHE_SECONDS", _env("USAGE_AUTH_CACHE_SECONDS", env) or "60", 0, 3600),
-    )
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m usage_jobs.settings --markdown")
+    print(markdown_table())

@@ -29,6 +29,17 @@ class UsdRates:
         index = bisect.bisect_right(self.dates, day) - 1
         return self.values[index] if index >= 0 else None
 
+    def by_first_day(self) -> dict[str, str]:
+        """The rates as text by the day each starts (a constant from the first day on): plain config for a resource."""
+        if self.constant is not None:
+            return {dt.date.min.isoformat(): str(self.constant)}
+        return {day.isoformat(): str(value) for day, value in zip(self.dates, self.values)}
+
+    @classmethod
+    def from_first_days(cls, rates: dict[str, str]) -> UsdRates:
+        days = sorted(rates)
+        return cls(dates=tuple(dt.date.fromisoformat(day) for day in days), values=tuple(Decimal(rates[day]) for day in days))
+
     def usd_per_unit(self, currency: str | None, day: dt.date) -> Decimal | None:
         """USD per unit of `currency` on `day`: 1 for USD itself, else the configured rate."""
         return Decimal(1) if currency == "USD" else self.rate(day)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from usage_jobs.defs.billing.client import BillingClient
-from usage_jobs.defs.billing.fx import UsdRates, load_usd_rates
+from usage_jobs.defs.billing.fx import UsdRates
 
 
 class BillingResource(dg.ConfigurableResource):
@@ -17,7 +17,8 @@ class BillingResource(dg.ConfigurableResource):
     master_key: str | None = None
     billing_timezone: str = "UTC"
     refresh_days: int = 3
-    usd_rate: str | None = None
+    # IG1_USD_RATE as the settings parsed it: USD per unit by the day each rate starts (UsdRates.by_first_day).
+    usd_rates: dict[str, str] = {}
     late_days: int = 2
     timeout_seconds: float = 30.0
     max_retries: int = 4
@@ -30,5 +31,6 @@ class BillingResource(dg.ConfigurableResource):
     def client(self, log: Callable[[str], None] | None = None) -> BillingClient:
         return BillingClient(self.base_url, self.master_key or "", read_timeout=self.timeout_seconds, max_retries=self.max_retries, log=log)
 
+    @property
     def rates(self) -> UsdRates:
-        return load_usd_rates(self.usd_rate)
+        return UsdRates.from_first_days(self.usd_rates)
