@@ -1,17 +1,11 @@
-"""Shared fixtures. The daily partitions are defined from the environment at import,
-so the settings the definitions read are fixed here, before any test imports them."""
+"""Shared fixtures."""
 
 import datetime as dt
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pytest
-
-os.environ.update({"USAGE_START_DATE": "2026-01-01", "USAGE_TIMEZONE": "UTC"})
-for name in ("USAGE_LOGS_DIR", "USAGE_WAREHOUSE", "USAGE_SITE_DIR", "USAGE_INVENTORY_FILE", "GATEWAY_BASE_URL", "GATEWAY_ADMIN_KEY", "IG1_MASTER_KEY"):
-    os.environ.pop(name, None)
 
 DEMO_END = dt.date(2026, 11, 20)
 DEMO_DAYS = 4
@@ -49,7 +43,7 @@ def demo_site(demo_org, tmp_path_factory):
     """The demo organisation through every asset, with IG1 billing from the emulator: a full site."""
     import dagster as dg
 
-    from usage_jobs.definitions import BILLING_ASSETS, GATEWAY_ASSETS, SITE_ASSETS, build_resources
+    from usage_jobs.definitions import DAILY_ASSETS, SITE_ASSETS, build_resources, partitioned
     from usage_jobs.demo.emulator import IG1Emulator
     from usage_jobs.settings import load_settings
 
@@ -66,6 +60,6 @@ def demo_site(demo_org, tmp_path_factory):
         resources = build_resources(settings)
         instance = dg.DagsterInstance.ephemeral()
         tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": DEMO_END.isoformat()}
-        assert dg.materialize(GATEWAY_ASSETS + BILLING_ASSETS, resources=resources, instance=instance, tags=tags).success
+        assert dg.materialize(partitioned(DAILY_ASSETS, settings), resources=resources, instance=instance, tags=tags).success
         assert dg.materialize(SITE_ASSETS, resources=resources, instance=instance).success
     return settings

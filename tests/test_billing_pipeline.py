@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from conftest import DEMO_DAYS, DEMO_END
-from usage_jobs.definitions import BILLING_ASSETS, GATEWAY_ASSETS, SITE_ASSETS, build_resources
+from usage_jobs.definitions import BILLING_ASSETS, GATEWAY_ASSETS, SITE_ASSETS, build_resources, partitioned
 from usage_jobs.demo.emulator import Faults, IG1Emulator
 from usage_jobs.settings import load_settings
 
@@ -49,7 +49,7 @@ def _ledger_from_warehouse(warehouse: Path) -> dict:
 
 
 def _bill(settings, instance, first: dt.date, last: dt.date) -> dg.ExecuteInProcessResult:
-    return dg.materialize(BILLING_ASSETS, resources=build_resources(settings), instance=instance, raise_on_error=False,
+    return dg.materialize(partitioned(BILLING_ASSETS, settings), resources=build_resources(settings), instance=instance, raise_on_error=False,
                           tags={"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()})
 
 
@@ -66,7 +66,7 @@ def billed(demo_org, tmp_path_factory):
         plain = _settings(tmp_path, demo_org, "http://127.0.0.1:9")
         instance = dg.DagsterInstance.ephemeral()
         for day in DAYS:
-            assert dg.materialize(GATEWAY_ASSETS, partition_key=day.isoformat(), resources=build_resources(plain), instance=instance).success
+            assert dg.materialize(partitioned(GATEWAY_ASSETS, plain), partition_key=day.isoformat(), resources=build_resources(plain), instance=instance).success
         ledger = _ledger_from_warehouse(plain.warehouse)
         with IG1Emulator(ledger, MASTER_KEY, today=DEMO_END + dt.timedelta(days=1), faults=Faults(missing_days={DEMO_END.isoformat()})) as emulator:
             settings = _settings(tmp_path, demo_org, emulator.url)

@@ -3,9 +3,10 @@
 import datetime as dt
 import json
 
+import dagster as dg
 import pytest
-
 from conftest import DEMO_END
+
 from usage_jobs import cli
 
 
@@ -25,6 +26,12 @@ def test_run_reports_progress_and_builds_the_site(env, capsys):
     assert f"[1/2] {DEMO_END - dt.timedelta(days=1)}" in out and f"[2/2] {DEMO_END}" in out and "2/2 days ingested" in out
     assert (env / "site" / "index.html").exists()
     assert "telemetry:\n  enabled: false" in (env / "dagster_home" / "dagster.yaml").read_text()
+    # The defined jobs ran on the instance in DAGSTER_HOME: what `dagster dev` shows.
+    with dg.DagsterInstance.from_config(str(env / "dagster_home")) as instance:
+        runs = [(run.job_name, run.tags.get("dagster/partition"), run.status) for run in reversed(instance.get_runs())]
+    assert runs == [("daily_usage_job", str(DEMO_END - dt.timedelta(days=1)), dg.DagsterRunStatus.SUCCESS),
+                    ("daily_usage_job", str(DEMO_END), dg.DagsterRunStatus.SUCCESS),
+                    ("refresh_sources_job", None, dg.DagsterRunStatus.SUCCESS), ("site_job", None, dg.DagsterRunStatus.SUCCESS)]
 
 
 def test_run_exits_non_zero_naming_the_failed_day(env, capsys):

@@ -5,7 +5,6 @@ import datetime as dt
 
 import dagster as dg
 import pytest
-
 from fake_gateway import FakeGateway, day_of_traffic
 
 from usage_jobs import warehouse
@@ -145,6 +144,12 @@ def test_errors_name_the_setting_and_never_the_key(gateway):
 # The asset, on a real (ephemeral) Dagster instance
 
 
+def _daily(*assets) -> list[dg.AssetsDefinition]:
+    from usage_jobs.defs.partitions import with_partitions
+
+    return [with_partitions(asset, dg.DailyPartitionsDefinition(start_date="2026-01-01")) for asset in assets]
+
+
 def _resources(tmp_path, gateway_url: str | None, admin_key: str | None):
     from usage_jobs.defs.gateway.completeness_assets import GatewayApiResource
     from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
@@ -163,7 +168,7 @@ def test_the_asset_lands_ingests_and_warns_naming_the_missing_requests(gateway, 
 
     instance = dg.DagsterInstance.ephemeral()
     resources = _resources(tmp_path, gateway.url, ADMIN_KEY)
-    assets = [raw_gateway_logs, gateway_requests, gateway_completeness]
+    assets = _daily(raw_gateway_logs, gateway_requests, gateway_completeness)
 
     result = dg.materialize(assets, resources=resources, instance=instance, partition_key=D1.isoformat())
     assert result.success
@@ -188,7 +193,7 @@ def test_the_asset_lands_ingests_and_warns_naming_the_missing_requests(gateway, 
 def test_the_asset_skips_cleanly_without_a_gateway(tmp_path):
     from usage_jobs.defs.gateway.completeness_assets import LOGS_COMPLETE_CHECK, gateway_completeness
 
-    result = dg.materialize([gateway_completeness], resources=_resources(tmp_path, None, None), instance=dg.DagsterInstance.ephemeral(),
+    result = dg.materialize(_daily(gateway_completeness), resources=_resources(tmp_path, None, None), instance=dg.DagsterInstance.ephemeral(),
                             partition_key=D1.isoformat())
     assert result.success
     (materialization,) = result.asset_materializations_for_node("gateway_completeness")

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from conftest import DEMO_DAYS, DEMO_END, read_all_records
-from usage_jobs.definitions import PARTITIONED_ASSETS, SITE_ASSETS, build_resources
+from usage_jobs.definitions import DAILY_ASSETS, SITE_ASSETS, build_resources, partitioned
 from usage_jobs.settings import load_settings
 
 DAYS = [DEMO_END - dt.timedelta(days=i) for i in range(DEMO_DAYS - 1, -1, -1)]
@@ -31,7 +31,7 @@ def _materialise(settings, days):
     instance = dg.DagsterInstance.ephemeral()
     resources = build_resources(settings)
     for day in days:
-        result = dg.materialize(PARTITIONED_ASSETS, partition_key=day.isoformat(), resources=resources, instance=instance)
+        result = dg.materialize(partitioned(DAILY_ASSETS, settings), partition_key=day.isoformat(), resources=resources, instance=instance)
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())
     assert dg.materialize(SITE_ASSETS, resources=resources, instance=instance).success

@@ -9,7 +9,7 @@ import pytest
 from fake_gateway import FakeGateway, day_of_traffic, spend_log_row
 
 from usage_jobs import warehouse
-from usage_jobs.definitions import GATEWAY_ASSETS, build_resources
+from usage_jobs.definitions import GATEWAY_ASSETS, build_resources, partitioned
 from usage_jobs.settings import load_settings
 
 ADMIN_KEY = "sk-admin-API-SOURCE-5d2f"
@@ -41,7 +41,7 @@ def test_api_source_lands_ingests_and_names_what_the_logs_miss(gateway, tmp_path
                               "USAGE_LANDING_DIR": str(tmp_path / "landing"), "USAGE_WAREHOUSE": str(tmp_path / "w.duckdb"),
                               "USAGE_SITE_DIR": str(tmp_path / "site"), "USAGE_START_DATE": "2026-11-01"})
     instance = dg.DagsterInstance.ephemeral()
-    results = [dg.materialize(GATEWAY_ASSETS, partition_key=day.isoformat(), resources=build_resources(settings), instance=instance)
+    results = [dg.materialize(partitioned(GATEWAY_ASSETS, settings), partition_key=day.isoformat(), resources=build_resources(settings), instance=instance)
                for day in (DAY, NEXT)]
     assert all(result.success for result in results)
 

@@ -118,8 +118,10 @@ def test_under_dagster_the_site_is_rebuilt_after_every_daily_run_even_a_failed_o
     """The schedule's path: daily run (success or failure) → refresh_sources_job → site_job, the site alone in its run."""
     import dagster as dg
 
-    from usage_jobs.definitions import defs
+    from usage_jobs.definitions import build_definitions
+    from usage_jobs.settings import load_settings
 
+    defs = build_definitions(load_settings({}))
     assert sorted(node.name for node in defs.resolve_job_def("site_job").graph.nodes) == ["usage_report_site"]
     assert sorted(node.name for node in defs.resolve_job_def("refresh_sources_job").graph.nodes) == ["commit_status", "key_inventory"]
     instance = dg.DagsterInstance.ephemeral()

@@ -228,10 +228,11 @@ def test_a_second_run_waits_and_runs_killed_while_queued_leave_nothing_blocked(e
         script = tmp_path / "queued.py"
         script.write_text(
             "import dagster as dg\n"
-            "from usage_jobs.definitions import GATEWAY_ASSETS, build_resources\n"
+            "from usage_jobs.definitions import DAILY_JOB, GATEWAY_ASSETS, build_definitions\n"
             "from usage_jobs.run_guard import cli_tags\n"
             "from usage_jobs.settings import load_settings\n"
-            f"dg.materialize(GATEWAY_ASSETS, partition_key='{LAST}', resources=build_resources(load_settings()), "
+            "job = build_definitions(load_settings()).resolve_job_def(DAILY_JOB)\n"
+            f"job.execute_in_process(partition_key='{LAST}', asset_selection=[a.key for a in GATEWAY_ASSETS], "
             "instance=dg.DagsterInstance.get(), tags=cli_tags())\n")
         queued = subprocess.Popen([sys.executable, str(script)], env=billing, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         queued_run = _wait(lambda: next((run_id for run_id, _ in _pool(instance)[1] if run_id != holder), None), 120,

@@ -1,7 +1,9 @@
 """`usage-report`: the demo, date-range runs, site rebuilds and a configuration check.
 
-Dagster modules are imported only after the settings are in the environment, because
-the daily partitions are defined from them.
+Runs are the jobs of the definitions built from the settings, executed on the Dagster
+instance in DAGSTER_HOME (so `dagster dev` shows them under their job names); progress and
+failures are read back from the instance's records. Dagster is imported only when a
+command needs it, so `check-config` stays quick.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import secrets
 import shutil
 import sys
 import time
+import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-from usage_jobs.settings import SETTINGS_DOCS, Settings, SettingsError, load_settings
+from usage_jobs.settings import ENV_NAMES, Settings, SettingsError, load_settings
 
 DAGSTER_YAML = """# Dagster instance of usage-report (created by the usage-report command).
 telemetry:
@@ -59,41 +63,60 @@ DAY_WRITERS = ("gateway_requests", "daily_usage", "gateway_completeness", "key_a
 SOURCE_NAMES = {"key_inventory": ("Key inventory", "the key inventory"), "commit_status": ("IG1 commit status", "IG1's commit status")}
 
 
-def _failed_steps(result) -> list[tuple[str, str]]:
-    """(asset, message) of each failed step: a dg.Failure's description, else the error's root cause."""
-    failed = []
-    for event in result.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        data = event.event_specific_data
-        failure = getattr(data, "user_failure_data", None)
-        if failure and failure.description:
-            message = failure.description
-        elif data.error:
-            message = (data.error.cause or data.error).message.strip()
-        else:
-            message = "step failed"
-        failed.append((event.step_key, message))
-    return failed
+@dataclass
+class RunOutcome:
+    """What a finished run did, as the Dagster instance recorded it."""
+
+    run_id: str
+    success: bool
+    failed_steps: list[tuple[str, str]]  # (asset, message): a dg.Failure's description, else the error's root cause
+    checks: list  # AssetCheckEvaluation records of the run
+    materialized: dict[str, dict]  # asset → metadata of its materialisation
+
+    def failed_checks(self, severity: str = "ERROR") -> list:
+        return [check for check in self.checks if not check.passed and check.severity.value == severity]
+
+    def check_lines(self, severity: str = "ERROR") -> list[str]:
+        """Checks that did not pass, at one severity: ERROR fails the run, WARN is reported."""
+        return [f"check {c.check_name} {'failed' if severity == 'ERROR' else 'warns'}: {c.description or ''}".strip() for c in self.failed_checks(severity)]
+
+    def problems(self) -> list[str]:
+        return [message for _, message in self.failed_steps] + self.check_lines()
 
 
-def _step_errors(result) -> list[str]:
-    return [message for _, message in _failed_steps(result)]
+def _failure_message(event) -> str:
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return (data.error.cause or data.error).message.strip() if data.error else "step failed"
 
 
-def _failed_checks(result, severity: str = "ERROR") -> list[str]:
-    """Checks that did not pass, at one severity: ERROR fails the run, WARN is reported."""
-    return [f"check {e.check_name} {'failed' if severity == 'ERROR' else 'warns'}: {e.description or ''}".strip()
-            for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == severity]
+def run_outcome(instance, run_id: str) -> RunOutcome:
+    """A run's status, failed steps, check evaluations and materialisations, from the instance's records."""
+    import dagster as dg
+
+    def events(event_type) -> list:
+        return [record.event_log_entry.dagster_event for record in instance.get_records_for_run(run_id, of_type=event_type).records]
+
+    run = instance.get_run_by_id(run_id)
+    return RunOutcome(
+        run_id=run_id,
+        success=run is not None and run.status == dg.DagsterRunStatus.SUCCESS,
+        failed_steps=[(event.step_key, _failure_message(event)) for event in events(dg.DagsterEventType.STEP_FAILURE)],
+        checks=[event.asset_check_evaluation_data for event in events(dg.DagsterEventType.ASSET_CHECK_EVALUATION)],
+        materialized={event.asset_key.to_user_string(): event.step_materialization_data.materialization.metadata
+                      for event in events(dg.DagsterEventType.ASSET_MATERIALIZATION)},
+    )
 
 
 class Session:
-    """One `usage-report` command on the Dagster instance: one command at a time (it waits for
+    """One `usage-report` command on the Dagster instance: the jobs of the definitions built from
+    its settings, run on the instance in DAGSTER_HOME; one command at a time (it waits for
     another one, saying which), runs tagged with this process, the slots of dead runs freed
     before each run, and SIGINT/SIGTERM turned into a clean stop between steps."""
 
-    def __init__(self, settings: Settings, command: str):
-        self.settings, self.command = settings, command
+    def __init__(self, settings: Settings, command: str, refetch: bool = False):
+        self.settings, self.command, self.refetch = settings, command, refetch
         self.doing: tuple = ("start",)
 
     def __enter__(self) -> Session:
@@ -103,6 +126,9 @@ class Session:
         try:
             import dagster as dg
 
+            from usage_jobs.definitions import build_definitions
+
+            self.defs = build_definitions(self.settings, refetch=self.refetch)
             _prepare_dagster_home(self.settings)
             self.instance = dg.DagsterInstance.get()
             self.lock = run_guard.CommandLock(self.settings.dagster_home.resolve(), self.command)
@@ -138,8 +164,9 @@ class Session:
         name = SIGNAL_NAMES.get(signum, f"signal {signum}")
         kind, *what = self.doing
         if kind == "day":
-            day, result = what
-            stored = [node for node in DAY_WRITERS if result is not None and _materialized(result, node)]
+            day, run_id = what
+            materialized = run_outcome(self.instance, run_id).materialized
+            stored = [node for node in DAY_WRITERS if node in materialized]
             if stored:
                 return (f"stopped by {name} during {day}; {', '.join(stored)} of that day were stored and the step in progress "
                         f"was rolled back (run the day again), nothing was published")
@@ -175,10 +202,10 @@ class Session:
 
     # --- runs -----------------------------------------------------------------------------
 
-    def materialize(self, assets: list, resources: dict, tags: dict | None = None, **kwargs):
-        """One Dagster run of `assets`, once the warehouse pool is free (dead runs' slots freed)."""
-        import dagster as dg
-
+    def run_job(self, job_name: str, run_id: str, assets: list | None = None, partition_key: str | None = None,
+                tags: dict | None = None) -> RunOutcome:
+        """One run of a job of the definitions (of some of its assets) on the instance, once the
+        warehouse pool is free (dead runs' slots freed); its outcome read back from the instance."""
         from usage_jobs.defs.resources import WAREHOUSE_POOL
         from usage_jobs.run_guard import cli_tags, wait_for_pool
 
@@ -187,10 +214,12 @@ class Session:
         self.check()
         self.stop.forward_to_dagster = True
         try:
-            return dg.materialize(assets, resources=resources, instance=self.instance, raise_on_error=False, run_config=QUIET,
-                                  tags=cli_tags(**(tags or {})), **kwargs)
+            self.defs.resolve_job_def(job_name).execute_in_process(
+                instance=self.instance, run_id=run_id, run_config=QUIET, tags=cli_tags(**(tags or {})), partition_key=partition_key,
+                asset_selection=[asset.key for asset in assets] if assets else None, raise_on_error=False)
         finally:
             self.stop.forward_to_dagster = False
+        return run_outcome(self.instance, run_id)
 
     @contextlib.contextmanager
     def warehouse(self, run_id: str):
@@ -204,50 +233,46 @@ class Session:
             yield conn
 
 
-def _materialized(result, node: str) -> bool:
-    with contextlib.suppress(Exception):
-        return bool(result.asset_materializations_for_node(node))
-    return False
+def run_days(session: Session, start: dt.date, end: dt.date) -> list[tuple[dt.date | str, str]]:
+    """Run the daily job's gateway assets for every day from start to end (inclusive), one run
+    per day, with progress; then its billing assets over the whole range in one run.
 
-
-def run_days(session: Session, start: dt.date, end: dt.date, refetch: bool = False) -> list[tuple[dt.date | str, str]]:
-    """Materialise every day from start to end (inclusive), one run per day, with progress.
-
+    One run per day, not one range run: a range is one step per asset, so a day that fails
+    (logs missing, too many rejected records) would fail its asset for every day of the range
+    and skip the later assets of the good days; a run per day stores every good day.
     Failures are (day, message) for a day and (asset, message) for billing."""
-    from usage_jobs.definitions import GATEWAY_ASSETS, build_resources
+    from usage_jobs.definitions import DAILY_JOB, GATEWAY_ASSETS
 
     settings = session.settings
-    resources = build_resources(settings)
-    if refetch:
-        resources["gateway_logs"] = resources["gateway_logs"].model_copy(update={"refetch": True})
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     failures: list[tuple[dt.date | str, str]] = []
     began = time.monotonic()
     for index, day in enumerate(days, start=1):
         session.check()
         started = time.monotonic()
-        session.doing = ("day", day, None)
-        result = session.materialize(GATEWAY_ASSETS, resources, partition_key=day.isoformat())
-        session.doing = ("day", day, result) if not result.success else ("after", day)
+        run_id = str(uuid.uuid4())
+        session.doing = ("day", day, run_id)
+        outcome = session.run_job(DAILY_JOB, run_id, assets=GATEWAY_ASSETS, partition_key=day.isoformat())
+        if outcome.success:
+            session.doing = ("after", day)
         session.check()
-        problems = _step_errors(result) + _failed_checks(result)
+        problems = outcome.problems()
         prefix = f"[{index:>{len(str(len(days)))}}/{len(days)}] {day}"
         if problems:
             failures.append((day, "; ".join(problems)))
             _say(f"{prefix}  FAILED: {'; '.join(problems)}")
             session.doing = ("failed", day)
             continue
-        with session.warehouse(result.run_id) as conn:
-            rows, rejected, duplicates, collisions, estimated, unpriced = conn.execute(
-                "SELECT rows, rejected, duplicates, id_collisions, tokens_estimated, unpriced FROM ingest_days WHERE day = ?", [day.isoformat()]
-            ).fetchone()
+        stats = {name: value.value for name, value in outcome.materialized["gateway_requests"].items()}
+        with session.warehouse(run_id) as conn:
             unrecognised = conn.execute("SELECT source_file, bytes, holds_data FROM unrecognised_files WHERE day = ? ORDER BY source_file",
-                                        [day.isoformat()]).fetchall()
-        _say(f"{prefix}  {rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  {collisions:>3,} id collisions  "
-             f"{estimated:>5,} estimated  {unpriced:>4,} unpriced  ({time.monotonic() - started:.1f} s){_landed(result)}")
+                                        [day]).fetchall()
+        _say(f"{prefix}  {stats['rows']:>9,} requests  {stats['rejected']:>5,} rejected  {stats['duplicates']:>4,} duplicates  "
+             f"{stats['id collisions']:>3,} id collisions  {stats['tokens estimated']:>5,} estimated  {stats['unpriced']:>4,} unpriced  "
+             f"({time.monotonic() - started:.1f} s){_landed(outcome.materialized['raw_gateway_logs'])}")
         for name, size, holds_data in unrecognised:
             _say(f"    not a request log{' (holds data!)' if holds_data else ''}: {name} ({size:,} bytes)")
-        for warning in _failed_checks(result, "WARN"):
+        for warning in outcome.check_lines("WARN"):
             _say(f"    warning: {warning}")
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
     if settings.billing_configured:
@@ -257,9 +282,8 @@ def run_days(session: Session, start: dt.date, end: dt.date, refetch: bool = Fal
     return failures
 
 
-def _landed(result) -> str:
+def _landed(metadata: dict) -> str:
     """What landing a remote source cost, from raw_gateway_logs' metadata; empty for a local folder."""
-    metadata = result.asset_materializations_for_node("raw_gateway_logs")[0].metadata
     if "objects fetched" not in metadata:
         return ""
     return (f"; landed {metadata['objects fetched'].value:,} objects ({metadata['MB fetched'].value:,.1f} MB), "
@@ -272,33 +296,35 @@ def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.
 
 
 def run_billing(session: Session, start: dt.date, end: dt.date) -> list[tuple[str, str]]:
-    """Fetch, reconcile and allocate IG1's billing of start..end in one run (a single-run backfill)."""
-    from usage_jobs.definitions import BILLING_ASSETS, build_resources
+    """Fetch, reconcile and allocate IG1's billing of start..end: the daily job's billing assets in one run (a single-run backfill)."""
+    from usage_jobs.definitions import BILLING_ASSETS, DAILY_JOB
+    from usage_jobs.defs.billing.reconcile import variance_pct
 
     settings = session.settings
     _say(f"Billing: asking IG1 ({settings.ig1_base_url}) for {start} to {end} and reconciling")
     started = time.monotonic()
     session.doing = ("billing", start, end)
-    result = session.materialize(BILLING_ASSETS, build_resources(settings), tags={"dagster/asset_partition_range_start": start.isoformat(),
-                                                                                  "dagster/asset_partition_range_end": end.isoformat()})
+    outcome = session.run_job(DAILY_JOB, str(uuid.uuid4()), assets=BILLING_ASSETS,
+                              tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()})
     session.check()
     session.doing = ("after billing",)
-    failed = _failed_steps(result) + [(f"{e.asset_key.to_user_string()} (check {e.check_name})", e.description or "check failed")
-                                      for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"]
-    for warning in _failed_checks(result, "WARN"):
+    failed = outcome.failed_steps + [(f"{c.asset_key.to_user_string()} (check {c.check_name})", c.description or "check failed")
+                                     for c in outcome.failed_checks()]
+    for warning in outcome.check_lines("WARN"):
         _say(f"  warning: {warning}")
     if failed:
         _say(f"  Billing FAILED: {'; '.join(f'{asset}: {message}' for asset, message in failed)}")
         return failed
-    with session.warehouse(result.run_id) as conn:
+    with session.warehouse(outcome.run_id) as conn:
         billed, unbilled = conn.execute("SELECT count(*) FILTER (billed), count(*) FILTER (NOT billed) FROM billing_days WHERE day BETWEEN ? AND ?",
                                         [start, end]).fetchone()
-        variance = conn.execute(
-            "SELECT model, round(sum(billed_input_tokens + billed_output_tokens) * 100.0 / sum(estimated_input_tokens + estimated_output_tokens) - 100, 1), "
-            "round(sum(billed_cost_usd) * 100.0 / sum(estimated_cost_usd) - 100, 1) FROM reconciliation "
+        totals = conn.execute(
+            "SELECT model, sum(billed_input_tokens + billed_output_tokens), sum(estimated_input_tokens + estimated_output_tokens), "
+            "sum(billed_cost_usd), sum(estimated_cost_usd) FROM reconciliation "
             "WHERE day BETWEEN ? AND ? AND status = 'reconciled' GROUP BY model ORDER BY model", [start, end]).fetchall()
     _say(f"  {billed} days billed, {unbilled} not billed yet, in {time.monotonic() - started:.1f} s; variance (billed vs estimated):")
-    for model, tokens, cost in variance:
+    for model, billed_tokens, estimated_tokens, billed_usd, estimated_usd in totals:
+        tokens, cost = variance_pct(billed_tokens, estimated_tokens, places=1), variance_pct(billed_usd, estimated_usd, places=1)
         _say(f"    {model:<36} tokens {tokens:+6.1f}%   cost (USD) {'n/a' if cost is None else f'{cost:+6.1f}%'}")
     return []
 
@@ -307,33 +333,29 @@ def build_site(session: Session) -> list[tuple[str, str]]:
     """Refresh the inventory and IG1's commit status (each may fail on its own), then build the
     site from what the warehouse holds, in a run of its own: an outage of either source is
     stated on the pages instead of holding the site back. The failed assets are returned."""
-    from usage_jobs.definitions import REFRESH_ASSETS, build_resources
-    from usage_jobs.defs.report.assets import usage_report_site
+    from usage_jobs.definitions import REFRESH_JOB, SITE_JOB
 
-    settings = session.settings
-    resources = build_resources(settings)
     session.doing = ("refresh",)
-    refreshed = session.materialize(REFRESH_ASSETS, resources)
+    refreshed = session.run_job(REFRESH_JOB, str(uuid.uuid4()))
     session.check()
-    failed = _failed_steps(refreshed)
-    for asset, message in failed:
+    for asset, message in refreshed.failed_steps:
         _say(f"{SOURCE_NAMES.get(asset, (asset,))[0]} FAILED ({asset}): {message}")
     started = time.monotonic()
     session.doing = ("site",)
-    result = session.materialize([usage_report_site], resources)
-    if not result.success:
+    outcome = session.run_job(SITE_JOB, str(uuid.uuid4()))
+    if not outcome.success:
         session.check()
-        _say(f"Site build FAILED: {'; '.join(_step_errors(result))}")
-        return failed + _failed_steps(result)
-    metadata = result.asset_materializations_for_node("usage_report_site")[0].metadata
+        _say(f"Site build FAILED: {'; '.join(outcome.problems())}")
+        return refreshed.failed_steps + outcome.failed_steps
+    metadata = outcome.materialized["usage_report_site"]
     _say(f"Site built in {time.monotonic() - started:.1f} s: {metadata['pages'].value} pages, {metadata['charts'].value} charts, "
          f"{metadata['export files'].value} export files; {metadata['periods rendered'].value} periods rendered, "
          f"{metadata['periods unchanged (copied)'].value} unchanged")
-    if failed:
-        _say(f"  from what the warehouse holds: its pages say that {' and '.join(SOURCE_NAMES.get(a, (a, a))[1] for a, _ in failed)} "
+    if refreshed.failed_steps:
+        _say(f"  from what the warehouse holds: its pages say that {' and '.join(SOURCE_NAMES.get(a, (a, a))[1] for a, _ in refreshed.failed_steps)} "
              "could not be refreshed")
-    _say(f"Open {(settings.site_dir / 'index.html').resolve()}")
-    return failed
+    _say(f"Open {(session.settings.site_dir / 'index.html').resolve()}")
+    return refreshed.failed_steps
 
 
 def _report_failures(failures: list[tuple[dt.date | str, str]], published: bool) -> int:
@@ -350,7 +372,7 @@ def _report_failures(failures: list[tuple[dt.date | str, str]], published: bool)
 
 def cmd_check_config(args) -> int:
     settings = load_settings()
-    width = max(len(doc.env) for doc in SETTINGS_DOCS)
+    width = max(map(len, ENV_NAMES))
     for name, value in settings.describe():
         _say(f"{name:<{width}}  {value}")
     _say(f"inventory source: {settings.inventory_source}; billing: {'configured' if settings.billing_configured else 'not configured'}")
@@ -363,15 +385,15 @@ def cmd_check_config(args) -> int:
 def cmd_run(args) -> int:
     if args.end < args.start:
         raise CommandError(f"--end {args.end} is before --start {args.start}")
-    configured = load_settings()
-    last = last_complete_day(configured)
-    if args.end > last:
-        raise CommandError(f"{args.end} is not over yet in {configured.timezone}: the last complete day is {last}. "
-                           f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
-    os.environ.setdefault("USAGE_START_DATE", min(args.start, configured.start_date).isoformat())
     settings = load_settings()
-    with Session(settings, args.command_line) as session:
-        failures = run_days(session, args.start, args.end, refetch=args.refetch)
+    last = last_complete_day(settings)
+    if args.end > last:
+        raise CommandError(f"{args.end} is not over yet in {settings.timezone}: the last complete day is {last}. "
+                           f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
+    if args.start < settings.first_day:  # the partitions reach back to the range asked for
+        settings = settings.model_copy(update={"start_date": args.start})
+    with Session(settings, args.command_line, refetch=args.refetch) as session:
+        failures = run_days(session, args.start, args.end)
         site_failures = build_site(session) if not args.no_site else []
     published = not args.no_site and not any(asset == "usage_report_site" for asset, _ in site_failures)
     return _report_failures(failures + site_failures, published)
@@ -405,11 +427,9 @@ def cmd_demo(args) -> int:
     import json
 
     summary = json.loads((out / "summary.json").read_text())
-    os.environ["USAGE_LOGS_DIR"] = str(out / "logs")
-    os.environ["USAGE_INVENTORY_FILE"] = str(out / "inventory.json")
-    os.environ["USAGE_START_DATE"] = summary["first_day"]
-    with _demo_billing(out / "billing") as emulator:
-        settings = load_settings()
+    with _demo_billing(out / "billing") as (emulator, billing):
+        settings = load_settings({**os.environ, "USAGE_LOGS_DIR": str(out / "logs"), "USAGE_INVENTORY_FILE": str(out / "inventory.json"),
+                                  "USAGE_START_DATE": summary["first_day"], **billing})
         start, end = dt.date.fromisoformat(summary["first_day"]), dt.date.fromisoformat(summary["last_day"])
         _say(f"2/3 Materialising {start} to {end} into {settings.warehouse} (IG1 billing emulator on {emulator.url})")
         with Session(settings, args.command_line) as session:
@@ -423,16 +443,18 @@ def cmd_demo(args) -> int:
 
 @contextlib.contextmanager
 def _demo_billing(folder: Path):
-    """The local IG1 emulator over the demo's ledger, with a throwaway master key, for the demo's duration.
+    """The local IG1 emulator over the demo's ledger, with a throwaway master key, for the demo's
+    duration, and the billing settings that point at it.
 
     Like IG1, it has not billed yesterday yet: the report shows that day as awaiting billing."""
     from usage_jobs.demo.emulator import Faults, IG1Emulator
 
     master_key = "demo-" + secrets.token_urlsafe(24)
     with IG1Emulator.from_file(folder / "ledger.json", master_key, faults=Faults(delay_days=1)) as emulator:
-        os.environ.update({"IG1_BASE_URL": emulator.url, "IG1_MASTER_KEY": master_key})
-        os.environ.setdefault("IG1_USD_RATE", str(folder / "usd_per_eur.csv"))
-        yield emulator
+        # The billing resource reads the key from the environment (dg.EnvVar), never from run config.
+        os.environ["IG1_MASTER_KEY"] = master_key
+        yield emulator, {"IG1_BASE_URL": emulator.url, "IG1_MASTER_KEY": master_key,
+                         "IG1_USD_RATE": os.environ.get("IG1_USD_RATE") or str(folder / "usd_per_eur.csv")}
 
 
 def cmd_serve(args) -> int:

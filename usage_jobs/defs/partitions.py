@@ -1,31 +1,45 @@
-"""Daily partitions in the report time zone, starting at USAGE_START_DATE, and the
-decorator arguments every daily warehouse asset shares."""
+"""Daily partitions in the report time zone, and the decorator arguments every daily warehouse asset shares.
+
+The daily assets are declared without their partitions: `build_definitions` gives them the
+partitions built from the settings (`daily_partitions`), so nothing reads the settings at import."""
 
 
 import datetime as dt
-import functools
 
 import dagster as dg
 
 from usage_jobs.defs.resources import WAREHOUSE_POOL
-from usage_jobs.settings import load_settings
+from usage_jobs.settings import Settings
+
+# Single-run backfills, so that a date range is one run.
+DAILY = dict(backfill_policy=dg.BackfillPolicy.single_run())
 
 
-@functools.cache
-def daily_partitions() -> dg.DailyPartitionsDefinition:
-    settings = load_settings()
-    return dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat(), timezone=settings.timezone)
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """From USAGE_START_DATE (else USAGE_HISTORY_DAYS back), in USAGE_TIMEZONE."""
+    return dg.DailyPartitionsDefinition(start_date=settings.first_day.isoformat(), timezone=settings.timezone)
+
+
+def with_partitions(asset: dg.AssetsDefinition, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    return asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
 
 
 def daily_warehouse_asset(group_name: str) -> dict:
-    """Daily partitions; single-run backfills so `--partition-range` works; one warehouse writer at a time."""
-    return dict(partitions_def=daily_partitions(), backfill_policy=dg.BackfillPolicy.single_run(),
-                pool=WAREHOUSE_POOL, group_name=group_name, kinds={"duckdb"})
+    """Single-run backfills; one warehouse writer at a time."""
+    return dict(**DAILY, pool=WAREHOUSE_POOL, group_name=group_name, kinds={"duckdb"})
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The run's days: one partition, or a whole range in a single-run backfill."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def first_partition_day(context: dg.AssetExecutionContext) -> dt.date:
+    return context.assets_def.partitions_def.start.date()
+
+
+def report_timezone(context: dg.AssetExecutionContext) -> str:
+    return context.assets_def.partitions_def.timezone
 
 
 def markdown_table(rows: list[tuple], header: tuple[str, ...]) -> str:

@@ -10,8 +10,8 @@ import dagster as dg
 from usage_jobs.defs.billing.client import BillingError
 from usage_jobs.defs.billing.reconcile import billing_window, chargeback, reconcile, store_history, stored_forecast
 from usage_jobs.defs.billing.resources import BillingResource
-from usage_jobs.defs.gateway.assets import gateway_requests
-from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.gateway.assets import NETWORK_RETRY, gateway_requests
+from usage_jobs.defs.partitions import daily_warehouse_asset, first_partition_day, markdown_table, partition_days, report_timezone
 from usage_jobs.defs.refreshes import IG1_USAGE, record_refresh
 from usage_jobs.defs.resources import WAREHOUSE_POOL, WarehouseResource
 
@@ -22,7 +22,7 @@ NOT_CONFIGURED = "IG1 billing is not configured (IG1_MASTER_KEY not set): nothin
 
 def _window(context: dg.AssetExecutionContext, billing: BillingResource) -> tuple[dt.date, dt.date]:
     days = partition_days(context)
-    return billing_window(days[0], days[-1], billing.refresh_days, daily_partitions().start.date())
+    return billing_window(days[0], days[-1], billing.refresh_days, first_partition_day(context))
 
 
 def _today(billing: BillingResource) -> dt.date:
@@ -33,7 +33,7 @@ def _failure(exc: BillingError) -> dg.Failure:
     return dg.Failure(description=str(exc), allow_retries=False)
 
 
-@dg.asset(**daily_warehouse_asset("billing"))
+@dg.asset(**daily_warehouse_asset("billing"), retry_policy=NETWORK_RETRY)
 def billed_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
     """IG1's billed usage per billing day × model, in the contract currency (`GET /usage/history`).
 
@@ -84,7 +84,7 @@ def billing_reconciliation(context: dg.AssetExecutionContext, warehouse: Warehou
     start, end = _window(context, billing)
     with warehouse.connect() as conn:
         rows = reconcile(conn, start, end, billing_timezone=billing.billing_timezone,
-                         report_timezone=daily_partitions().timezone, rates=billing.rates())
+                         report_timezone=report_timezone(context), rates=billing.rates)
         summary = conn.execute(
             "SELECT model, sum(estimated_input_tokens + estimated_output_tokens), sum(billed_input_tokens + billed_output_tokens), "
             "round(avg(token_variance_pct), 2), round(avg(cost_variance_pct), 2) FROM reconciliation "
@@ -137,7 +137,7 @@ def billing_chargeback(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     start, end = _window(context, billing)
     with warehouse.connect() as conn:
-        rows = chargeback(conn, start, end, billing_timezone=billing.billing_timezone, rates=billing.rates())
+        rows = chargeback(conn, start, end, billing_timezone=billing.billing_timezone, rates=billing.rates)
         preview = conn.execute(
             "SELECT coalesce(any_value(team_alias), team_id), sum(allocated_cost), any_value(currency) FROM chargeback "
             "WHERE day BETWEEN ? AND ? GROUP BY team_id ORDER BY 2 DESC LIMIT 12", [start, end]).fetchall()
@@ -145,7 +145,7 @@ def billing_chargeback(context: dg.AssetExecutionContext, warehouse: WarehouseRe
                                           "allocated by team": dg.MetadataValue.md(markdown_table(preview, ("team", "allocated", "currency")))})
 
 
-@dg.asset(pool=WAREHOUSE_POOL, group_name="billing", kinds={"duckdb"})
+@dg.asset(deps=[billed_usage], pool=WAREHOUSE_POOL, group_name="billing", kinds={"duckdb"}, retry_policy=NETWORK_RETRY)
 def commit_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
     """This month's spend and commit as IG1 reports them (`GET /usage`), recorded for the day
     asked, with the run-rate forecast of the month end and of the day the commit runs out.

@@ -12,9 +12,12 @@ from usage_jobs.defs.gateway.landing import LandingError, LandingStats, land_buc
 from usage_jobs.defs.gateway.layout import GATEWAY_API
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
-from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.partitions import DAILY, daily_warehouse_asset, markdown_table, partition_days
 from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
 
+# Network-bound assets retry what may pass (timeouts, resets, 5xx once the client gave up); a clear
+# failure (dg.Failure with allow_retries=False: missing logs, bad credentials) is not retried.
+NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 REJECTED_SHARE_CHECK = "rejected_share_below_limit"
 UNIQUE_REQUESTS_CHECK = "requests_unique"
 UNRECOGNISED_CHECK = "no_unrecognised_files_with_data"
@@ -23,7 +26,7 @@ STATS_COLUMNS = ("rows", "rejected", "duplicates", "id_collisions", "tokens_esti
                  "files", "records_read", "unrecognised_files")
 
 
-@dg.asset(partitions_def=daily_partitions(), backfill_policy=dg.BackfillPolicy.single_run(), group_name="gateway", kinds={"s3", "gcs", "azure"})
+@dg.asset(**DAILY, group_name="gateway", kinds={"s3", "gcs", "azure"}, retry_policy=NETWORK_RETRY)
 def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLogsResource):
     """The day's raw gateway logs as local files: a local folder is read in place; a bucket
     (s3://, gs://, az://) or the gateway's /spend/logs/v2 is copied into the landing folder

@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from usage_jobs.defs.gateway.assets import gateway_requests
+from usage_jobs.defs.gateway.assets import NETWORK_RETRY, gateway_requests
 from usage_jobs.defs.gateway.completeness import (
     GAP_STATUSES,
     TEAM_ACTIVITY,
@@ -53,6 +53,7 @@ def _lines_table(lines: list[Comparison]) -> str:
 @dg.asset(
     **daily_warehouse_asset("gateway"),
     deps=[gateway_requests],
+    retry_policy=NETWORK_RETRY,
     check_specs=[dg.AssetCheckSpec(
         LOGS_COMPLETE_CHECK, asset="gateway_completeness",
         description="The logs hold every request the gateway counted in its own daily totals (per UTC date × key × model), "

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from usage_jobs.defs.gateway.assets import NETWORK_RETRY
 from usage_jobs.defs.inventory.client import fetch_inventory
 from usage_jobs.defs.inventory.parse import Inventory, InventoryError, parse_inventory, read_inventory_file
 from usage_jobs.defs.inventory.store import store_inventory
@@ -22,7 +23,7 @@ def load_inventory(source: InventoryResource) -> Inventory | None:
     return None
 
 
-@dg.asset(pool=WAREHOUSE_POOL, group_name="inventory", kinds={"duckdb"})
+@dg.asset(pool=WAREHOUSE_POOL, group_name="inventory", kinds={"duckdb"}, retry_policy=NETWORK_RETRY)
 def key_inventory(context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource):
     """Virtual keys and teams as the gateway lists them (`/key/list`, `/team/list`), replaced at each run.
 

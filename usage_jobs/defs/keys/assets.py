@@ -6,20 +6,21 @@ import datetime as dt
 import dagster as dg
 
 from usage_jobs.defs.gateway.assets import daily_usage
+from usage_jobs.defs.inventory.assets import key_inventory
 from usage_jobs.defs.keys.anomalies import FIRST_DAY_FOLLOWING
 from usage_jobs.defs.keys.detect import detect, store
-from usage_jobs.defs.partitions import daily_partitions, daily_warehouse_asset, markdown_table, partition_days
+from usage_jobs.defs.partitions import daily_warehouse_asset, first_partition_day, markdown_table, partition_days
 from usage_jobs.defs.resources import WarehouseResource
 
 
-@dg.asset(**daily_warehouse_asset("keys"), deps=[daily_usage])
+@dg.asset(**daily_warehouse_asset("keys"), deps=[daily_usage, key_inventory])
 def key_anomalies(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Abnormal days per key against the key's own trailing 28 days: robust z-scores of daily
     requests, spend and failure rate (weekdays and weekends apart), first use of a model,
     and first-day spikes of new keys. Each run also re-judges the 14 days before its own,
     because a new key's first day is judged against the days that follow it."""
     days = partition_days(context)
-    start = max(days[0] - dt.timedelta(days=FIRST_DAY_FOLLOWING), daily_partitions().start.date())
+    start = max(days[0] - dt.timedelta(days=FIRST_DAY_FOLLOWING), first_partition_day(context))
     with warehouse.connect() as conn:
         findings = detect(conn, start, days[-1])
         store(conn, findings, start, days[-1])
