@@ -14,11 +14,12 @@ It serves, in LiteLLM's own response shapes (litellm/proxy, release 1.110):
   The daily table is built from *all* the gateway's requests, including those deleted
   from its spend logs (`missing_from_logs`), as happens when logs are lost.
 Only the admin key is let in (LiteLLM's 401 body otherwise). Faults can be injected for
-the retry tests: 429 with Retry-After, 500, a cut-off body.
+the retry tests: 429 with Retry-After, 500, a cut-off body. Served by pytest-httpserver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -26,10 +27,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
-from helpers import JsonHandler
+from helpers import local_http_server
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 SPEND_LOGS_COUNT_CAP = 10_000
 METRIC_FIELDS = (
@@ -101,31 +102,70 @@ class FakeGateway:
     def __post_init__(self):
         self.served: list[tuple[str, dict, int]] = []
         self._good_answers = 0
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
+        self._serving = contextlib.ExitStack()
+        self._server: HTTPServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url_for("").rstrip("/")
 
     def start(self) -> FakeGateway:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = self._serving.enter_context(local_http_server())
+        self._server.expect_request("").respond_with_handler(self.respond)  # "" matches every path: the routing is below
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._serving.close()
+        self._server = None
 
     def __enter__(self) -> FakeGateway:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def respond(self, request: Request) -> Response:
+        query = dict(request.args)  # the last value of a repeated parameter, as FastAPI reads it
+        status, body, headers = self._answer(request, query)
+        with self._lock:
+            self.served.append((request.path, query, status))
+        data = json.dumps(body).encode()
+        if headers.pop("cut-off", None):
+            data = data[: len(data) // 2]
+        return Response(data, status=status, headers=headers, content_type="application/json")
+
+    def _answer(self, request: Request, query: dict) -> tuple[int, dict, dict]:
+        if request.headers.get("Authorization") != f"Bearer {self.admin_key}":
+            return 401, _proxy_error("Authentication Error, Invalid proxy server token passed. valid_token=None.", "auth_error", 401), {}
+        faults, cut = self.faults, False
+        with self._lock:
+            if self._good_answers >= faults.after_good_answers:
+                if faults.rate_limited_left:
+                    faults.rate_limited_left -= 1
+                    return 429, _proxy_error("Rate limit exceeded", "throttling_error", 429), {"Retry-After": str(faults.retry_after_seconds)}
+                if faults.server_error_left:
+                    faults.server_error_left -= 1
+                    return 500, _proxy_error("Internal Server Error", "internal_error", 500), {}
+                if faults.cut_off_left:
+                    faults.cut_off_left -= 1
+                    cut = True
+        if request.path == "/spend/logs/v2":
+            status, body = self.spend_logs_page(query)
+        elif request.path == "/user/daily/activity" and self.has_user_activity:
+            status, body = self.daily_activity(query, "user_id")
+        elif request.path == "/team/daily/activity":
+            status, body = self.daily_activity(query, "team_id")
+        else:
+            return 404, {"detail": "Not Found"}, {}
+        if status == 200:
+            with self._lock:
+                self._good_answers += 1
+            if self.after_answer is not None:
+                self.after_answer(request.path, query)
+        return status, body, {"cut-off": "1"} if cut and status == 200 else {}
 
     def calls(self, path: str) -> list[dict]:
         return [params for p, params, _ in self.served if p == path]
@@ -270,71 +310,6 @@ def _proxy_error(message: str, kind: str, code: int) -> dict:
 def _validation_error(name: str, kind: str, message: str, value: str, ctx: dict) -> dict:
     """FastAPI's 422 body for a query parameter out of range."""
     return {"detail": [{"type": kind, "loc": ["query", name], "msg": message, "input": value, "ctx": ctx}]}
-
-
-def _handler(gateway: FakeGateway) -> type[JsonHandler]:
-    class Handler(JsonHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            url = urlparse(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            status, body, headers = self._answer(url.path, query)
-            with gateway._lock:
-                gateway.served.append((url.path, query, status))
-            if body is None:
-                return
-            if headers.get("cut-off"):
-                data = json.dumps(body).encode()
-                data = data[: len(data) // 2]
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _answer(self, path: str, query: dict) -> tuple[int, dict | None, dict]:
-            if self.headers.get("Authorization") != f"Bearer {gateway.admin_key}":
-                return 401, _proxy_error("Authentication Error, Invalid proxy server token passed. valid_token=None.", "auth_error", 401), {}
-            faults = gateway.faults
-            with gateway._lock:
-                if gateway._good_answers >= faults.after_good_answers:
-                    if faults.rate_limited_left:
-                        faults.rate_limited_left -= 1
-                        return 429, _proxy_error("Rate limit exceeded", "throttling_error", 429), {"Retry-After": str(faults.retry_after_seconds)}
-                    if faults.server_error_left:
-                        faults.server_error_left -= 1
-                        return 500, _proxy_error("Internal Server Error", "internal_error", 500), {}
-                    if faults.cut_off_left:
-                        faults.cut_off_left -= 1
-                        cut = True
-                    else:
-                        cut = False
-                else:
-                    cut = False
-            if path == "/spend/logs/v2":
-                status, body = gateway.spend_logs_page(query)
-            elif path == "/user/daily/activity" and gateway.has_user_activity:
-                status, body = gateway.daily_activity(query, "user_id")
-            elif path == "/team/daily/activity":
-                status, body = gateway.daily_activity(query, "team_id")
-            else:
-                return 404, {"detail": "Not Found"}, {}
-            if status == 200:
-                with gateway._lock:
-                    gateway._good_answers += 1
-                if gateway.after_answer is not None:
-                    gateway.after_answer(path, query)
-            return status, body, {"cut-off": "1"} if cut and status == 200 else {}
-
-    return Handler
 
 
 def day_of_traffic(day: dt.date, per_key_model: dict[tuple[str, str], int], *, prefix: str = "req", hour: int = 9,

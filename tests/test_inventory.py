@@ -1,13 +1,10 @@
 """Key/team inventory from the gateway API (a real HTTP server on 127.0.0.1) or a file."""
 
 import json
-import threading
-from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
-
-from helpers import JsonHandler
+from helpers import local_http_server
+from werkzeug import Request, Response
 
 from usage_jobs.defs.inventory.client import PAGE_SIZE, fetch_inventory
 from usage_jobs.defs.inventory.parse import InventoryError, parse_inventory, read_inventory_file
@@ -17,42 +14,39 @@ KEYS = [{"token": f"{i:064x}", "key_alias": f"key-{i}", "team_id": "t1", "max_bu
 TEAMS = [{"team_id": "t1", "team_alias": "Team One", "max_budget": 100.0}]
 
 
-class FakeGateway(JsonHandler):
-    calls: list[str] = []
-
-    def do_GET(self):
-        url = urlparse(self.path)
-        FakeGateway.calls.append(self.path)
-        if self.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
-            return self._send(401, {"error": "invalid key"})
-        if url.path == "/key/list":
-            query = parse_qs(url.query)
-            page, size = int(query["page"][0]), int(query["size"][0])
-            assert query["return_full_object"] == ["true"]
-            pages = -(-len(KEYS) // size)
-            return self._send(200, {"keys": KEYS[(page - 1) * size: page * size], "total_count": len(KEYS), "current_page": page, "total_pages": pages})
-        if url.path == "/team/list":
-            return self._send(200, TEAMS)
-        self._send(404, {})
-
+def litellm_inventory(request: Request) -> Response:
+    """LiteLLM's /key/list (paged) and /team/list, for the admin key only."""
+    if request.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
+        return Response(json.dumps({"error": "invalid key"}), 401, content_type="application/json")
+    if request.path == "/key/list":
+        page, size = int(request.args["page"]), int(request.args["size"])
+        assert request.args["return_full_object"] == "true"
+        pages = -(-len(KEYS) // size)
+        body = {"keys": KEYS[(page - 1) * size: page * size], "total_count": len(KEYS), "current_page": page, "total_pages": pages}
+    elif request.path == "/team/list":
+        body = TEAMS
+    else:
+        return Response("{}", 404, content_type="application/json")
+    return Response(json.dumps(body), content_type="application/json")
 
 
 @pytest.fixture
-def gateway():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeGateway.calls = []
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def server():
+    with local_http_server() as http:
+        http.expect_request("").respond_with_handler(litellm_inventory)  # "": every path
+        yield http
 
 
-def test_every_page_of_keys_is_read(gateway):
+@pytest.fixture
+def gateway(server):
+    return server.url_for("").rstrip("/")
+
+
+def test_every_page_of_keys_is_read(server, gateway):
     keys, teams = fetch_inventory(gateway, ADMIN_KEY)
     inventory = parse_inventory(keys, teams, "gateway")
     assert len(inventory.keys) == 230 and len(inventory.teams) == 1
-    assert sum("/key/list" in call for call in FakeGateway.calls) == -(-230 // PAGE_SIZE)
+    assert sum(request.path == "/key/list" for request, _ in server.log) == -(-230 // PAGE_SIZE)
     assert inventory.keys[0][1] == "key-0" and inventory.keys[0][9].year == 2026
 
 

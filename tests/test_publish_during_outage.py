@@ -2,24 +2,25 @@
 days are published from what the warehouse holds, every page states the outage, and the
 command exits non-zero naming the assets that failed (their own messages in its output)."""
 
+import contextlib
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
-
 from conftest import DEMO_END
-from helpers import JsonHandler
+from helpers import local_http_server
+from werkzeug import Request, Response
+
 from usage_jobs.demo.emulator import IG1Emulator
 
 USAGE_REPORT = Path(sys.executable).with_name("usage-report")
 ADMIN_KEY = "sk-admin-outage-test"
 MASTER_KEY = "ig1-outage-test-master-key"
+INVENTORY_PARTS = {"/key/list": "keys", "/team/list": "teams"}  # endpoint → its part of the demo's inventory.json
 
 
 class InventoryGateway:
@@ -27,29 +28,24 @@ class InventoryGateway:
 
     def __init__(self, inventory: dict):
         self.inventory, self.down = inventory, False
-        gateway = self
+        self._serving = contextlib.ExitStack()
+        server = self._serving.enter_context(local_http_server(threaded=True))
+        server.expect_request("").respond_with_handler(self._respond)  # "": every path
+        self.url = server.url_for("").rstrip("/")
 
-        class Handler(JsonHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                path = self.path.split("?")[0]
-                if gateway.down:
-                    self._send(503, {"error": {"message": "Service Unavailable"}})
-                elif self.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
-                    self._send(401, {"error": {"message": "Authentication Error"}})
-                elif path == "/key/list":
-                    self._send(200, gateway.inventory["keys"])
-                elif path == "/team/list":
-                    self._send(200, gateway.inventory["teams"])
-                else:
-                    self._send(404, {"detail": "Not Found"})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def _respond(self, request: Request) -> Response:
+        if self.down:
+            status, body = 503, {"error": {"message": "Service Unavailable"}}
+        elif request.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
+            status, body = 401, {"error": {"message": "Authentication Error"}}
+        elif request.path in INVENTORY_PARTS:
+            status, body = 200, self.inventory[INVENTORY_PARTS[request.path]]
+        else:
+            status, body = 404, {"detail": "Not Found"}
+        return Response(json.dumps(body), status, content_type="application/json")
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 def _run(env: dict, start: dt.date, end: dt.date) -> subprocess.CompletedProcess:

@@ -3,22 +3,24 @@ a crowd of readers is answered, and the pages run under a CSP with no inline scr
 
 import base64
 import concurrent.futures
+import contextlib
 import html
 import http.client
 import io
+import json
 import re
 import threading
 import time
 import urllib.request
 from collections import Counter
-from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from helpers import JsonHandler
+from helpers import local_http_server
 from test_browser import browser  # noqa: F401  (headless Chromium, as the browser tests drive it)
+from werkzeug import Request, Response
 
 from usage_jobs.serve import AccessPolicy, make_server
 
@@ -34,7 +36,7 @@ def _proxy_error(message, kind, code):
     return {"error": {"message": message, "type": kind, "param": "key" if code == 404 else "None", "code": str(code)}}
 
 
-class FakeGateway(JsonHandler):
+class FakeGateway:
     """LiteLLM's answers (litellm/proxy, 1.110) to the calls serve makes, for virtual keys and for its master key.
 
     * `/key/info` without `key=` describes the caller's own key; for the master key, which
@@ -46,26 +48,41 @@ class FakeGateway(JsonHandler):
     calls: list[tuple[str, str]] = []
     delay = 0.0
 
-    def do_GET(self):
-        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-        url = urlsplit(self.path)
-        FakeGateway.calls.append((url.path, key))
-        time.sleep(FakeGateway.delay)
+    @classmethod
+    def respond(cls, request: Request) -> Response:
+        status, body = cls._answer(request)
+        return Response(json.dumps(body), status, content_type="application/json")
+
+    @classmethod
+    def _answer(cls, request: Request) -> tuple[int, dict]:
+        key = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        cls.calls.append((request.path, key))
+        time.sleep(cls.delay)
         if key not in USERS and key not in AUTHENTICATED_NOT_KEYS:  # revoked or unknown keys
-            return self._send(401, _proxy_error("Authentication Error, Invalid proxy server token passed.", "auth_error", 401))
-        if url.path == "/memory-usage-in-mem-cache":
+            return 401, _proxy_error("Authentication Error, Invalid proxy server token passed.", "auth_error", 401)
+        if request.path == "/memory-usage-in-mem-cache":
             if key != MASTER_KEY:
-                return self._send(401, _proxy_error(f"Authentication Error, Tried to access route={url.path}, which is only for MASTER KEY", "auth_error", 401))
-            return self._send(200, {"num_items_in_user_api_key_cache": 3, "num_items_in_llm_router_cache": 0})
-        if url.path == "/key/info":
+                return 401, _proxy_error(f"Authentication Error, Tried to access route={request.path}, which is only for MASTER KEY", "auth_error", 401)
+            return 200, {"num_items_in_user_api_key_cache": 3, "num_items_in_llm_router_cache": 0}
+        if request.path == "/key/info":
             if key in AUTHENTICATED_NOT_KEYS:
-                return self._send(404, _proxy_error("Key not found in database", "not_found_error", 404))
-            return self._send(200, {"key": "hashed", "info": {"user_id": USERS[key][0], "team_id": "t1"}})
-        if url.path == "/user/info" and key in USERS:
+                return 404, _proxy_error("Key not found in database", "not_found_error", 404)
+            return 200, {"key": "hashed", "info": {"user_id": USERS[key][0], "team_id": "t1"}}
+        if request.path == "/user/info" and key in USERS:
             user_id, role = USERS[key]
-            assert parse_qs(url.query)["user_id"] == [user_id]
-            return self._send(200, {"user_id": user_id, "user_info": {"user_role": role}})
-        self._send(404, {"detail": "Not Found"})
+            assert request.args.getlist("user_id") == [user_id]
+            return 200, {"user_id": user_id, "user_info": {"user_role": role}}
+        return 404, {"detail": "Not Found"}
+
+
+@contextlib.contextmanager
+def fake_gateway(delay: float = 0.0) -> Iterator[str]:
+    """The fake gateway on 127.0.0.1 (threaded: serve asks it from many threads at once); yields its URL."""
+    FakeGateway.calls, FakeGateway.delay = [], delay
+    with local_http_server(threaded=True) as server:
+        server.expect_request("").respond_with_handler(FakeGateway.respond)  # "": every path
+        yield server.url_for("").rstrip("/")
+    FakeGateway.delay = 0.0
 
 
 def _lookups(path, key=None):
@@ -90,16 +107,13 @@ def site(tmp_path):
 
 @pytest.fixture
 def gateway():
-    server = _start(ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway))
-    FakeGateway.calls, FakeGateway.delay = [], 0.0
-    yield server
-    server.shutdown()
-    server.server_close()
+    with fake_gateway() as url:
+        yield url
 
 
 @pytest.fixture
 def report(site, gateway):
-    policy = AccessPolicy(f"http://127.0.0.1:{gateway.server_address[1]}", ["configured-admin-token"], cache_seconds=60)
+    policy = AccessPolicy(gateway, ["configured-admin-token"], cache_seconds=60)
     server = _start(make_server(site, policy))
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -140,9 +154,8 @@ def test_the_gateways_answer_is_cached_briefly(report, gateway):
 
 
 def test_a_gateway_outage_gives_a_clear_503_and_admits_no_gateway_key(site):
-    dead = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
-    url = f"http://127.0.0.1:{dead.server_address[1]}"
-    dead.server_close()  # nothing listens there any more
+    with fake_gateway() as url:
+        pass  # nothing listens there any more
     server = _start(make_server(site, AccessPolicy(url, [], timeout=1.0)))
     try:
         response = _get(f"http://127.0.0.1:{server.server_address[1]}", "admin-key")
@@ -203,12 +216,8 @@ def test_what_the_gateway_says_is_escaped_in_the_refusal(report):
 
 @pytest.fixture
 def crowd_gateway():
-    FakeGateway.calls, FakeGateway.delay = [], 0.3  # a slow gateway widens every race
-    server = _start(ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway))
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    FakeGateway.delay = 0.0
+    with fake_gateway(delay=0.3) as url:  # a slow gateway widens every race
+        yield url
 
 
 def _burst(url_paths_keys, timeout=60.0):
@@ -270,7 +279,7 @@ def test_a_burst_asks_the_gateway_once_per_key_per_cache_period(site, crowd_gate
 
 def test_the_cache_is_asked_again_after_its_period_and_an_outage_is_not_remembered(gateway):
     now = [0.0]
-    policy = AccessPolicy(f"http://127.0.0.1:{gateway.server_address[1]}", [], cache_seconds=60, clock=lambda: now[0])
+    policy = AccessPolicy(gateway, [], cache_seconds=60, clock=lambda: now[0])
     assert policy.decide("admin-key").status == 200 and policy.decide("admin-key").status == 200
     assert len(_lookups("/key/info")) == 1
     now[0] = 61.0
