@@ -35,10 +35,23 @@ def test_schedule_and_sensors_run_by_default(defs):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def test_every_warehouse_writer_shares_one_pool(defs):
-    for asset in defs.assets:
-        if asset.key != dg.AssetKey("raw_gateway_logs"):  # lands files, never opens the warehouse
-            assert asset.op.pool == "duckdb_warehouse", asset.key
+def test_every_asset_and_check_that_opens_the_warehouse_shares_one_pool(defs):
+    for node in defs.assets:  # assets and the checks that read the warehouse
+        if node.node_def.name != "raw_gateway_logs":  # lands files, never opens the warehouse
+            assert node.node_def.pool == "duckdb_warehouse", node.node_def.name
+
+
+@pytest.mark.parametrize("asset, checks", [
+    ("gateway_requests", {"rejected_share_below_limit", "requests_unique", "no_unrecognised_files_with_data"}),
+    ("daily_usage", {"aggregates_match_requests", "freshness_check"}),
+    ("billing_reconciliation", {"billing_arrived", "variance_within_threshold"}),
+])
+def test_checks_are_asset_checks_of_their_asset_in_the_daily_job(defs, asset, checks):
+    job = defs.resolve_job_def("daily_usage_job")
+    in_job = {key.name for key in job.asset_layer.asset_graph.asset_check_keys if key.asset_key == dg.AssetKey(asset)}
+    assert checks - {"freshness_check"} <= in_job
+    declared = {key.name for key in defs.get_repository_def().asset_graph.asset_check_keys if key.asset_key == dg.AssetKey(asset)}
+    assert declared == checks
 
 
 @pytest.mark.parametrize("asset, reads", [

@@ -84,6 +84,12 @@ class RunOutcome:
         return [message for _, message in self.failed_steps] + self.check_lines()
 
 
+def _failed_steps(events: list) -> list[tuple[str, str]]:
+    """(step, message) of each failed step, but a blocking check's own failure: its check line says why."""
+    return [(event.step_key, _failure_message(event)) for event in events
+            if not (event.step_failure_data.error and event.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError")]
+
+
 def _failure_message(event) -> str:
     data = event.step_failure_data
     if data.user_failure_data and data.user_failure_data.description:
@@ -102,7 +108,7 @@ def run_outcome(instance, run_id: str) -> RunOutcome:
     return RunOutcome(
         run_id=run_id,
         success=run is not None and run.status == dg.DagsterRunStatus.SUCCESS,
-        failed_steps=[(event.step_key, _failure_message(event)) for event in events(dg.DagsterEventType.STEP_FAILURE)],
+        failed_steps=_failed_steps(events(dg.DagsterEventType.STEP_FAILURE)),
         checks=[event.asset_check_evaluation_data for event in events(dg.DagsterEventType.ASSET_CHECK_EVALUATION)],
         materialized={event.asset_key.to_user_string(): event.step_materialization_data.materialization.metadata
                       for event in events(dg.DagsterEventType.ASSET_MATERIALIZATION)},

@@ -6,9 +6,24 @@ when the code location loads; tests, benches and the CLI call `build_definitions
 
 import dagster as dg
 
-from usage_jobs.defs.billing.assets import billed_usage, billing_chargeback, billing_reconciliation, commit_status
+from usage_jobs.defs.billing.assets import (
+    billed_usage,
+    billing_arrived,
+    billing_chargeback,
+    billing_reconciliation,
+    commit_status,
+    variance_within_threshold,
+)
 from usage_jobs.defs.billing.resources import BillingResource
-from usage_jobs.defs.gateway.assets import daily_usage, gateway_requests, raw_gateway_logs
+from usage_jobs.defs.gateway.assets import (
+    aggregates_match_requests,
+    daily_usage,
+    gateway_requests,
+    no_unrecognised_files_with_data,
+    raw_gateway_logs,
+    rejected_share_below_limit,
+    requests_unique,
+)
 from usage_jobs.defs.gateway.completeness_assets import GatewayApiResource, gateway_completeness
 from usage_jobs.defs.inventory.assets import key_inventory
 from usage_jobs.defs.keys.assets import key_anomalies
@@ -20,6 +35,9 @@ from usage_jobs.settings import Settings, load_settings
 GATEWAY_ASSETS = [raw_gateway_logs, gateway_requests, daily_usage, gateway_completeness, key_anomalies]
 BILLING_ASSETS = [billed_usage, billing_reconciliation, billing_chargeback]
 DAILY_ASSETS = GATEWAY_ASSETS + BILLING_ASSETS
+# Checks of the daily assets that read the warehouse; they run in the same run, after their asset.
+DAILY_CHECKS = [rejected_share_below_limit, requests_unique, no_unrecognised_files_with_data, aggregates_match_requests,
+                billing_arrived, variance_within_threshold]
 # The inventory and IG1's commit status are refreshed in a run of their own, before the site's:
 # either may fail (its source down) without holding the site back, which states the outage.
 REFRESH_ASSETS = [key_inventory, commit_status]
@@ -33,9 +51,10 @@ WATCHED_FOR_FRESHNESS = ("daily_usage", "key_anomalies")
 
 
 def partitioned(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
-    """Daily assets with the settings' daily partitions, as `build_definitions` gives them."""
+    """Daily assets with the settings' daily partitions, as `build_definitions` gives them, and their checks."""
     partitions = daily_partitions(settings)
-    return [with_partitions(asset, partitions) for asset in assets]
+    keys = {asset.key for asset in assets}
+    return [with_partitions(asset, partitions) for asset in assets] + [check for check in DAILY_CHECKS if {key.asset_key for key in check.check_keys} <= keys]
 
 
 def build_resources(settings: Settings, refetch: bool = False) -> dict:
@@ -93,7 +112,6 @@ def _site_sensors(daily_job, refresh_job, site_job) -> list[dg.SensorDefinition]
 def build_definitions(settings: Settings, refetch: bool = False) -> dg.Definitions:
     """Partitions, assets, resources, jobs, schedule, checks and sensors from one settings object."""
     partitions = daily_partitions(settings)
-    daily_assets = partitioned(DAILY_ASSETS, settings)
     daily_job = dg.define_asset_job(
         DAILY_JOB, selection=DAILY_ASSETS, partitions_def=partitions, executor_def=dg.in_process_executor,
         description="Ingest gateway logs of a day (or a range, in one run), aggregate them, and fetch and reconcile IG1's billing of it "
@@ -113,11 +131,11 @@ def build_definitions(settings: Settings, refetch: bool = False) -> dg.Definitio
     )
     deadline = settings.freshness_deadline
     freshness_checks = dg.build_time_partition_freshness_checks(
-        assets=[asset for asset in daily_assets if asset.key.to_user_string() in WATCHED_FOR_FRESHNESS],
+        assets=[with_partitions(asset, partitions) for asset in DAILY_ASSETS if asset.key.to_user_string() in WATCHED_FOR_FRESHNESS],
         deadline_cron=f"{deadline.minute} {deadline.hour} * * *", timezone=settings.timezone, severity=dg.AssetCheckSeverity.WARN,
     )
     return dg.Definitions(
-        assets=daily_assets + SITE_ASSETS,
+        assets=partitioned(DAILY_ASSETS, settings) + SITE_ASSETS,
         asset_checks=freshness_checks,
         jobs=[daily_job, refresh_job, site_job],
         schedules=[schedule],

@@ -29,17 +29,17 @@ def daily_warehouse_asset(group_name: str) -> dict:
     return dict(**DAILY, pool=WAREHOUSE_POOL, group_name=group_name, kinds={"duckdb"})
 
 
-def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
-    """The run's days: one partition, or a whole range in a single-run backfill."""
+def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[dt.date]:
+    """The run's days: one partition, or a whole range in a single-run backfill (an asset check of a daily asset: its run's days)."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
 
 
-def first_partition_day(context: dg.AssetExecutionContext) -> dt.date:
-    return context.assets_def.partitions_def.start.date()
+def first_partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
+    return context.job_def.partitions_def.start.date()
 
 
-def report_timezone(context: dg.AssetExecutionContext) -> str:
-    return context.assets_def.partitions_def.timezone
+def report_timezone(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+    return context.job_def.partitions_def.timezone
 
 
 def markdown_table(rows: list[tuple], header: tuple[str, ...]) -> str:

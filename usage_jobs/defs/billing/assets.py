@@ -20,7 +20,7 @@ VARIANCE_CHECK = "variance_within_threshold"
 NOT_CONFIGURED = "IG1 billing is not configured (IG1_MASTER_KEY not set): nothing fetched"
 
 
-def _window(context: dg.AssetExecutionContext, billing: BillingResource) -> tuple[dt.date, dt.date]:
+def _window(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, billing: BillingResource) -> tuple[dt.date, dt.date]:
     days = partition_days(context)
     return billing_window(days[0], days[-1], billing.refresh_days, first_partition_day(context))
 
@@ -63,24 +63,14 @@ def billed_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     })
 
 
-@dg.asset(
-    **daily_warehouse_asset("billing"),
-    deps=[billed_usage, gateway_requests],
-    check_specs=[
-        dg.AssetCheckSpec(BILLED_PRESENT_CHECK, asset="billing_reconciliation",
-                          description="IG1 has billed every day with gateway traffic: a warning while late, a failure after IG1_LATE_DAYS."),
-        dg.AssetCheckSpec(VARIANCE_CHECK, asset="billing_reconciliation",
-                          description="Estimated and billed tokens and cost agree within USAGE_VARIANCE_WARN_PCT (warning otherwise)."),
-    ],
-)
+@dg.asset(**daily_warehouse_asset("billing"), deps=[billed_usage, gateway_requests])
 def billing_reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
     """The gateway's estimate against IG1's bill, per billing day × model: input and output
     tokens, estimated cost (USD) against billed cost (contract currency and USD), and the
     variance in % as (billed − estimated) ÷ estimated × 100. Successful requests only:
     IG1 does not bill failures."""
     if not billing.configured:
-        return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED}, check_results=[
-            dg.AssetCheckResult(check_name=name, passed=True, description=NOT_CONFIGURED) for name in (BILLED_PRESENT_CHECK, VARIANCE_CHECK)])
+        return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     start, end = _window(context, billing)
     with warehouse.connect() as conn:
         rows = reconcile(conn, start, end, billing_timezone=billing.billing_timezone,
@@ -89,38 +79,59 @@ def billing_reconciliation(context: dg.AssetExecutionContext, warehouse: Warehou
             "SELECT model, sum(estimated_input_tokens + estimated_output_tokens), sum(billed_input_tokens + billed_output_tokens), "
             "round(avg(token_variance_pct), 2), round(avg(cost_variance_pct), 2) FROM reconciliation "
             "WHERE day BETWEEN ? AND ? AND status = 'reconciled' GROUP BY model ORDER BY model", [start, end]).fetchall()
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": rows, "window": f"{start} to {end}",
+        "variance by model": dg.MetadataValue.md(markdown_table(summary, ("model", "estimated tokens", "billed tokens", "token variance %", "cost variance %"))),
+    })
+
+
+# The checks read the reconciliation the asset stored, over the run's billing window.
+
+@dg.asset_check(asset=billing_reconciliation, name=BILLED_PRESENT_CHECK, pool=WAREHOUSE_POOL,
+                description="IG1 has billed every day with gateway traffic: a warning while late, a failure after IG1_LATE_DAYS.")
+def billing_arrived(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, billing: BillingResource) -> dg.AssetCheckResult:
+    if not billing.configured:
+        return dg.AssetCheckResult(passed=True, description=NOT_CONFIGURED)
+    start, end = _window(context, billing)
+    with warehouse.connect() as conn:
         unbilled = [row[0] for row in conn.execute(
             "SELECT DISTINCT day FROM reconciliation WHERE day BETWEEN ? AND ? AND status = 'not billed yet' ORDER BY day", [start, end]).fetchall()]
+    return _billing_arrived(unbilled, _today(billing), billing.late_days)
+
+
+@dg.asset_check(asset=billing_reconciliation, name=VARIANCE_CHECK, pool=WAREHOUSE_POOL,
+                description="Estimated and billed tokens and cost agree within USAGE_VARIANCE_WARN_PCT (warning otherwise).")
+def variance_within_threshold(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, billing: BillingResource) -> dg.AssetCheckResult:
+    if not billing.configured:
+        return dg.AssetCheckResult(passed=True, description=NOT_CONFIGURED)
+    start, end = _window(context, billing)
+    with warehouse.connect() as conn:
         worst = conn.execute(
             "SELECT day, model, token_variance_pct, cost_variance_pct FROM reconciliation WHERE day BETWEEN ? AND ? AND status = 'reconciled' "
             "ORDER BY greatest(abs(token_variance_pct), coalesce(abs(cost_variance_pct), 0)) DESC, day, model LIMIT 1", [start, end]).fetchone()
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "window": f"{start} to {end}",
-                  "variance by model": dg.MetadataValue.md(markdown_table(summary, ("model", "estimated tokens", "billed tokens", "token variance %", "cost variance %")))},
-        check_results=[_billing_arrived(unbilled, _today(billing), billing.late_days), _variance(worst, billing.variance_warn_pct)],
-    )
+    return _variance(worst, billing.variance_warn_pct)
 
 
 def _billing_arrived(unbilled: list[dt.date], today: dt.date, late_days: int) -> dg.AssetCheckResult:
     """Unbilled days with traffic: a warning while IG1 may still be catching up, a failure once too late."""
     if not unbilled:
-        return dg.AssetCheckResult(check_name=BILLED_PRESENT_CHECK, passed=True, description="IG1 has billed every reconciled day")
+        return dg.AssetCheckResult(passed=True, description="IG1 has billed every reconciled day")
     overdue = [day for day in unbilled if (today - day).days > late_days]
     days = ", ".join(day.isoformat() for day in unbilled)
     severity = dg.AssetCheckSeverity.ERROR if overdue else dg.AssetCheckSeverity.WARN
     description = (f"IG1 billing is missing for {days}; " +
                    (f"{len(overdue)} day(s) more than {late_days} days old" if overdue else f"still within the {late_days}-day delay"))
-    return dg.AssetCheckResult(check_name=BILLED_PRESENT_CHECK, passed=False, severity=severity, description=description,
+    return dg.AssetCheckResult(passed=False, severity=severity, description=description,
                                metadata={"missing days": days, "overdue days": ", ".join(d.isoformat() for d in overdue) or "none", "late after days": late_days})
 
 
 def _variance(worst: tuple | None, threshold: float) -> dg.AssetCheckResult:
     if worst is None:
-        return dg.AssetCheckResult(check_name=VARIANCE_CHECK, passed=True, description="no reconciled day × model in the window")
+        return dg.AssetCheckResult(passed=True, description="no reconciled day × model in the window")
     day, model, tokens, cost = worst
     largest = max(abs(tokens or 0), abs(cost or 0))
     return dg.AssetCheckResult(
-        check_name=VARIANCE_CHECK, passed=largest <= threshold, severity=dg.AssetCheckSeverity.WARN,
+        passed=largest <= threshold, severity=dg.AssetCheckSeverity.WARN,
         description=f"worst: {model} on {day}, tokens {tokens:+.2f}%, cost {'n/a' if cost is None else f'{cost:+.2f}%'} (threshold ±{threshold:g}%)",
         metadata={"worst day": day.isoformat(), "worst model": model, "token variance %": tokens,
                   "cost variance %": cost if cost is not None else "n/a", "threshold %": threshold},

@@ -13,7 +13,7 @@ from usage_jobs.defs.gateway.layout import GATEWAY_API
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.gateway.spend_api import land_spend_logs_day
 from usage_jobs.defs.partitions import DAILY, daily_warehouse_asset, markdown_table, partition_days
-from usage_jobs.defs.resources import GatewayLogsResource, WarehouseResource
+from usage_jobs.defs.resources import WAREHOUSE_POOL, GatewayLogsResource, WarehouseResource
 
 # Network-bound assets retry what may pass (timeouts, resets, 5xx once the client gave up); a clear
 # failure (dg.Failure with allow_retries=False: missing logs, bad credentials) is not retried.
@@ -63,18 +63,7 @@ def _land(gateway_logs: GatewayLogsResource, day: dt.date, progress) -> LandingS
                            concurrency=gateway_logs.fetch_concurrency, refetch=gateway_logs.refetch, progress=progress)
 
 
-@dg.asset(
-    **daily_warehouse_asset("gateway"),
-    deps=[raw_gateway_logs],
-    check_specs=[
-        dg.AssetCheckSpec(REJECTED_SHARE_CHECK, asset="gateway_requests", blocking=True,
-                          description="The share of input records rejected stays under USAGE_MAX_REJECTED_SHARE."),
-        dg.AssetCheckSpec(UNIQUE_REQUESTS_CHECK, asset="gateway_requests",
-                          description="No request (request id and start time) is stored twice; ids reused with another start time are counted as collisions."),
-        dg.AssetCheckSpec(UNRECOGNISED_CHECK, asset="gateway_requests",
-                          description="No file under the logs root that is not a request log holds data (it may be logs in a format the product does not read)."),
-    ],
-)
+@dg.asset(**daily_warehouse_asset("gateway"), deps=[raw_gateway_logs])
 def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseResource, gateway_logs: GatewayLogsResource):
     """Every gateway request of the day, one row each, from the LiteLLM log files.
 
@@ -82,8 +71,8 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     drops re-deliveries (same request id and start time), estimates missing token counts
     from logged text (cl100k, flagged), re-prices requests without a cost (flagged), marks
     unpriced models, and records every unusable record in `rejected_records` with its
-    reason. Files that are not request logs are named in `unrecognised_files`.
-    Prompt and response text is never stored."""
+    reason. Files that are not request logs are named in `unrecognised_files`; each day's
+    counts are in `ingest_days`. Prompt and response text is never stored."""
     prices = load_prices(Path(gateway_logs.prices_file) if gateway_logs.prices_file else None)
     root = gateway_logs.local_root()
     all_stats: list[IngestStats] = []
@@ -99,76 +88,101 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                              f"{stats.id_collisions:,} id collisions from {stats.files:,} files; {stats.unrecognised_files:,} unrecognised files")
             all_stats.append(stats)
         first, last = all_stats[0].day, all_stats[-1].day
-        twice = conn.execute(
-            "SELECT count(*), min(request_id) FROM (SELECT request_id FROM requests WHERE day BETWEEN ? AND ? "
-            "GROUP BY request_id, start_time HAVING count(*) > 1)", [first, last]).fetchone()
         reasons = conn.execute(
             "SELECT reason, count(*) AS records FROM rejected_records WHERE day BETWEEN ? AND ? GROUP BY reason ORDER BY records DESC, reason LIMIT 10",
             [first, last],
         ).fetchall()
-        unrecognised = conn.execute(
-            "SELECT strftime(day, '%Y-%m-%d'), source_file, bytes FROM unrecognised_files WHERE day BETWEEN ? AND ? AND holds_data "
-            "ORDER BY day, source_file", [first, last]).fetchall()
+        unrecognised = _unrecognised_with_data(conn, first, last)
 
-    worst = max(all_stats, key=lambda s: s.rejected_share)
-    limit = gateway_logs.max_rejected_share
     totals = {field: sum(getattr(s, field) for s in all_stats) for field in STATS_COLUMNS}
     listed = unrecognised[:20]
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": totals["rows"],
-            **{name.replace("_", " "): value for name, value in totals.items()},
-            "rejection reasons": dg.MetadataValue.md(markdown_table(reasons, ("reason", "records")) if reasons else "none"),
-            "unrecognised files with data": dg.MetadataValue.md(markdown_table(listed, ("day", "file", "bytes")) if listed else "none"),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=REJECTED_SHARE_CHECK,
-                passed=worst.rejected_share <= limit,
-                metadata={"worst day": worst.day, "rejected share": round(worst.rejected_share, 6), "limit": limit,
-                          "rejected": worst.rejected, "records read": worst.records_read},
-                description=f"{worst.day}: {worst.rejected:,} of {worst.records_read:,} records rejected ({worst.rejected_share:.2%}, limit {limit:.2%})",
-            ),
-            dg.AssetCheckResult(
-                check_name=UNIQUE_REQUESTS_CHECK, passed=twice[0] == 0,
-                metadata={"requests stored twice": twice[0], "id collisions": totals["id_collisions"]},
-                description=(f"{twice[0]:,} requests stored twice between {first} and {last} (e.g. id {twice[1]})" if twice[0] else
-                             f"no request stored twice; {totals['id_collisions']:,} ids reused with another start time kept as separate requests"),
-            ),
-            dg.AssetCheckResult(
-                check_name=UNRECOGNISED_CHECK, passed=not unrecognised, severity=dg.AssetCheckSeverity.WARN,
-                metadata={"files with data": len(unrecognised)},
-                description=(f"{len(unrecognised):,} file(s) under the logs root are not request logs but hold data: "
-                             + ", ".join(f"{name} ({size:,} bytes, on {day})" for day, name, size in listed[:5])
-                             + (" …" if len(unrecognised) > 5 else "")) if unrecognised else "every file under the logs root is a request log",
-            ),
-        ],
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": totals["rows"],
+        **{name.replace("_", " "): value for name, value in totals.items()},
+        "rejection reasons": dg.MetadataValue.md(markdown_table(reasons, ("reason", "records")) if reasons else "none"),
+        "unrecognised files with data": dg.MetadataValue.md(markdown_table(listed, ("day", "file", "bytes")) if listed else "none"),
+    })
+
+
+def _unrecognised_with_data(conn, first, last) -> list[tuple[str, str, int]]:
+    return conn.execute(
+        "SELECT strftime(day, '%Y-%m-%d'), source_file, bytes FROM unrecognised_files WHERE day BETWEEN ? AND ? AND holds_data "
+        "ORDER BY day, source_file", [first, last]).fetchall()
+
+
+# The checks read what the asset stored (`ingest_days`, `requests`, `unrecognised_files`) for the run's days.
+
+@dg.asset_check(asset=gateway_requests, name=REJECTED_SHARE_CHECK, blocking=True, pool=WAREHOUSE_POOL,
+                description="The share of input records rejected stays under USAGE_MAX_REJECTED_SHARE.")
+def rejected_share_below_limit(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                               gateway_logs: GatewayLogsResource) -> dg.AssetCheckResult:
+    days = partition_days(context)
+    with warehouse.connect() as conn:
+        day, rejected, records_read = conn.execute(
+            "SELECT day, rejected, records_read FROM ingest_days WHERE day BETWEEN ? AND ? "
+            "ORDER BY coalesce(rejected / nullif(records_read, 0), 0) DESC, day LIMIT 1", [days[0], days[-1]]).fetchone()
+    share = rejected / records_read if records_read else 0.0
+    limit = gateway_logs.max_rejected_share
+    return dg.AssetCheckResult(
+        passed=share <= limit,
+        metadata={"worst day": day.isoformat(), "rejected share": round(share, 6), "limit": limit, "rejected": rejected, "records read": records_read},
+        description=f"{day}: {rejected:,} of {records_read:,} records rejected ({share:.2%}, limit {limit:.2%})",
     )
 
 
-@dg.asset(
-    **daily_warehouse_asset("gateway"),
-    deps=[gateway_requests],
-    check_specs=[dg.AssetCheckSpec(TOTALS_CHECK, asset="daily_usage", description="Aggregates add up to the request-level totals of the day.")],
-)
+@dg.asset_check(asset=gateway_requests, name=UNIQUE_REQUESTS_CHECK, pool=WAREHOUSE_POOL,
+                description="No request (request id and start time) is stored twice; ids reused with another start time are counted as collisions.")
+def requests_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    days = partition_days(context)
+    with warehouse.connect() as conn:
+        twice, example = conn.execute(
+            "SELECT count(*), min(request_id) FROM (SELECT request_id FROM requests WHERE day BETWEEN ? AND ? "
+            "GROUP BY request_id, start_time HAVING count(*) > 1)", [days[0], days[-1]]).fetchone()
+        collisions = conn.execute("SELECT coalesce(sum(id_collisions), 0) FROM ingest_days WHERE day BETWEEN ? AND ?", [days[0], days[-1]]).fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=twice == 0, metadata={"requests stored twice": twice, "id collisions": collisions},
+        description=(f"{twice:,} requests stored twice between {days[0]} and {days[-1]} (e.g. id {example})" if twice else
+                     f"no request stored twice; {collisions:,} ids reused with another start time kept as separate requests"),
+    )
+
+
+@dg.asset_check(asset=gateway_requests, name=UNRECOGNISED_CHECK, pool=WAREHOUSE_POOL,
+                description="No file under the logs root that is not a request log holds data (it may be logs in a format the product does not read).")
+def no_unrecognised_files_with_data(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    days = partition_days(context)
+    with warehouse.connect() as conn:
+        unrecognised = _unrecognised_with_data(conn, days[0], days[-1])
+    return dg.AssetCheckResult(
+        passed=not unrecognised, severity=dg.AssetCheckSeverity.WARN, metadata={"files with data": len(unrecognised)},
+        description=(f"{len(unrecognised):,} file(s) under the logs root are not request logs but hold data: "
+                     + ", ".join(f"{name} ({size:,} bytes, on {day})" for day, name, size in unrecognised[:5])
+                     + (" …" if len(unrecognised) > 5 else "")) if unrecognised else "every file under the logs root is a request log",
+    )
+
+
+@dg.asset(**daily_warehouse_asset("gateway"), deps=[gateway_requests])
 def daily_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Requests, tokens (input, output, cached) and spend per day × team × key × model."""
     rows = 0
-    mismatches: list[str] = []
     with warehouse.connect() as conn:
         for day in partition_days(context):
             rows += aggregate_day(conn, day)
-            mismatches += [f"{day}: {m}" for m in totals_mismatch(conn, day)]
         first, last = context.partition_keys[0], context.partition_keys[-1]
         preview = conn.execute(
             "SELECT model, sum(requests), sum(total_tokens), round(sum(spend_usd), 4) FROM daily_usage WHERE day BETWEEN ? AND ? "
             "GROUP BY model ORDER BY 2 DESC LIMIT 10",
             [first, last],
         ).fetchall()
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "rows": rows,
-                  "preview by model": dg.MetadataValue.md(markdown_table(preview, ("model", "requests", "total tokens", "spend (USD)")))},
-        check_results=[dg.AssetCheckResult(
-            check_name=TOTALS_CHECK, passed=not mismatches, metadata={"mismatches": "\n".join(mismatches) or "none"},
-            description=f"{len(mismatches)} mismatch(es): " + "; ".join(mismatches[:5]) if mismatches else "every aggregate adds up to its requests")],
-    )
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": rows, "rows": rows,
+        "preview by model": dg.MetadataValue.md(markdown_table(preview, ("model", "requests", "total tokens", "spend (USD)"))),
+    })
+
+
+@dg.asset_check(asset=daily_usage, name=TOTALS_CHECK, pool=WAREHOUSE_POOL, description="Aggregates add up to the request-level totals of the day.")
+def aggregates_match_requests(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect() as conn:
+        mismatches = [f"{day}: {m}" for day in partition_days(context) for m in totals_mismatch(conn, day)]
+    return dg.AssetCheckResult(
+        passed=not mismatches, metadata={"mismatches": "\n".join(mismatches) or "none"},
+        description=f"{len(mismatches)} mismatch(es): " + "; ".join(mismatches[:5]) if mismatches else "every aggregate adds up to its requests")

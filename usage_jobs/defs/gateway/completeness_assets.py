@@ -54,6 +54,8 @@ def _lines_table(lines: list[Comparison]) -> str:
     **daily_warehouse_asset("gateway"),
     deps=[gateway_requests],
     retry_policy=NETWORK_RETRY,
+    # Computed in the asset, not read back from the warehouse: whether the gateway's totals could be
+    # read at all (and the "not checked" outcome when it is down) is known only inside the step.
     check_specs=[dg.AssetCheckSpec(
         LOGS_COMPLETE_CHECK, asset="gateway_completeness",
         description="The logs hold every request the gateway counted in its own daily totals (per UTC date × key × model), "
