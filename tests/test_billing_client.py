@@ -106,7 +106,7 @@ def test_a_cut_off_body_is_retried_then_read(emulator):
 def test_a_well_formed_body_of_the_wrong_shape_fails_without_retrying(emulator):
     emulator.faults = Faults(wrong_shape_left=1)
     client, _ = _client(emulator.url)
-    with pytest.raises(BillingError, match="unexpected response: currency is None"):
+    with pytest.raises(BillingError, match="unexpected response: currency is missing"):
         client.history(START, END)
     assert client.calls.attempts == 1
 
@@ -163,12 +163,12 @@ def test_the_master_key_never_appears_in_any_message(emulator):
 
 
 @pytest.mark.parametrize(("document", "message"), [
-    ([], "the body is a list, expected an object"),
-    ({"currency": "euro", "data": []}, "currency is 'euro', expected an ISO 4217 code"),
-    ({"currency": "EUR"}, "data is missing, expected a list"),
+    ([], r"the body is \[\]: Input should be a valid dictionary"),
+    ({"currency": "euro", "data": []}, "currency is 'euro': String should match pattern"),
+    ({"currency": "EUR"}, "data is missing"),
     ({"currency": "EUR", "data": [{"date": "2026-13-01", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost": 1}]}, r"data\[0\].date is '2026-13-01'"),
     ({"currency": "EUR", "data": [{"date": "2026-11-30", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost": 1}]}, "outside the requested"),
-    ({"currency": "EUR", "data": [{"date": "2026-11-18", "model": "m", "input_tokens": "12", "output_tokens": 1, "cost": 1}]}, r"input_tokens is '12', expected a whole number"),
+    ({"currency": "EUR", "data": [{"date": "2026-11-18", "model": "m", "input_tokens": "12", "output_tokens": 1, "cost": 1}]}, r"input_tokens is '12': Input"),
     ({"currency": "EUR", "data": [{"date": "2026-11-18", "model": "m", "input_tokens": 1, "output_tokens": -1, "cost": 1}]}, "output_tokens is -1"),
     ({"currency": "EUR", "data": [{"date": "2026-11-18", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost": float("nan")}]}, "cost is nan"),
     ({"currency": "EUR", "data": [{"date": "2026-11-18", "model": "", "input_tokens": 1, "output_tokens": 1, "cost": 1}]}, "model is ''"),
@@ -182,7 +182,7 @@ def test_the_history_adapter_refuses_anything_else_naming_the_field(document, me
 def test_requests_may_be_absent_from_history_and_usage_needs_current_and_commit():
     history = parse_history({"currency": "EUR", "data": [{"date": "2026-11-18", "model": "m", "input_tokens": 1, "output_tokens": 2, "cost": 0}]}, START, END)
     assert history.rows[0].requests is None
-    with pytest.raises(BillingFormatError, match="field 'commit' is missing"):
+    with pytest.raises(BillingFormatError, match="commit is missing"):
         parse_usage({"current": 1.0})
-    with pytest.raises(BillingFormatError, match="current is '1'"):
+    with pytest.raises(BillingFormatError, match="current is '1': Input should be a JSON number"):
         parse_usage({"current": "1", "commit": 5})
