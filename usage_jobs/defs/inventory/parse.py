@@ -1,4 +1,4 @@
-"""The gateway's key/team inventory, from its API responses or a file holding them.
+"""The gateway's key/team inventory, from its API responses or a file holding them (pydantic models).
 
 Accepted shapes (what LiteLLM returns): `/key/list?return_full_object=true` →
 `{"keys": [...], "total_count", "current_page", "total_pages"}` (or a bare list), and
@@ -12,14 +12,17 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 
 class InventoryError(ValueError):
     pass
 
 
-KEY_COLUMNS = ("key_hash", "key_alias", "key_name", "team_id", "user_id", "max_budget", "spend", "budget_duration", "blocked", "expires", "created_at", "models")
+KEY_COLUMNS = ("key_hash", "key_alias", "key_name", "team_id", "user_id", "max_budget", "spend", "budget_duration", "blocked", "expires",
+               "created_at", "models")
 TEAM_COLUMNS = ("team_id", "team_alias", "max_budget", "spend", "budget_duration", "blocked", "models", "created_at")
 
 
@@ -41,53 +44,76 @@ def _items(document: Any, field: str, where: str) -> list[dict]:
     return document
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+def _or_default(default: Any) -> WrapValidator:
+    """A field the inventory can do without: its value when it validates, else `default`
+    (LiteLLM releases differ; one odd field must not lose the whole key)."""
+
+    def keep_or_default(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            return default
+
+    return WrapValidator(keep_or_default)
 
 
-def _time(value: Any) -> dt.datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+def _utc_if_naive(moment: dt.datetime | None) -> dt.datetime | None:
+    return moment.replace(tzinfo=dt.UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _strings(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
+Text = Annotated[str | None, _or_default(None)]
+Amount = Annotated[float | None, _or_default(None)]
+Moment = Annotated[dt.datetime | None, AfterValidator(_utc_if_naive), _or_default(None)]
+Flag = Annotated[bool, _or_default(False)]
+Names = Annotated[list[Annotated[str, BeforeValidator(str)]], _or_default([])]
 
 
-def key_row(item: dict) -> tuple | None:
+class GatewayKey(BaseModel):
+    """One virtual key of `/key/list?return_full_object=true`; fields named as the `inventory_keys` columns."""
+
     # /key/list returns the hashed key as `token`; some versions name it `key`/`token_id`.
-    key_hash = item.get("token") or item.get("key") or item.get("token_id")
-    if not isinstance(key_hash, str) or not key_hash:
-        return None
-    return (
-        key_hash, item.get("key_alias"), item.get("key_name"), item.get("team_id"), item.get("user_id"),
-        _number(item.get("max_budget")), _number(item.get("spend")), item.get("budget_duration"),
-        bool(item.get("blocked")), _time(item.get("expires")), _time(item.get("created_at")), _strings(item.get("models")),
-    )
+    key_hash: Annotated[str, Field(min_length=1, validation_alias=AliasChoices("token", "key", "token_id"))]
+    key_alias: Text = None
+    key_name: Text = None
+    team_id: Text = None
+    user_id: Text = None
+    max_budget: Amount = None
+    spend: Amount = None
+    budget_duration: Text = None
+    blocked: Flag = False
+    expires: Moment = None
+    created_at: Moment = None
+    models: Names = []
 
 
-def team_row(item: dict) -> tuple | None:
-    team_id = item.get("team_id")
-    if not isinstance(team_id, str) or not team_id:
-        return None
-    return (
-        team_id, item.get("team_alias"), _number(item.get("max_budget")), _number(item.get("spend")),
-        item.get("budget_duration"), bool(item.get("blocked")), _strings(item.get("models")), _time(item.get("created_at")),
-    )
+class GatewayTeam(BaseModel):
+    """One team of `/team/list`; fields named as the `inventory_teams` columns."""
+
+    team_id: Annotated[str, Field(min_length=1)]
+    team_alias: Text = None
+    max_budget: Amount = None
+    spend: Amount = None
+    budget_duration: Text = None
+    blocked: Flag = False
+    models: Names = []
+    created_at: Moment = None
+
+
+def _rows(model: type[BaseModel], items: list[dict], columns: tuple[str, ...]) -> list[tuple]:
+    """Each item as a warehouse row, sorted by its id; an item without an id cannot be stored and is left out."""
+    rows = []
+    for item in items:
+        try:
+            parsed = model.model_validate(item)
+        except ValidationError:
+            continue
+        rows.append(tuple(getattr(parsed, column) for column in columns))
+    return sorted(rows, key=lambda row: row[0])
 
 
 def parse_inventory(keys_document: Any, teams_document: Any, source: str) -> Inventory:
-    keys = [row for row in map(key_row, _items(keys_document, "keys", source)) if row]
-    teams = [row for row in map(team_row, _items(teams_document, "teams", source)) if row]
-    return Inventory(keys=sorted(keys, key=lambda r: r[0]), teams=sorted(teams, key=lambda r: r[0]), source=source)
+    return Inventory(keys=_rows(GatewayKey, _items(keys_document, "keys", source), KEY_COLUMNS),
+                     teams=_rows(GatewayTeam, _items(teams_document, "teams", source), TEAM_COLUMNS), source=source)
 
 
 def read_inventory_file(path: Path) -> Inventory:
