@@ -1,6 +1,11 @@
+from dataclasses import fields
 from decimal import Decimal
 
+import pytest
+
+from usage_jobs.defs.report import queries
 from usage_jobs.defs.report.exports import ExportTable, render_csv, render_json
+from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityDay
 
 
 def test_csv_neutralises_formulas_and_keeps_dot_decimals():
@@ -21,3 +26,13 @@ def test_json_has_metadata_and_the_same_rows():
     document = __import__("json").loads(render_json(table, {"period": "2026-11-01"}))
     assert document["metadata"]["rows"] == 1 and document["metadata"]["period"] == "2026-11-01"
     assert document["data"] == [{"date": "2026-11-01", "spend_usd": 2.5}]
+
+
+@pytest.mark.parametrize(("columns", "row"), [
+    (queries.DAILY_COLUMNS, queries.DayUsage), (queries.MODEL_COLUMNS, queries.ModelUsage), (queries.TEAM_COLUMNS, queries.TeamUsage),
+    (queries.KEY_COLUMNS, queries.KeyUsage), (queries.ANOMALY_COLUMNS, queries.Anomaly), (queries.TEAM_MODEL_DAILY_COLUMNS, queries.TeamModelDay),
+    (queries.KEY_MODEL_DAILY_COLUMNS, queries.KeyModelDay), (DATA_QUALITY_COLUMNS, QualityDay),
+])
+def test_every_export_column_is_a_field_of_its_row(columns, row):
+    """An export reads its columns from the row's fields: a misspelt column would be written empty."""
+    assert set(columns) <= {f.name for f in fields(row)}

@@ -18,21 +18,6 @@ from usage_jobs.defs.billing.reconcile import UNASSIGNED
 from usage_jobs.defs.keys.budgets import budget_flag, budget_window_days
 from usage_jobs.defs.report.periods import Period
 
-DAILY_COLUMNS = ["date", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
-                 "cached_input_tokens", "unpriced_requests", "estimated_requests"]
-MODEL_COLUMNS = ["model", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
-                 "billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency", "unpriced_requests"]
-TEAM_COLUMNS = ["team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens",
-                "spend_usd", "billed_cost_allocated", "top_model", "billed_currency", "unpriced_requests"]
-KEY_COLUMNS = ["key_hash", "key_alias", "team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens",
-               "output_tokens", "total_tokens", "spend_usd", "last_request_at", "status", "first_request_at", "created_at", "expires", "owner",
-               "max_budget", "budget_window_days", "budget_spend_usd", "budget_used_pct", "budget_flag", "anomalies", "unpriced_requests"]
-ANOMALY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "team_alias", "metric", "value", "baseline", "score", "reason"]
-TEAM_MODEL_DAILY_COLUMNS = ["date", "team_id", "team_alias", "model", "requests", "successful_requests", "failed_requests", "input_tokens",
-                            "output_tokens", "total_tokens", "spend_usd", "billed_cost_allocated", "billed_currency", "unpriced_requests"]
-KEY_MODEL_DAILY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "model", "requests", "successful_requests", "failed_requests",
-                           "input_tokens", "output_tokens", "total_tokens", "spend_usd", "unpriced_requests"]
-
 
 def page_name(identifier: str) -> str:
     """A file name for a team or key page: hashed, so no text from the logs reaches a path."""
@@ -68,6 +53,10 @@ class DayUsage(Usage):
     date: str
 
 
+DAILY_COLUMNS = ["date", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
+                 "cached_input_tokens", "unpriced_requests", "estimated_requests"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelUsage(Usage):
     model: str
@@ -75,6 +64,10 @@ class ModelUsage(Usage):
     billed_output_tokens: int | None = None
     billed_cost: Decimal | None = None
     billed_currency: str | None = None
+
+
+MODEL_COLUMNS = ["model", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
+                 "billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency", "unpriced_requests"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +91,10 @@ class TeamUsage(Usage, BudgetUse):
     billed_currency: str | None = None
 
 
+TEAM_COLUMNS = ["team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens",
+                "spend_usd", "billed_cost_allocated", "top_model", "billed_currency", "unpriced_requests"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class KeyUsage(Usage, BudgetUse):
     key_hash: str
@@ -115,6 +112,11 @@ class KeyUsage(Usage, BudgetUse):
     anomalies: int = 0
 
 
+KEY_COLUMNS = ["key_hash", "key_alias", "team_id", "team_alias", "requests", "successful_requests", "failed_requests", "input_tokens",
+               "output_tokens", "total_tokens", "spend_usd", "last_request_at", "status", "first_request_at", "created_at", "expires", "owner",
+               "max_budget", "budget_window_days", "budget_spend_usd", "budget_used_pct", "budget_flag", "anomalies", "unpriced_requests"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class TeamModelDay(Usage):
     date: str
@@ -125,6 +127,10 @@ class TeamModelDay(Usage):
     billed_currency: str | None = None
 
 
+TEAM_MODEL_DAILY_COLUMNS = ["date", "team_id", "team_alias", "model", "requests", "successful_requests", "failed_requests", "input_tokens",
+                            "output_tokens", "total_tokens", "spend_usd", "billed_cost_allocated", "billed_currency", "unpriced_requests"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class KeyModelDay(Usage):
     date: str
@@ -132,6 +138,10 @@ class KeyModelDay(Usage):
     key_alias: str | None
     team_id: str
     model: str
+
+
+KEY_MODEL_DAILY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "model", "requests", "successful_requests", "failed_requests",
+                           "input_tokens", "output_tokens", "total_tokens", "spend_usd", "unpriced_requests"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,9 @@ class Anomaly:
     team_id: str | None
     team_alias: str | None
     page: str | None
+
+
+ANOMALY_COLUMNS = ["date", "key_hash", "key_alias", "team_id", "team_alias", "metric", "value", "baseline", "score", "reason"]
 
 
 @dataclass(frozen=True)
@@ -231,6 +244,7 @@ class PeriodData:
 
 
 def _by_spend(usage: Usage, tie: int, name: str) -> tuple:
+    """Sort key: the largest spender first, then the larger `tie`, then by name."""
     return -(usage.spend_usd or 0), -tie, name
 
 
