@@ -3,6 +3,7 @@
 Nothing here reads the environment at import: the `@dg.definitions` entry reads the settings
 when the code location loads; tests, benches and the CLI call `build_definitions(settings)`."""
 
+import warnings
 
 import dagster as dg
 
@@ -129,21 +130,32 @@ def build_definitions(settings: Settings, refetch: bool = False) -> dg.Definitio
         daily_job, name="daily_usage_schedule", hour_of_day=settings.schedule_time.hour, minute_of_hour=settings.schedule_time.minute,
         default_status=dg.DefaultScheduleStatus.RUNNING, description="Every day, ingest and aggregate the previous day.",
     )
-    deadline = settings.freshness_deadline
-    freshness_checks = dg.build_time_partition_freshness_checks(
-        assets=[with_partitions(asset, partitions) for asset in DAILY_ASSETS if asset.key.to_user_string() in WATCHED_FOR_FRESHNESS],
-        deadline_cron=f"{deadline.minute} {deadline.hour} * * *", timezone=settings.timezone, severity=dg.AssetCheckSeverity.WARN,
-    )
+    freshness_checks, freshness_sensor = _freshness(settings, partitions)
     return dg.Definitions(
         assets=partitioned(DAILY_ASSETS, settings) + SITE_ASSETS,
         asset_checks=freshness_checks,
         jobs=[daily_job, refresh_job, site_job],
         schedules=[schedule],
-        sensors=[*_site_sensors(daily_job, refresh_job, site_job),
-                 dg.build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name="freshness_checks_sensor",
-                                                      default_status=dg.DefaultSensorStatus.RUNNING)],
+        sensors=[*_site_sensors(daily_job, refresh_job, site_job), freshness_sensor],
         resources=build_resources(settings, refetch),
     )
+
+
+def _freshness(settings: Settings, partitions: dg.PartitionsDefinition) -> tuple[list, dg.SensorDefinition]:
+    """Checks that yesterday's partition of the watched assets exists by USAGE_FRESHNESS_DEADLINE, and their sensor.
+
+    Dagster 1.13 marks these builders superseded by FreshnessPolicy, which judges when an asset
+    was last materialised, not whether a given day's partition exists: the check asked for here."""
+    deadline = settings.freshness_deadline
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        checks = dg.build_time_partition_freshness_checks(
+            assets=[with_partitions(asset, partitions) for asset in DAILY_ASSETS if asset.key.to_user_string() in WATCHED_FOR_FRESHNESS],
+            deadline_cron=f"{deadline.minute} {deadline.hour} * * *", timezone=settings.timezone, severity=dg.AssetCheckSeverity.WARN,
+        )
+        sensor = dg.build_sensor_for_freshness_checks(freshness_checks=checks, name="freshness_checks_sensor",
+                                                      default_status=dg.DefaultSensorStatus.RUNNING)
+    return list(checks), sensor
 
 
 @dg.definitions
