@@ -350,14 +350,127 @@ def _attention(anomalies: tuple[Anomaly, ...], keys: tuple[KeyUsage, ...], teams
     return tuple(items)
 
 
-def _models(slices: dict, billed: dict[str, tuple]) -> tuple[ModelUsage, ...]:
-    """Every model the gateway saw or IG1 billed, largest spender first."""
-    models = []
-    for (name,), row in slices[("model",)].items():
-        spend = None if row["has_unpriced_rows"] and not row["spend_usd"] else row["spend_usd"]
-        models.append(ModelUsage(**_counts(row) | {"spend_usd": spend}, model=name, **_billed(billed.get(name))))
-    models += [ModelUsage(model=name, **_billed(values)) for name, values in billed.items() if (name,) not in slices[("model",)]]
-    return tuple(sorted(models, key=lambda m: _by_spend(m, m.requests, m.model)))
+class _PeriodReader:
+    """One period's sums and lookups, read from the warehouse once; each method builds one table of the page models."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, period: Period):
+        self.conn, self.period = conn, period
+        bounds = [period.start, period.end]
+        self.slices = _sliced_usage(conn, period)
+        self.team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
+        self.inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
+            "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
+        self.team_budgets = {row["team_id"]: row for row in rows_as_dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
+        self.allocated: dict[tuple, tuple] = {}  # (date, team_id, model) or (team_id,) → (billed cost allocated, currency)
+        for day, team_id, model, cost, currency in conn.execute(
+                "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback WHERE day BETWEEN ? AND ? "
+                "GROUP BY GROUPING SETS ((day, team_id, model), (team_id))", bounds).fetchall():
+            self.allocated[(day, team_id, model) if day else (team_id,)] = (cost, currency)
+        self.billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
+            "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
+            bounds).fetchall()}
+        self.seen = {k: (first, last) for k, first, last in conn.execute(
+            "SELECT key_hash, min(start_time), max(start_time) FROM requests WHERE day <= ? GROUP BY key_hash", [period.end]).fetchall()}
+        self.last_in_period = dict(conn.execute(
+            "SELECT key_hash, max(start_time) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall())
+        self.anomaly_rows = conn.execute(
+            "SELECT strftime(day, '%Y-%m-%d'), key_hash, metric, value, baseline, score, reason FROM key_anomalies "
+            "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", bounds).fetchall()
+        self.window_spend = _WindowSpend(conn, period.end)
+        # A team is named by the inventory, else by the logs; one billed but never seen, by the inventory only.
+        seen_teams = self.slices[("team_id",)]
+        self.team_alias = {team_id: self.team_names.get(team_id) or row["first_team_alias"] for (team_id,), row in seen_teams.items()}
+        self.billed_teams = sorted(t for (t, *cell) in self.allocated if not cell and (t,) not in seen_teams)
+        self.team_alias |= {team_id: self.team_names.get(team_id) for team_id in self.billed_teams}
+
+    def models(self) -> tuple[ModelUsage, ...]:
+        """Every model the gateway saw or IG1 billed, largest spender first."""
+        seen_models, models = self.slices[("model",)], []
+        for (name,), row in seen_models.items():
+            spend = None if row["has_unpriced_rows"] and not row["spend_usd"] else row["spend_usd"]
+            models.append(ModelUsage(**_counts(row) | {"spend_usd": spend}, model=name, **_billed(self.billed.get(name))))
+        models += [ModelUsage(model=name, **_billed(values)) for name, values in self.billed.items() if (name,) not in seen_models]
+        return tuple(sorted(models, key=lambda m: _by_spend(m, m.requests, m.model)))
+
+    def ranked_models(self, dimension: str, identifier: str, limit: int | None = None) -> tuple[ModelUsage, ...]:
+        """A team's or key's models, largest spender first."""
+        rows = [ModelUsage(**_counts(row), model=model) for (owner, model), row in self.slices[(dimension, "model")].items() if owner == identifier]
+        return tuple(sorted(rows, key=lambda m: _by_spend(m, m.total_tokens, m.model))[:limit])
+
+    def teams(self) -> list[TeamUsage]:
+        """Every team seen in the logs (in the order they appear) or billed through the chargeback (the unassigned bucket)."""
+        seen_teams, teams = self.slices[("team_id",)], []
+        for team_id in [t for (t,) in sorted(seen_teams, key=lambda t: (seen_teams[t]["first_day"], t))] + self.billed_teams:
+            top = self.ranked_models("team_id", team_id, limit=1)
+            cost, currency = self.allocated.get((team_id,), (None, None))
+            budget = self.team_budgets.get(team_id, {})
+            teams.append(TeamUsage(**_counts(seen_teams.get((team_id,))), team_id=team_id, team_alias=self.team_alias[team_id], page=page_name(team_id),
+                                   top_model=top[0].model if top else None, billed_cost_allocated=cost, billed_currency=currency,
+                                   **self.window_spend.budget("team_id", team_id, budget.get("max_budget"), budget.get("budget_duration"))))
+        return teams
+
+    def keys(self) -> dict[str, KeyUsage]:
+        """Every key in the inventory or seen in the logs, with its status and budget in the period."""
+        seen_keys, keys = self.slices[("key_hash",)], {}
+        anomaly_counts: dict[str, int] = {}
+        for _, key_hash, *_ in self.anomaly_rows:
+            anomaly_counts[key_hash] = anomaly_counts.get(key_hash, 0) + 1
+        for key_hash in [k for (k,) in seen_keys] + [k for k in self.inventory if (k,) not in seen_keys]:
+            row, inv = seen_keys.get((key_hash,)), self.inventory.get(key_hash, {})
+            team_id = row["first_team_id"] if row else inv["team_id"] or UNASSIGNED
+            first, last = self.seen.get(key_hash, (None, None))
+            requests = row["requests"] if row else 0
+            keys[key_hash] = KeyUsage(
+                **_counts(row), key_hash=key_hash,
+                # the inventory has the current alias; the logs have the one used at the time
+                key_alias=inv.get("key_alias") or (row and row["last_key_alias"]),
+                team_id=team_id, team_alias=self.team_alias.get(team_id) if row else self.team_names.get(team_id),
+                status=_key_status(requests, team_id, inv, self.last_in_period.get(key_hash), ever_used=last is not None),
+                page=page_name(key_hash) if requests else None, owner=inv.get("user_id"),
+                age_days=(self.period.end - inv["created_at"].date()).days if inv.get("created_at") else None,
+                first_request_at=first, last_request_at=last, created_at=inv.get("created_at"), expires=inv.get("expires"),
+                anomalies=anomaly_counts.get(key_hash, 0),
+                **self.window_spend.budget("key_hash", key_hash, inv.get("max_budget"), inv.get("budget_duration")))
+        return keys
+
+    def team_model_daily(self) -> tuple[TeamModelDay, ...]:
+        """Day × team × model cells with the billed cost allocated to them, billed cells the gateway never saw included."""
+        cells = {}
+        for (day, team_id, model), row in self.slices[("day", "team_id", "model")].items():
+            cost, currency = self.allocated.get((day, team_id, model), (None, None))
+            cells[(day, team_id, model)] = TeamModelDay(**_counts(row), date=day, team_id=team_id, team_alias=self.team_alias[team_id], model=model,
+                                                        billed_cost_allocated=cost, billed_currency=currency)
+        for (day, *cell), (cost, currency) in self.allocated.items():
+            if cell and (day, *cell) not in cells:
+                team_id, model = cell
+                cells[(day, team_id, model)] = TeamModelDay(date=day, team_id=team_id, team_alias=self.team_names.get(team_id), model=model,
+                                                            billed_cost_allocated=cost, billed_currency=currency)
+        return tuple(sorted(cells.values(), key=lambda c: (c.date, c.team_id, c.model)))
+
+    def key_model_daily(self) -> tuple[KeyModelDay, ...]:
+        cells = [KeyModelDay(**_counts(row), date=day, key_hash=key_hash, key_alias=row["first_key_alias"], team_id=row["first_team_id"], model=model)
+                 for (day, key_hash, model), row in self.slices[("day", "key_hash", "model")].items()]
+        return tuple(sorted(cells, key=lambda c: (c.date, c.key_hash, c.model)))
+
+    def page_days(self, dimension: str, identifier: str, anomalies: dict[str, str]) -> tuple[PageDay, ...]:
+        by_day = self.slices[("day", dimension)]
+        return tuple(PageDay(day, _usage(by_day.get((day.isoformat(), identifier))), anomalies.get(day.isoformat())) for day in self.period.days)
+
+    def team_page(self, team: TeamUsage, keys: dict[str, KeyUsage]) -> TeamPage:
+        by_key = [(keys[key_hash], row) for (team_id, key_hash), row in self.slices[("team_id", "key_hash")].items() if team_id == team.team_id]
+        top_keys = sorted(by_key, key=lambda item: _by_spend(_usage(item[1]), item[1]["requests"], item[0].key_hash))[:10]
+        return TeamPage(team, self.page_days("team_id", team.team_id, {}), self.ranked_models("team_id", team.team_id, limit=10),
+                        tuple(TeamKey(key, _usage(row)) for key, row in top_keys))
+
+    def key_page(self, key: KeyUsage) -> KeyPage:
+        reasons = {date: reason for date, key_hash, *_, reason in self.anomaly_rows if key_hash == key.key_hash}  # the one listed last on a day
+        return KeyPage(key, self.page_days("key_hash", key.key_hash, reasons), self.ranked_models("key_hash", key.key_hash))
+
+    def spend_series(self) -> tuple[SpendSeries, ...]:
+        by_model_day = self.slices[("day", "model")]
+        series = [SpendSeries(model, tuple(by_model_day.get((d.isoformat(), model), {}).get("spend_usd", Decimal(0)) for d in self.period.days))
+                  for (model,) in self.slices[("model",)]]
+        return tuple(sorted(series, key=lambda s: (-sum(s.daily_spend), s.model)))
 
 
 def _billed(values: tuple | None) -> dict:
@@ -366,120 +479,25 @@ def _billed(values: tuple | None) -> dict:
     return dict(zip(("billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency"), values))
 
 
-def _ranked_models(slices: dict, dimension: str, identifier: str, limit: int | None = None) -> tuple[ModelUsage, ...]:
-    """A team's or key's models, largest spender first."""
-    rows = [ModelUsage(**_counts(row), model=model) for (owner, model), row in slices[(dimension, "model")].items() if owner == identifier]
-    return tuple(sorted(rows, key=lambda m: _by_spend(m, m.total_tokens, m.model))[:limit])
-
-
 def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
-    bounds = [period.start, period.end]
-    slices = _sliced_usage(conn, period)
-    team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
-    inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
-        "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
-    team_budgets = {row["team_id"]: row for row in rows_as_dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
-    allocated: dict[tuple, tuple] = {}  # (date, team_id, model) or (team_id,) → (billed cost allocated, currency)
-    for day, team_id, model, cost, currency in conn.execute(
-            "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback WHERE day BETWEEN ? AND ? "
-            "GROUP BY GROUPING SETS ((day, team_id, model), (team_id))", bounds).fetchall():
-        allocated[(day, team_id, model) if day else (team_id,)] = (cost, currency)
-    billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
-        "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
-        bounds).fetchall()}
-    seen = {k: (first, last) for k, first, last in conn.execute(
-        "SELECT key_hash, min(start_time), max(start_time) FROM requests WHERE day <= ? GROUP BY key_hash", [period.end]).fetchall()}
-    last_in_period = dict(conn.execute(
-        "SELECT key_hash, max(start_time) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall())
-    window_spend = _WindowSpend(conn, period.end)
-
-    # Teams: every team seen in the logs, or billed through the chargeback (the unassigned bucket).
-    seen_teams = slices[("team_id",)]
-    team_alias = {team_id: team_names.get(team_id) or row["first_team_alias"] for (team_id,), row in seen_teams.items()}
-    billed_teams = sorted(t for (t, *cell) in allocated if not cell and (t,) not in seen_teams)
-    team_alias |= {team_id: team_names.get(team_id) for team_id in billed_teams}
-    teams = []
-    for team_id in [t for (t,) in sorted(seen_teams, key=lambda t: (seen_teams[t]["first_day"], t))] + billed_teams:
-        row = seen_teams.get((team_id,))
-        top = _ranked_models(slices, "team_id", team_id, limit=1)
-        cost, currency = allocated.get((team_id,), (None, None))
-        budget = team_budgets.get(team_id, {})
-        teams.append(TeamUsage(**_counts(row), team_id=team_id, team_alias=team_alias[team_id], page=page_name(team_id),
-                               top_model=top[0].model if top else None, billed_cost_allocated=cost, billed_currency=currency,
-                               **window_spend.budget("team_id", team_id, budget.get("max_budget"), budget.get("budget_duration"))))
-
-    anomaly_rows = conn.execute(
-        "SELECT strftime(day, '%Y-%m-%d'), key_hash, metric, value, baseline, score, reason FROM key_anomalies "
-        "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", bounds).fetchall()
-    anomaly_counts: dict[str, int] = {}
-    anomaly_reasons: dict[tuple[str, str], str] = {}  # (key, date) → the reason listed last that day
-    for date, key_hash, *_, reason in anomaly_rows:
-        anomaly_counts[key_hash] = anomaly_counts.get(key_hash, 0) + 1
-        anomaly_reasons[(key_hash, date)] = reason
-
-    # Keys: every key in the inventory or seen in the logs, with its status and budget in the period.
-    seen_keys = slices[("key_hash",)]
-    keys: dict[str, KeyUsage] = {}
-    for key_hash in [k for (k,) in seen_keys] + [k for k in inventory if (k,) not in seen_keys]:
-        row, inv = seen_keys.get((key_hash,)), inventory.get(key_hash, {})
-        team_id = row["first_team_id"] if row else inv["team_id"] or UNASSIGNED
-        first, last = seen.get(key_hash, (None, None))
-        requests = row["requests"] if row else 0
-        keys[key_hash] = KeyUsage(
-            **_counts(row), key_hash=key_hash,
-            # the inventory has the current alias; the logs have the one used at the time
-            key_alias=inv.get("key_alias") or (row and row["last_key_alias"]),
-            team_id=team_id, team_alias=team_alias.get(team_id) if row else team_names.get(team_id),
-            status=_key_status(requests, team_id, inv, last_in_period.get(key_hash), ever_used=last is not None),
-            page=page_name(key_hash) if requests else None, owner=inv.get("user_id"),
-            age_days=(period.end - inv["created_at"].date()).days if inv.get("created_at") else None,
-            first_request_at=first, last_request_at=last, created_at=inv.get("created_at"), expires=inv.get("expires"),
-            anomalies=anomaly_counts.get(key_hash, 0), **window_spend.budget("key_hash", key_hash, inv.get("max_budget"), inv.get("budget_duration")))
-    anomalies = tuple(_anomaly(row, keys.get(row[1])) for row in anomaly_rows)
+    reader = _PeriodReader(conn, period)
+    teams, keys = reader.teams(), reader.keys()
     key_list = tuple(sorted(keys.values(), key=lambda k: _by_spend(k, k.requests, k.key_hash)))
-
-    # Day × team × model cells, with the billed cost allocated to them; billed cells the gateway never saw included.
-    cells = {}
-    for (day, team_id, model), row in slices[("day", "team_id", "model")].items():
-        cost, currency = allocated.get((day, team_id, model), (None, None))
-        cells[(day, team_id, model)] = TeamModelDay(**_counts(row), date=day, team_id=team_id, team_alias=team_alias[team_id], model=model,
-                                                    billed_cost_allocated=cost, billed_currency=currency)
-    for (day, *cell), (cost, currency) in allocated.items():
-        if cell and (day, *cell) not in cells:
-            team_id, model = cell
-            cells[(day, team_id, model)] = TeamModelDay(date=day, team_id=team_id, team_alias=team_names.get(team_id), model=model,
-                                                        billed_cost_allocated=cost, billed_currency=currency)
-    key_model_daily = [KeyModelDay(**_counts(row), date=day, key_hash=key_hash, key_alias=row["first_key_alias"], team_id=row["first_team_id"], model=model)
-                       for (day, key_hash, model), row in slices[("day", "key_hash", "model")].items()]
-
-    def page_days(dimension: str, identifier: str, reasons: dict[tuple[str, str], str]) -> tuple[PageDay, ...]:
-        return tuple(PageDay(day, _usage(slices[("day", dimension)].get((day.isoformat(), identifier))), reasons.get((identifier, day.isoformat())))
-                     for day in period.days)
-
-    team_pages = []
-    for team in teams:
-        by_key = [(keys[key_hash], row) for (team_id, key_hash), row in slices[("team_id", "key_hash")].items() if team_id == team.team_id]
-        top_keys = sorted(by_key, key=lambda item: _by_spend(_usage(item[1]), item[1]["requests"], item[0].key_hash))[:10]
-        team_pages.append(TeamPage(team, page_days("team_id", team.team_id, {}), _ranked_models(slices, "team_id", team.team_id, limit=10),
-                                   tuple(TeamKey(key, _usage(row)) for key, row in top_keys)))
     used_keys = tuple(key for key in key_list if key.requests)
-
-    daily = tuple(DayUsage(**_counts(slices[("day",)].get((d.isoformat(),))), date=d.isoformat()) for d in period.days)
-    spend_series = [SpendSeries(model, tuple(slices[("day", "model")].get((d.isoformat(), model), {}).get("spend_usd", Decimal(0)) for d in period.days))
-                    for (model,) in slices[("model",)]]
+    anomalies = tuple(_anomaly(row, keys.get(row[1])) for row in reader.anomaly_rows)
+    bounds = [period.start, period.end]
     ingested = {row[0] for row in conn.execute("SELECT strftime(day, '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?", bounds).fetchall()}
     rejected, duplicates, last_ingested = conn.execute(
         "SELECT coalesce(sum(rejected), 0), coalesce(sum(duplicates), 0), strftime(max(day), '%Y-%m-%d') FROM ingest_days WHERE day BETWEEN ? AND ?",
         bounds).fetchone()
     return PeriodData(
-        period=period, daily=daily, totals=_usage(slices[()][()]), previous_totals=_totals(conn, *period.previous_span()),
-        models=_models(slices, billed), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list,
-        top_keys=used_keys[:10], team_model_daily=tuple(sorted(cells.values(), key=lambda c: (c.date, c.team_id, c.model))),
-        key_model_daily=tuple(sorted(key_model_daily, key=lambda c: (c.date, c.key_hash, c.model))),
-        anomalies=anomalies, attention=_attention(anomalies, key_list, teams), team_pages=tuple(team_pages),
-        key_pages=tuple(KeyPage(key, page_days("key_hash", key.key_hash, anomaly_reasons), _ranked_models(slices, "key_hash", key.key_hash))
-                        for key in used_keys),
-        spend_series=tuple(sorted(spend_series, key=lambda s: (-sum(s.daily_spend), s.model))),
+        period=period, daily=tuple(DayUsage(**_counts(reader.slices[("day",)].get((d.isoformat(),))), date=d.isoformat()) for d in period.days),
+        totals=_usage(reader.slices[()][()]), previous_totals=_totals(conn, *period.previous_span()),
+        models=reader.models(), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list, top_keys=used_keys[:10],
+        team_model_daily=reader.team_model_daily(), key_model_daily=reader.key_model_daily(),
+        anomalies=anomalies, attention=_attention(anomalies, key_list, teams),
+        team_pages=tuple(reader.team_page(team, keys) for team in teams), key_pages=tuple(reader.key_page(key) for key in used_keys),
+        spend_series=reader.spend_series(),
         missing_days=tuple(d.isoformat() for d in period.days if d.isoformat() not in ingested), rejected=int(rejected), duplicates=int(duplicates),
         last_ingested=last_ingested,
     )
