@@ -1,6 +1,6 @@
 """IG1 billing API client (`GET /usage`, `GET /usage/history`) over httpx, with retries.
 
-Retried (by the shared `usage_jobs.http_retry.RetryingJsonClient`): timeouts and
+Retried (by the shared `usage_jobs.http_retry.RetryingJsonClient`, on tenacity): timeouts and
 connection errors, 429 (after Retry-After when given), 5xx and a body that is not JSON
 (a cut-off transfer), with exponential backoff and jitter. Not retried: 400, 401, 402,
 403, 404 and a well-formed body of the wrong shape; each fails with a message a data

@@ -140,9 +140,11 @@ class Comparison:
             return (f"{where}: the gateway counted {self.gateway_requests:,} requests, the logs hold {self.logged_requests:,} "
                     f"({self.missing_requests:,} missing; tokens {self.gateway_tokens:,} vs {self.logged_tokens:,})")
         if self.status == TOKENS_DIFFER:
-            return f"{where}: same {self.logged_requests:,} requests, but the gateway counted {self.gateway_tokens:,} tokens and the logs {self.logged_tokens:,}"
+            return (f"{where}: same {self.logged_requests:,} requests, but the gateway counted {self.gateway_tokens:,} tokens "
+                    f"and the logs {self.logged_tokens:,}")
         if self.status == SPEND_DIFFER:
-            return f"{where}: same {self.logged_requests:,} requests, but the gateway's spend is ${self.gateway_spend:.6f} and the logs' ${self.logged_spend:.6f}"
+            return (f"{where}: same {self.logged_requests:,} requests, but the gateway's spend is ${self.gateway_spend:.6f} "
+                    f"and the logs' ${self.logged_spend:.6f}")
         return f"{where}: {self.status}, gateway {self.gateway_requests:,} / logs {self.logged_requests:,} requests"
 
 

@@ -97,9 +97,11 @@ def marker_path(root: Path, day: dt.date) -> Path:
 
 
 def land_spend_logs_day(base_url: str | None, admin_key: str | None, day: dt.date, timezone: str, landing_dir: Path, *,
-                        page_size: int = DEFAULT_PAGE_SIZE, refetch: bool = False, client: RetryingJsonClient | None = None,
-                        progress: Callable[[str], None] | None = None, now: dt.datetime | None = None) -> LandingStats:
-    """Land every /spend/logs/v2 page of a report day; see the module's notes."""
+                        page_size: int = DEFAULT_PAGE_SIZE, refetch: bool = False, max_retries: int = 4,
+                        client: RetryingJsonClient | None = None, progress: Callable[[str], None] | None = None,
+                        now: dt.datetime | None = None) -> LandingStats:
+    """Land every /spend/logs/v2 page of a report day; see the module's notes. Each page is retried
+    `max_retries` times (`usage_jobs.http_retry`) unless a ready `client` is given."""
     if not base_url:
         raise LandingError("GATEWAY_BASE_URL is not set: the gateway's /spend/logs/v2 cannot be read")
     if not admin_key:
@@ -120,7 +122,8 @@ def land_spend_logs_day(base_url: str | None, admin_key: str | None, day: dt.dat
     complete = utc_day_span(day, timezone)[1] + WRITE_LAG < now
     window = request_window(day, timezone)
     own_client = client is None
-    http = client or gateway_client(base_url, admin_key, error=LandingError, timeout=60.0, max_retries=4, backoff_seconds=1.0, log=say)
+    http = client or gateway_client(base_url, admin_key, error=LandingError, timeout=60.0, max_retries=max_retries, backoff_seconds=1.0,
+                                    log=say)
     retries_before = len(http.calls.retries)
     passes: list[_Pass] = []
     try:
@@ -210,7 +213,7 @@ def _swap_in(staged: _Pass, day_dir: Path) -> None:
     """Replace the day's pages by the staged ones, page by page (each an atomic rename); drop stale pages."""
     day_dir.mkdir(parents=True, exist_ok=True)
     new = _page_files(staged.folder)
-    for number, path in sorted(new.items()):
+    for _, path in sorted(new.items()):
         os.replace(path, day_dir / path.name)
     for number, path in _page_files(day_dir).items():
         if number not in new:
