@@ -1,5 +1,6 @@
 """Key/team inventory from the gateway API (a real HTTP server on 127.0.0.1) or a file."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -7,7 +8,7 @@ from helpers import local_http_server
 from werkzeug import Request, Response
 
 from usage_jobs.defs.inventory.client import PAGE_SIZE, fetch_inventory
-from usage_jobs.defs.inventory.parse import InventoryError, parse_inventory, read_inventory_file
+from usage_jobs.defs.inventory.parse import KEY_COLUMNS, InventoryError, parse_inventory, read_inventory_file
 
 ADMIN_KEY = "sk-admin-test-1234"
 KEYS = [{"token": f"{i:064x}", "key_alias": f"key-{i}", "team_id": "t1", "max_budget": 10, "expires": "2026-01-01T00:00:00Z"} for i in range(230)]
@@ -69,3 +70,26 @@ def test_inventory_file_holds_both_responses(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(InventoryError, match="expected"):
         read_inventory_file(path)
+
+
+@pytest.mark.parametrize(("item", "column", "expected"), [
+    ({"max_budget": "25.5"}, "max_budget", 25.5),
+    ({"max_budget": "unlimited"}, "max_budget", None),
+    ({"expires": "2026-03-01T10:00:00"}, "expires", dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)),  # LiteLLM's naive times are UTC
+    ({"expires": "never"}, "expires", None),
+    ({"blocked": None}, "blocked", False),
+    ({"models": ["qwen3-32b", 7]}, "models", ["qwen3-32b", "7"]),
+    ({"models": "all-proxy-models"}, "models", []),
+    ({"key_alias": {"nested": 1}}, "key_alias", None),
+])
+def test_an_odd_field_of_a_key_falls_back_to_its_default_and_keeps_the_key(item, column, expected):
+    inventory = parse_inventory([{"token": "k" * 64, **item}], [], "gateway")
+    assert inventory.keys[0][KEY_COLUMNS.index(column)] == expected
+
+
+def test_keys_and_teams_without_an_id_are_left_out_and_the_rest_sorted_by_id():
+    keys = [{"token": "b" * 64}, {"token": ""}, {"key_alias": "no hash"}, {"token_id": "a" * 64}]
+    teams = [{"team_id": "t2"}, {"team_alias": "no id"}, {"team_id": "t1", "team_alias": "One"}]
+    inventory = parse_inventory({"keys": keys}, {"teams": teams}, "gateway")
+    assert [row[0] for row in inventory.keys] == ["a" * 64, "b" * 64]
+    assert [row[:2] for row in inventory.teams] == [("t1", "One"), ("t2", None)]
