@@ -62,7 +62,7 @@ def focus_rows(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> li
             "EffectiveCost": cost, "InvoiceId": None, "InvoiceIssuerName": "IG1", "ListCost": cost, "ListUnitPrice": unit_price,
             "PricingCategory": "Standard", "PricingCurrency": currency, "PricingCurrencyContractedUnitPrice": unit_price,
             "PricingCurrencyEffectiveCost": cost, "PricingCurrencyListUnitPrice": unit_price,
-            "PricingQuantity": Decimal(tokens) / MILLION, "PricingUnit": "1M Tokens",
+            "PricingQuantity": Decimal(tokens) / MILLION, "PricingUnit": "1000000 Tokens",
             "ProviderName": "IG1", "PublisherName": "IG1", "RegionId": None, "RegionName": None,
             "ResourceId": cell.model, "ResourceName": cell.model, "ResourceType": "Model",
             "ServiceCategory": "AI and Machine Learning", "ServiceName": "IG1 AI models", "ServiceSubcategory": "Generative AI",
