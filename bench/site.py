@@ -40,7 +40,7 @@ def main() -> None:
     import dagster as dg
 
     from usage_jobs import warehouse
-    from usage_jobs.cli import QUIET
+    from usage_jobs.cli import CLI_RUN_CONFIG
     from usage_jobs.definitions import DAILY_JOB, REFRESH_JOB, build_definitions
     from usage_jobs.defs.report.build import build_site
     from usage_jobs.demo.emulator import IG1Emulator
@@ -60,13 +60,13 @@ def main() -> None:
         instance = dg.DagsterInstance.ephemeral()
 
         def materialise(start: dt.date, end: dt.date) -> None:
-            result = defs.resolve_job_def(DAILY_JOB).execute_in_process(instance=instance, run_config=QUIET, tags={
+            result = defs.resolve_job_def(DAILY_JOB).execute_in_process(instance=instance, run_config=CLI_RUN_CONFIG, tags={
                 "dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()})
             assert result.success
 
         started = time.perf_counter()
         materialise(first, END - dt.timedelta(days=1))
-        assert defs.resolve_job_def(REFRESH_JOB).execute_in_process(instance=instance, run_config=QUIET).success
+        assert defs.resolve_job_def(REFRESH_JOB).execute_in_process(instance=instance, run_config=CLI_RUN_CONFIG).success
         print(f"ingested and reconciled {args.days} days in {time.perf_counter() - started:.1f} s", flush=True)
 
         def timed_build(label: str) -> None:

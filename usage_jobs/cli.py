@@ -18,10 +18,11 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from usage_jobs.settings import ENV_NAMES, Settings, SettingsError, load_settings
+from usage_jobs.settings import ENV_NAMES, SECRET_ENV_NAMES, Settings, SettingsError, load_settings
 
 DAGSTER_YAML = """# Dagster instance of usage-report (created by the usage-report command).
 telemetry:
@@ -57,9 +58,13 @@ def _prepare_dagster_home(settings: Settings) -> None:
 
 
 # The CLI prints its own progress and error lines; Dagster's run history keeps the full logs.
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Step retries off: Dagster retries a step interrupted by SIGINT/SIGTERM under its RetryPolicy,
+# where the command must stop; its HTTP clients still retry transient errors themselves.
+# (execute_in_process ignores this executor setting: the command uses dg.execute_job.)
+CLI_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "execution": {"config": {"retries": {"disabled": {}}}}}
 # Assets whose step commits to the warehouse (raw_gateway_logs only lands files).
 DAY_WRITERS = ("gateway_requests", "daily_usage", "gateway_completeness", "key_anomalies")
+RUN_KEY_TAG = "usage_report/run_key"
 SOURCE_NAMES = {"key_inventory": ("Key inventory", "the key inventory"), "commit_status": ("IG1 commit status", "IG1's commit status")}
 
 
@@ -121,8 +126,12 @@ class Session:
     another one, saying which), runs tagged with this process, the slots of dead runs freed
     before each run, and SIGINT/SIGTERM turned into a clean stop between steps."""
 
-    def __init__(self, settings: Settings, command: str, refetch: bool = False):
-        self.settings, self.command, self.refetch = settings, command, refetch
+    def __init__(self, environ: Mapping[str, str], command: str, refetch: bool = False):
+        self.settings, self.command, self.refetch = load_settings(environ), command, refetch
+        # What rebuilds the runs' job (recorded in each run's origin): the settings but the secrets,
+        # which the job's resources read from the process environment (dg.EnvVar).
+        self.job_arguments = {"settings_env": {name: environ[name] for name in ENV_NAMES if name in environ and name not in SECRET_ENV_NAMES},
+                              "refetch": refetch}
         self.doing: tuple = ("start",)
 
     def __enter__(self) -> Session:
@@ -132,9 +141,6 @@ class Session:
         try:
             import dagster as dg
 
-            from usage_jobs.definitions import build_definitions
-
-            self.defs = build_definitions(self.settings, refetch=self.refetch)
             _prepare_dagster_home(self.settings)
             self.instance = dg.DagsterInstance.get()
             self.lock = run_guard.CommandLock(self.settings.dagster_home.resolve(), self.command)
@@ -170,8 +176,10 @@ class Session:
         name = SIGNAL_NAMES.get(signum, f"signal {signum}")
         kind, *what = self.doing
         if kind == "day":
-            day, run_id = what
-            materialized = run_outcome(self.instance, run_id).materialized
+            day, key = what
+            materialized: dict = {}
+            with contextlib.suppress(Exception):  # from the watchdog thread the instance may be busy: stored assets go unnamed
+                materialized = run_outcome(self.instance, self.run_id(key)).materialized
             stored = [node for node in DAY_WRITERS if node in materialized]
             if stored:
                 return (f"stopped by {name} during {day}; {', '.join(stored)} of that day were stored and the step in progress "
@@ -208,24 +216,34 @@ class Session:
 
     # --- runs -----------------------------------------------------------------------------
 
-    def run_job(self, job_name: str, run_id: str, assets: list | None = None, partition_key: str | None = None,
+    def run_job(self, job_name: str, key: str, assets: list | None = None, partition_key: str | None = None,
                 tags: dict | None = None) -> RunOutcome:
         """One run of a job of the definitions (of some of its assets) on the instance, once the
-        warehouse pool is free (dead runs' slots freed); its outcome read back from the instance."""
+        warehouse pool is free (dead runs' slots freed); its outcome read back from the instance.
+        `key` tags the run, so that it is found while it runs."""
+        import dagster as dg
+
         from usage_jobs.defs.resources import WAREHOUSE_POOL
         from usage_jobs.run_guard import cli_tags, wait_for_pool
 
         self.check()
         wait_for_pool(self.instance, WAREHOUSE_POOL, _say, self.check)
         self.check()
+        job = dg.build_reconstructable_job(__name__, cli_job.__name__, reconstructable_kwargs={"job_name": job_name, **self.job_arguments})
+        run_tags = {**(tags or {}), RUN_KEY_TAG: key} | ({"dagster/partition": partition_key} if partition_key else {})
         self.stop.forward_to_dagster = True
         try:
-            self.defs.resolve_job_def(job_name).execute_in_process(
-                instance=self.instance, run_id=run_id, run_config=QUIET, tags=cli_tags(**(tags or {})), partition_key=partition_key,
-                asset_selection=[asset.key for asset in assets] if assets else None, raise_on_error=False)
+            result = dg.execute_job(job, instance=self.instance, run_config=CLI_RUN_CONFIG, tags=cli_tags(**run_tags),
+                                    asset_selection=[asset.key for asset in assets] if assets else None)
         finally:
             self.stop.forward_to_dagster = False
-        return run_outcome(self.instance, run_id)
+        return run_outcome(self.instance, result.run_id)
+
+    def run_id(self, key: str) -> str | None:
+        import dagster as dg
+
+        runs = self.instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: key}), limit=1)
+        return runs[0].run_id if runs else None
 
     @contextlib.contextmanager
     def warehouse(self, run_id: str):
@@ -237,6 +255,14 @@ class Session:
         with pool_slot(self.instance, WAREHOUSE_POOL, run_id, "usage_report_read", _say, self.check), \
                 warehouse.session(self.settings.warehouse, read_only=True) as conn:
             yield conn
+
+
+def cli_job(job_name: str, settings_env: dict[str, str], refetch: bool):
+    """A job of the definitions built from `settings_env` and the process environment's secrets:
+    what dg.execute_job rebuilds for each run of the command."""
+    from usage_jobs.definitions import build_definitions
+
+    return build_definitions(load_settings({**os.environ, **settings_env}), refetch=refetch).resolve_job_def(job_name)
 
 
 def run_days(session: Session, start: dt.date, end: dt.date) -> list[tuple[dt.date | str, str]]:
@@ -256,9 +282,9 @@ def run_days(session: Session, start: dt.date, end: dt.date) -> list[tuple[dt.da
     for index, day in enumerate(days, start=1):
         session.check()
         started = time.monotonic()
-        run_id = str(uuid.uuid4())
-        session.doing = ("day", day, run_id)
-        outcome = session.run_job(DAILY_JOB, run_id, assets=GATEWAY_ASSETS, partition_key=day.isoformat())
+        key = str(uuid.uuid4())
+        session.doing = ("day", day, key)
+        outcome = session.run_job(DAILY_JOB, key, assets=GATEWAY_ASSETS, partition_key=day.isoformat())
         if outcome.success:
             session.doing = ("after", day)
         session.check()
@@ -270,7 +296,7 @@ def run_days(session: Session, start: dt.date, end: dt.date) -> list[tuple[dt.da
             session.doing = ("failed", day)
             continue
         stats = {name: value.value for name, value in outcome.materialized["gateway_requests"].items()}
-        with session.warehouse(run_id) as conn:
+        with session.warehouse(outcome.run_id) as conn:
             unrecognised = conn.execute("SELECT source_file, bytes, holds_data FROM unrecognised_files WHERE day = ? ORDER BY source_file",
                                         [day]).fetchall()
         _say(f"{prefix}  {stats['rows']:>9,} requests  {stats['rejected']:>5,} rejected  {stats['duplicates']:>4,} duplicates  "
@@ -396,9 +422,9 @@ def cmd_run(args) -> int:
     if args.end > last:
         raise CommandError(f"{args.end} is not over yet in {settings.timezone}: the last complete day is {last}. "
                            f"Run up to --end {last}; the daily schedule ingests each day once it is over.")
-    if args.start < settings.first_day:  # the partitions reach back to the range asked for
-        settings = settings.model_copy(update={"start_date": args.start})
-    with Session(settings, args.command_line, refetch=args.refetch) as session:
+    # The partitions reach back to the range asked for.
+    environ = {**os.environ, "USAGE_START_DATE": min(args.start, settings.first_day).isoformat()}
+    with Session(environ, args.command_line, refetch=args.refetch) as session:
         failures = run_days(session, args.start, args.end)
         site_failures = build_site(session) if not args.no_site else []
     published = not args.no_site and not any(asset == "usage_report_site" for asset, _ in site_failures)
@@ -406,7 +432,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_site(args) -> int:
-    with Session(load_settings(), args.command_line) as session:
+    with Session(os.environ, args.command_line) as session:
         failures = build_site(session)
     return _report_failures(failures, published=not any(asset == "usage_report_site" for asset, _ in failures))
 
@@ -434,11 +460,12 @@ def cmd_demo(args) -> int:
 
     summary = json.loads((out / "summary.json").read_text())
     with _demo_billing(out / "billing") as (emulator, billing):
-        settings = load_settings({**os.environ, "USAGE_LOGS_DIR": str(out / "logs"), "USAGE_INVENTORY_FILE": str(out / "inventory.json"),
-                                  "USAGE_START_DATE": summary["first_day"], **billing})
+        environ = {**os.environ, "USAGE_LOGS_DIR": str(out / "logs"), "USAGE_INVENTORY_FILE": str(out / "inventory.json"),
+                   "USAGE_START_DATE": summary["first_day"], **billing}
+        settings = load_settings(environ)
         start, end = dt.date.fromisoformat(summary["first_day"]), dt.date.fromisoformat(summary["last_day"])
         _say(f"2/3 Materialising {start} to {end} into {settings.warehouse} (IG1 billing emulator on {emulator.url})")
-        with Session(settings, args.command_line) as session:
+        with Session(environ, args.command_line) as session:
             if settings.warehouse.exists():
                 settings.warehouse.unlink()  # the demo starts from an empty warehouse (no other command runs now)
             failures = run_days(session, start, end)

@@ -113,8 +113,11 @@ def _site_sensors(daily_job, refresh_job, site_job) -> list[dg.SensorDefinition]
 def build_definitions(settings: Settings, refetch: bool = False) -> dg.Definitions:
     """Partitions, assets, resources, jobs, schedule, checks and sensors from one settings object."""
     partitions = daily_partitions(settings)
+    freshness_checks, freshness_sensor = _freshness(settings, partitions)
     daily_job = dg.define_asset_job(
-        DAILY_JOB, selection=DAILY_ASSETS, partitions_def=partitions, executor_def=dg.in_process_executor,
+        # The freshness checks are the sensor's to run, not the job's: they judge whether its runs came.
+        DAILY_JOB, selection=dg.AssetSelection.assets(*DAILY_ASSETS) - dg.AssetSelection.checks(*freshness_checks),
+        partitions_def=partitions, executor_def=dg.in_process_executor,
         description="Ingest gateway logs of a day (or a range, in one run), aggregate them, and fetch and reconcile IG1's billing of it "
                     "(and of the days before, which IG1 may have restated).",
     )
@@ -130,7 +133,6 @@ def build_definitions(settings: Settings, refetch: bool = False) -> dg.Definitio
         daily_job, name="daily_usage_schedule", hour_of_day=settings.schedule_time.hour, minute_of_hour=settings.schedule_time.minute,
         default_status=dg.DefaultScheduleStatus.RUNNING, description="Every day, ingest and aggregate the previous day.",
     )
-    freshness_checks, freshness_sensor = _freshness(settings, partitions)
     return dg.Definitions(
         assets=partitioned(DAILY_ASSETS, settings) + SITE_ASSETS,
         asset_checks=freshness_checks,

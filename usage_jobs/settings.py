@@ -281,6 +281,7 @@ def _shown(name: str, value: Any, secret: bool, settings: Settings) -> str:
 
 
 ENV_NAMES = tuple(info.validation_alias for info in Settings.model_fields.values())
+SECRET_ENV_NAMES = tuple(info.validation_alias for info in Settings.model_fields.values() if info.json_schema_extra["secret"])
 
 
 class _Environment(EnvSettingsSource):
