@@ -517,12 +517,12 @@ def cmd_emulator(args) -> int:
     """Serve the demo ledger as IG1's billing API until interrupted (for `dagster dev` on the demo)."""
     from usage_jobs.demo.emulator import IG1Emulator
 
-    master_key = os.environ.get("IG1_MASTER_KEY", "")
+    master_key = load_settings().ig1_master_key
     if not master_key:
         raise SettingsError("IG1_MASTER_KEY must be set: the emulator admits only that key (export the same value for dagster dev)")
     if not args.ledger.is_file():
         raise SettingsError(f"no ledger at {args.ledger}: run `usage-report generate` (or `make demo`) first")
-    with IG1Emulator.from_file(args.ledger, master_key, port=args.port) as emulator:
+    with IG1Emulator.from_file(args.ledger, master_key.get_secret_value(), port=args.port) as emulator:
         _say(f"IG1 billing emulator on {emulator.url} (set IG1_BASE_URL={emulator.url}); Ctrl-C to stop")
         try:
             while True:
