@@ -1,15 +1,9 @@
 #!/bin/sh
-# Check a `focus` export with the FinOps Foundation's focus-validator.
+# Check a `focus` export with the FinOps Foundation's focus-validator (FOCUS 1.2): see scripts/validate_focus.py.
 #
-#   scripts/validate-focus.sh site_output/periods/last-30-days/exports/focus.csv
-#
-# The validator needs Python >= 3.12 and pyarrow < 21 (this project runs on 3.11), so it gets
-# its own virtual environment; it then runs offline (--block-download). The test suite
-# checks the FOCUS rules the report relies on itself (tests/test_site.py).
+#   scripts/validate-focus.sh site_output/periods/2026-11/exports/focus.csv [--junit report.xml]
 set -eu
-file="${1:?usage: scripts/validate-focus.sh path/to/focus.csv}"
-python="${FOCUS_PYTHON:-python3.12}"
-command -v "$python" >/dev/null || { echo "needs $python (set FOCUS_PYTHON to a Python >= 3.12)" >&2; exit 2; }
-venv=.focus-validator
-[ -x "$venv/bin/focus-validator" ] || { "$python" -m venv "$venv" && "$venv/bin/pip" install --quiet focus-validator 'pyarrow<21'; }
-exec "$venv/bin/focus-validator" --data-file "$file" --validate-version 1.2 --block-download
+here=$(dirname "$0")
+python="$here/../.venv/bin/python"
+[ -x "$python" ] || python=python3
+exec "$python" "$here/validate_focus.py" "$@"
