@@ -70,3 +70,13 @@ def test_secrets_are_masked_in_the_description():
     settings = load_settings({"IG1_MASTER_KEY": "ig1-master-SECRET", "GATEWAY_BASE_URL": "http://127.0.0.1:4000", "GATEWAY_ADMIN_KEY": "sk-admin-SECRET"})
     described = repr(settings) + str(settings.describe())
     assert "SECRET" not in described and settings.ig1_master_key.get_secret_value() == "ig1-master-SECRET"
+
+
+def test_check_config_prints_every_setting_of_the_model_with_secrets_masked(monkeypatch, capsys):
+    from usage_jobs import cli
+
+    monkeypatch.setenv("IG1_MASTER_KEY", "ig1-master-SECRET")
+    assert cli.main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[:len(ENV_NAMES)]] == list(ENV_NAMES)
+    assert "IG1_MASTER_KEY" in out and "SECRET" not in out and out.rstrip().endswith("configuration OK")
