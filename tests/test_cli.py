@@ -77,3 +77,11 @@ def test_run_names_a_file_that_is_not_a_request_log_and_warns(env, tmp_path, cap
     out = capsys.readouterr().out
     assert "not a request log (holds data!): 2026-11-10/spend-export.csv (21 bytes)" in out
     assert "warning: check no_unrecognised_files_with_data warns: 1 file(s) under the logs root are not request logs but hold data: 2026-11-10/spend-export.csv (21 bytes, on 2026-11-10)" in out
+
+
+def test_a_runs_recorded_origin_holds_the_settings_but_no_secret(tmp_path):
+    environ = {"USAGE_LOGS_DIR": str(tmp_path), "IG1_MASTER_KEY": "ig1-SECRET", "GATEWAY_BASE_URL": "http://127.0.0.1:4000",
+               "GATEWAY_ADMIN_KEY": "sk-SECRET", "USAGE_ADMIN_TOKENS": "token-SECRET", "PATH": "/bin"}
+    arguments = cli.Session(environ, "run").job_arguments
+    assert arguments["settings_env"] == {"USAGE_LOGS_DIR": str(tmp_path), "GATEWAY_BASE_URL": "http://127.0.0.1:4000"}
+    assert "SECRET" not in str(arguments)
