@@ -60,7 +60,7 @@ def test_site_is_published_from_the_warehouse_while_billing_and_the_inventory_ar
     env = {**os.environ, "USAGE_LOGS_DIR": str(demo_org / "logs"), "USAGE_WAREHOUSE": str(tmp_path / "w.duckdb"), "USAGE_SITE_DIR": str(site),
            "DAGSTER_HOME": str(tmp_path / "dagster"), "USAGE_START_DATE": "2026-01-01", "USAGE_TIMEZONE": "UTC",
            "GATEWAY_BASE_URL": inventory.url, "GATEWAY_ADMIN_KEY": ADMIN_KEY, "IG1_BASE_URL": emulator.url, "IG1_MASTER_KEY": MASTER_KEY,
-           "IG1_USD_RATE": str(demo_org / "billing" / "usd_per_eur.csv"), "IG1_MAX_RETRIES": "1"}
+           "IG1_USD_RATE": str(demo_org / "billing" / "usd_per_eur.csv"), "IG1_MAX_RETRIES": "1", "GATEWAY_MAX_RETRIES": "1"}
     env.pop("USAGE_INVENTORY_FILE", None)
     ig1_up = True
     try:

@@ -67,12 +67,14 @@ def build_resources(settings: Settings, refetch: bool = False) -> dict:
         "gateway_logs": GatewayLogsResource(
             logs_dir=settings.logs_dir, source=settings.logs_source, landing_dir=str(settings.landing_dir),
             s3_endpoint_url=settings.s3_endpoint_url, fetch_concurrency=settings.fetch_concurrency,
-            gateway_base_url=settings.gateway_base_url, gateway_admin_key=gateway_admin_key, timezone=settings.timezone,
+            gateway_base_url=settings.gateway_base_url, gateway_admin_key=gateway_admin_key, gateway_max_retries=settings.gateway_max_retries,
+            timezone=settings.timezone,
             prices_file=str(settings.prices_file) if settings.prices_file else None,
             max_record_mb=settings.max_record_mb, max_rejected_share=settings.max_rejected_share, refetch=refetch,
         ),
-        "gateway_api": GatewayApiResource(base_url=settings.gateway_base_url, admin_key=gateway_admin_key, max_retries=settings.billing_max_retries),
+        "gateway_api": GatewayApiResource(base_url=settings.gateway_base_url, admin_key=gateway_admin_key, max_retries=settings.gateway_max_retries),
         "inventory": InventoryResource(gateway_base_url=settings.gateway_base_url, gateway_admin_key=gateway_admin_key,
+                                       max_retries=settings.gateway_max_retries,
                                        inventory_file=str(settings.inventory) if settings.inventory else None),
         "billing": BillingResource(
             base_url=settings.ig1_base_url, master_key=dg.EnvVar("IG1_MASTER_KEY") if settings.ig1_master_key else None,

@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     inventory_file: ExistingFile = setting(None, "USAGE_INVENTORY_FILE", "key/team inventory file (the gateway's `/key/list` and `/team/list`, JSON)",
                                            shown_default="`demo_data/inventory.json` if present")
     gateway_base_url: HttpUrl = setting(None, "GATEWAY_BASE_URL", "gateway URL, to read the inventory (and, with `gateway-api`, the logs) from its API")
+    gateway_max_retries: Annotated[int, _number(0, 20, whole=True)] = setting(
+        4, "GATEWAY_MAX_RETRIES", "retries of a gateway API call (inventory, daily activity, spend logs) after a timeout, a connection error, 429 or 5xx")
     gateway_admin_key: SecretStr | None = setting(None, "GATEWAY_ADMIN_KEY", "gateway admin key for `/key/list`, `/team/list` and `/spend/logs/v2`",
                                                   secret=True)
     ig1_base_url: HttpUrl = setting("https://api.ig1.ai", "IG1_BASE_URL", "IG1 billing API")

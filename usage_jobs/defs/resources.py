@@ -43,6 +43,7 @@ class GatewayLogsResource(dg.ConfigurableResource):
     refetch: bool = False
     gateway_base_url: str | None = None
     gateway_admin_key: str | None = None
+    gateway_max_retries: int = 4
     timezone: str = "UTC"
     prices_file: str | None = None
     max_record_mb: float = 16.0
@@ -73,6 +74,7 @@ class InventoryResource(dg.ConfigurableResource):
 
     gateway_base_url: str | None = None
     gateway_admin_key: str | None = None
+    max_retries: int = 4
     inventory_file: str | None = None
 
 

@@ -58,7 +58,7 @@ def _land(gateway_logs: GatewayLogsResource, day: dt.date, progress) -> LandingS
     landing_dir = Path(gateway_logs.landing_dir)
     if gateway_logs.source_kind == GATEWAY_API:
         return land_spend_logs_day(gateway_logs.gateway_base_url, gateway_logs.gateway_admin_key, day, gateway_logs.timezone, landing_dir,
-                                   refetch=gateway_logs.refetch, progress=progress)
+                                   refetch=gateway_logs.refetch, max_retries=gateway_logs.gateway_max_retries, progress=progress)
     return land_bucket_day(gateway_logs.logs_dir, day, gateway_logs.timezone, landing_dir, endpoint_url=gateway_logs.s3_endpoint_url,
                            concurrency=gateway_logs.fetch_concurrency, refetch=gateway_logs.refetch, progress=progress)
 

@@ -16,7 +16,7 @@ from usage_jobs.defs.resources import WAREHOUSE_POOL, InventoryResource, Warehou
 def load_inventory(source: InventoryResource) -> Inventory | None:
     """The inventory from the gateway API when configured, else from the file, else None."""
     if source.gateway_base_url and source.gateway_admin_key:
-        keys, teams = fetch_inventory(source.gateway_base_url, source.gateway_admin_key)
+        keys, teams = fetch_inventory(source.gateway_base_url, source.gateway_admin_key, max_retries=source.max_retries)
         return parse_inventory(keys, teams, f"gateway {source.gateway_base_url}")
     if source.inventory_file:
         return read_inventory_file(Path(source.inventory_file))
