@@ -245,10 +245,6 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
-    def max_record_bytes(self) -> int:
-        return int(self.max_record_mb * 1_000_000)
-
-    @property
     def logs_in_bucket(self) -> bool:
         return is_bucket_url(self.logs_dir)
 
