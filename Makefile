@@ -29,7 +29,10 @@ azurite: .azurite/node_modules/.bin/azurite-blob
 .azurite/node_modules/.bin/azurite-blob:
 	npm install --prefix .azurite azurite@3 --no-audit --no-fund --loglevel=error
 
+# Lint, load the Dagster definitions as `dagster dev` would, then the tests.
 test: install browser azurite
+	$(BIN)/ruff check .
+	$(BIN)/dg check defs
 	$(BIN)/pytest -q
 
 dev: install

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 DEMO_END = dt.date(2026, 11, 20)
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 DEMO_DAYS = 4
 
 
@@ -50,7 +51,8 @@ def demo_site(demo_org, tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     key = "site-test-master-key"
     first = DEMO_END - dt.timedelta(days=DEMO_DAYS - 1)
-    with pytest.MonkeyPatch.context() as env, IG1Emulator.from_file(demo_org / "billing" / "ledger.json", key, today=DEMO_END + dt.timedelta(days=1)) as emulator:
+    ledger = demo_org / "billing" / "ledger.json"
+    with pytest.MonkeyPatch.context() as env, IG1Emulator.from_file(ledger, key, today=DEMO_END + dt.timedelta(days=1)) as emulator:
         env.setenv("IG1_MASTER_KEY", key)
         settings = load_settings({
             "USAGE_LOGS_DIR": str(demo_org / "logs"), "USAGE_WAREHOUSE": str(out / "usage.duckdb"), "USAGE_SITE_DIR": str(out / "site"),
@@ -63,3 +65,23 @@ def demo_site(demo_org, tmp_path_factory):
         assert dg.materialize(partitioned(DAILY_ASSETS, settings), resources=resources, instance=instance, tags=tags).success
         assert dg.materialize(SITE_ASSETS, resources=resources, instance=instance).success
     return settings
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium (Debian's) driven by selenium, its console and network logs kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "Chromium is installed by `make test` (Debian packages chromium, chromium-driver)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # Without the background-networking flags Chromium calls Google's hosts, which this machine refuses.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1600",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()

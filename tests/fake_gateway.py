@@ -28,9 +28,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from helpers import local_http_server
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from helpers import local_http_server
 
 SPEND_LOGS_COUNT_CAP = 10_000
 METRIC_FIELDS = (

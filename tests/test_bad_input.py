@@ -5,8 +5,8 @@ import gzip
 import json
 
 import pytest
-from helpers import DAY, ingest, payload, write
 
+from helpers import DAY, ingest, payload, write
 from usage_jobs.defs.gateway.ingest import MAX_TOKENS
 
 

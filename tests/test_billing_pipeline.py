@@ -66,7 +66,8 @@ def billed(demo_org, tmp_path_factory):
         plain = _settings(tmp_path, demo_org, "http://127.0.0.1:9")
         instance = dg.DagsterInstance.ephemeral()
         for day in DAYS:
-            assert dg.materialize(partitioned(GATEWAY_ASSETS, plain), partition_key=day.isoformat(), resources=build_resources(plain), instance=instance).success
+            assert dg.materialize(partitioned(GATEWAY_ASSETS, plain), partition_key=day.isoformat(), resources=build_resources(plain),
+                                  instance=instance).success
         ledger = _ledger_from_warehouse(plain.warehouse)
         with IG1Emulator(ledger, MASTER_KEY, today=DEMO_END + dt.timedelta(days=1), faults=Faults(missing_days={DEMO_END.isoformat()})) as emulator:
             settings = _settings(tmp_path, demo_org, emulator.url)
@@ -79,7 +80,8 @@ def billed(demo_org, tmp_path_factory):
 def test_variance_equals_the_factors_the_billed_counts_were_made_with(billed):
     conn = duckdb.connect(str(billed["settings"].warehouse), read_only=True)
     rows = conn.execute("SELECT day, model, status, token_variance_pct, cost_variance_pct, billed_cost, billed_cost_usd, usd_rate, "
-                        "estimated_input_tokens, billed_input_tokens, estimated_cost_usd, estimated_output_tokens FROM reconciliation ORDER BY day, model").fetchall()
+                        "estimated_input_tokens, billed_input_tokens, estimated_cost_usd, estimated_output_tokens "
+                        "FROM reconciliation ORDER BY day, model").fetchall()
     reconciled = [r for r in rows if r[2] == "reconciled"]
     assert {r[0] for r in reconciled} == set(DAYS[:-1])
     ledger = {(row["date"], row["model"]): Decimal(str(row["cost"])) for row in billed["ledger"]["data"]}
@@ -106,7 +108,8 @@ def test_the_chargeback_adds_up_to_each_billed_amount_to_the_cent(billed):
     assert billed_rows
     for day, model, cost in billed_rows:
         allocated, allocated_usd, shares, basis = conn.execute(
-            "SELECT sum(allocated_cost), sum(allocated_cost_usd), count(*), any_value(basis) FROM chargeback WHERE day = ? AND model = ?", [day, model]).fetchone()
+            "SELECT sum(allocated_cost), sum(allocated_cost_usd), count(*), any_value(basis) FROM chargeback WHERE day = ? AND model = ?",
+            [day, model]).fetchone()
         assert allocated == cost.quantize(CENT, ROUND_HALF_UP), (day, model)
         assert allocated_usd == (cost * USD_PER_EUR).quantize(CENT, ROUND_HALF_UP), (day, model)
         expected_basis = "tokens" if model == "qwen36-27b-instruct-preview" else "estimated cost"
@@ -157,7 +160,8 @@ def test_a_late_day_then_a_restated_day_replace_the_earlier_figures(billed, tmp_
         assert conn.execute("SELECT count(*) FROM billed_usage WHERE day = ?", [DEMO_END]).fetchone()[0] == \
             sum(1 for row in billed["ledger"]["data"] if row["date"] == DEMO_END.isoformat())
         assert conn.execute("SELECT restated FROM billing_days WHERE day = ?", [DEMO_END]).fetchone()[0] is True
-        tokens = conn.execute("SELECT min(token_variance_pct), max(token_variance_pct) FROM reconciliation WHERE day = ? AND status = 'reconciled'", [DEMO_END]).fetchone()
+        tokens = conn.execute("SELECT min(token_variance_pct), max(token_variance_pct) FROM reconciliation "
+                              "WHERE day = ? AND status = 'reconciled'", [DEMO_END]).fetchone()
         assert tokens == pytest.approx((65.0, 65.0), abs=0.1)  # 1.1 × 1.5
         for model, cost in conn.execute("SELECT model, cost FROM billed_usage WHERE day = ?", [DEMO_END]).fetchall():
             assert conn.execute("SELECT sum(allocated_cost) FROM chargeback WHERE day = ? AND model = ?", [DEMO_END, model]).fetchone()[0] == \

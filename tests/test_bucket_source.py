@@ -280,7 +280,8 @@ def test_an_azure_day_lands_through_az_urls(tmp_path, monkeypatch):
 
         with pytest.raises(LandingError, match="the container 'missing' of az://missing does not exist"):
             land_bucket_day("az://missing", DAY, "UTC", tmp_path)
-        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", blob.connection_string.replace(blob.connection_string.split("AccountKey=")[1].split(";")[0], "A" * 88))
+        real_key = blob.connection_string.split("AccountKey=")[1].split(";")[0]
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", blob.connection_string.replace(real_key, "A" * 88))
         with pytest.raises(LandingError, match="access denied listing az://logs") as denied:
             land_bucket_day("az://logs", DAY, "UTC", tmp_path, refetch=True)
         assert "A" * 20 not in str(denied.value)

@@ -5,9 +5,11 @@ import json
 
 import dagster as dg
 import pytest
-from conftest import DEMO_END
 
+from conftest import DEMO_END
 from usage_jobs import cli
+
+ONE_RECORD = {"id": "ok", "startTime": "2026-11-10 10:00:00.0", "model_group": "bge-m3", "prompt_tokens": 3, "completion_tokens": 0}
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def test_run_exits_non_zero_naming_the_failed_day(env, capsys):
 def test_blocking_check_fails_the_day_when_too_many_records_are_rejected(env, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "bad-logs" / "gcs" / "2026-11-10"
     folder.mkdir(parents=True)
-    (folder / "b.ndjson").write_text("not json\n" * 5 + json.dumps({"id": "ok", "startTime": "2026-11-10 10:00:00.0", "model_group": "bge-m3", "prompt_tokens": 3, "completion_tokens": 0}) + "\n")
+    (folder / "b.ndjson").write_text("not json\n" * 5 + json.dumps(ONE_RECORD) + "\n")
     monkeypatch.setenv("USAGE_LOGS_DIR", str(tmp_path / "bad-logs"))
     assert cli.main(["run", "--start", "2026-11-10", "--end", "2026-11-10", "--no-site"]) == 1
     assert "check rejected_share_below_limit failed" in capsys.readouterr().out
@@ -70,13 +72,14 @@ def test_run_for_a_day_not_over_yet_names_the_last_complete_day(env, capsys, day
 def test_run_names_a_file_that_is_not_a_request_log_and_warns(env, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "logs2" / "2026-11-10"
     folder.mkdir(parents=True)
-    (folder / "b.ndjson").write_text(json.dumps({"id": "ok", "startTime": "2026-11-10 10:00:00.0", "model_group": "bge-m3", "prompt_tokens": 3, "completion_tokens": 0}) + "\n")
+    (folder / "b.ndjson").write_text(json.dumps(ONE_RECORD) + "\n")
     (folder / "spend-export.csv").write_text("request_id,spend\nx,1\n")
     monkeypatch.setenv("USAGE_LOGS_DIR", str(tmp_path / "logs2"))
     assert cli.main(["run", "--start", "2026-11-10", "--end", "2026-11-10", "--no-site"]) == 0
     out = capsys.readouterr().out
     assert "not a request log (holds data!): 2026-11-10/spend-export.csv (21 bytes)" in out
-    assert "warning: check no_unrecognised_files_with_data warns: 1 file(s) under the logs root are not request logs but hold data: 2026-11-10/spend-export.csv (21 bytes, on 2026-11-10)" in out
+    assert ("warning: check no_unrecognised_files_with_data warns: 1 file(s) under the logs root are not request logs but hold data: "
+            "2026-11-10/spend-export.csv (21 bytes, on 2026-11-10)") in out
 
 
 def test_a_runs_recorded_origin_holds_the_settings_but_no_secret(tmp_path):

@@ -5,8 +5,8 @@ import datetime as dt
 
 import dagster as dg
 import pytest
-from fake_gateway import FakeGateway, day_of_traffic
 
+from fake_gateway import FakeGateway, day_of_traffic
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.completeness import (
     ANY,

@@ -14,8 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import DAY, ingest, payload, write
 
+from helpers import DAY, ingest, payload, write
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.report.build import build_site
 from usage_jobs.defs.report.exports import ExportTable, render_csv, spreadsheet_safe

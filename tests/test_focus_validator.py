@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from conftest import DEMO_DAYS, DEMO_END
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,6 @@ import dagster as dg
 import pytest
 
 from fake_gateway import FakeGateway, day_of_traffic, spend_log_row
-
 from usage_jobs import warehouse
 from usage_jobs.definitions import GATEWAY_ASSETS, build_resources, partitioned
 from usage_jobs.settings import load_settings

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import local_http_server
 
+from helpers import local_http_server
 from usage_jobs.defs.billing.client import BillingClient, BillingError
 from usage_jobs.defs.gateway.landing import LandingError
 from usage_jobs.defs.gateway.spend_api import SPEND_LOGS_PATH, land_spend_logs_day

@@ -4,8 +4,8 @@ import datetime as dt
 import json
 
 import pytest
-from helpers import KEY, ingest, payload, write
 
+from helpers import KEY, ingest, payload, write
 from usage_jobs.defs.gateway.ingest import MissingLogsError
 from usage_jobs.defs.gateway.pricing import load_prices
 

@@ -4,9 +4,9 @@ import datetime as dt
 import json
 
 import pytest
-from helpers import local_http_server
 from werkzeug import Request, Response
 
+from helpers import local_http_server
 from usage_jobs.defs.inventory.client import PAGE_SIZE, fetch_inventory
 from usage_jobs.defs.inventory.parse import KEY_COLUMNS, InventoryError, parse_inventory, read_inventory_file
 

@@ -6,8 +6,8 @@ import json
 import random
 
 import pytest
-from helpers import payload, write
 
+from helpers import payload, write
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day

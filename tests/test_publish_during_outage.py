@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import duckdb
-from conftest import DEMO_END
-from helpers import local_http_server
 from werkzeug import Request, Response
 
+from conftest import DEMO_END
+from helpers import local_http_server
 from usage_jobs.demo.emulator import IG1Emulator
 
 USAGE_REPORT = Path(sys.executable).with_name("usage-report")

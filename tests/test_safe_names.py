@@ -15,8 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import DAY, ingest, payload, write
 
+from helpers import DAY, ingest, payload, write
 from usage_jobs.defs.billing.client import BillingClient
 from usage_jobs.defs.billing.fx import UsdRates
 from usage_jobs.defs.billing.parse import BillingFormatError, parse_history

@@ -18,10 +18,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from helpers import local_http_server
-from test_browser import browser  # noqa: F401  (headless Chromium, as the browser tests drive it)
 from werkzeug import Request, Response
 
+from helpers import local_http_server
 from usage_jobs.serve import AccessPolicy, make_server
 
 MASTER_KEY = "sk-gateway-master-key"  # known to the fake gateway only: serve is never told it

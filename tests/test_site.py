@@ -184,6 +184,7 @@ def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp
     day = DEMO_END.isoformat()
     conn.execute("DELETE FROM daily_usage WHERE day = ? AND model = 'bge-m3'", [day])  # the day changes
     changed = build_site(conn, site, timezone="UTC", billing_configured=True)
-    rendered = {p.name for p in (site / "periods").iterdir() if (p / "index.html").stat().st_mtime > (site / "periods" / "2026-11-17" / "index.html").stat().st_mtime}
+    untouched = (site / "periods" / "2026-11-17" / "index.html").stat().st_mtime
+    rendered = {p.name for p in (site / "periods").iterdir() if (p / "index.html").stat().st_mtime > untouched}
     assert {day, "2026-W47", "2026-11", "last-7-days", "last-30-days"} <= rendered
     assert changed.rendered_periods == 5 and changed.reused_periods == first.periods - 5

@@ -5,8 +5,8 @@ import json
 
 import httpx
 import pytest
-from fake_gateway import FakeGateway, Faults, day_of_traffic, spend_log_row
 
+from fake_gateway import FakeGateway, Faults, day_of_traffic, spend_log_row
 from usage_jobs.defs.gateway.landing import LandingError, landing_root
 from usage_jobs.defs.gateway.layout import utc_day_span
 from usage_jobs.defs.gateway.spend_api import land_spend_logs_day, marker_path, request_window

@@ -445,7 +445,8 @@ def cmd_generate(args) -> int:
     if args.out.exists():
         shutil.rmtree(args.out)
     summary = generate(args.out, days=days, end=end, seed=args.seed, requests_per_day=args.requests_per_day,
-                       progress=lambda done, total, day, n: _say(f"  generated {day} ({n:,} requests) [{done}/{total}]") if done % 7 == 0 or done == total else None)
+                       progress=lambda done, total, day, n: _say(f"  generated {day} ({n:,} requests) [{done}/{total}]")
+                       if done % 7 == 0 or done == total else None)
     _say(f"Demo organisation in {args.out}: {summary['requests']:,} requests from {summary['first_day']} to {summary['last_day']}, "
          f"{summary['keys']} keys in {summary['teams']} teams, {summary['anomalies']} injected anomalies")
     return 0

@@ -81,7 +81,8 @@ def billing_reconciliation(context: dg.AssetExecutionContext, warehouse: Warehou
             "WHERE day BETWEEN ? AND ? AND status = 'reconciled' GROUP BY model ORDER BY model", [start, end]).fetchall()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": rows, "window": f"{start} to {end}",
-        "variance by model": dg.MetadataValue.md(markdown_table(summary, ("model", "estimated tokens", "billed tokens", "token variance %", "cost variance %"))),
+        "variance by model": dg.MetadataValue.md(
+            markdown_table(summary, ("model", "estimated tokens", "billed tokens", "token variance %", "cost variance %"))),
     })
 
 
@@ -122,7 +123,8 @@ def _billing_arrived(unbilled: list[dt.date], today: dt.date, late_days: int) ->
     description = (f"IG1 billing is missing for {days}; " +
                    (f"{len(overdue)} day(s) more than {late_days} days old" if overdue else f"still within the {late_days}-day delay"))
     return dg.AssetCheckResult(passed=False, severity=severity, description=description,
-                               metadata={"missing days": days, "overdue days": ", ".join(d.isoformat() for d in overdue) or "none", "late after days": late_days})
+                               metadata={"missing days": days, "overdue days": ", ".join(d.isoformat() for d in overdue) or "none",
+                                         "late after days": late_days})
 
 
 def _variance(worst: tuple | None, threshold: float) -> dg.AssetCheckResult:
@@ -183,5 +185,6 @@ def commit_status(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         "month": forecast.month, "currency": currency or "unknown", "spent": float(status.current), "commit": float(status.commit),
         "used %": round(forecast.used_share * 100, 1), "run-rate per day": float(forecast.run_rate_per_day),
         "projected month end": float(forecast.projected_month_end),
-        "commit runs out": "already exhausted" if forecast.already_exhausted else (forecast.exhausted_on.isoformat() if forecast.exhausted_on else "not this month"),
+        "commit runs out": "already exhausted" if forecast.already_exhausted
+        else (forecast.exhausted_on.isoformat() if forecast.exhausted_on else "not this month"),
     })

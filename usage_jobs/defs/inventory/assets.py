@@ -44,4 +44,5 @@ def key_inventory(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     if snapshot is None:
         context.log.warning("No key/team inventory configured; unused keys cannot be listed.")
         return dg.MaterializeResult(metadata={"keys": 0, "teams": 0, "source": "none"})
-    return dg.MaterializeResult(metadata={"dagster/row_count": len(snapshot.keys), "keys": len(snapshot.keys), "teams": len(snapshot.teams), "source": snapshot.source})
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(snapshot.keys), "keys": len(snapshot.keys), "teams": len(snapshot.teams),
+                                          "source": snapshot.source})
