@@ -72,6 +72,7 @@ def test_every_kind_of_page_loads_cleanly(browser, served, demo_site):
         "month-keys": "periods/2026-11/keys.html", "rolling-models": "periods/last-30-days/models.html",
         "reconciliation": "periods/last-7-days/reconciliation.html", "team": f"periods/{day}/teams/{page_name(team_id)}.html",
         "key": f"periods/2026-11/keys/{page_name(key_hash)}.html", "week-quality": "periods/2026-W47/quality.html",
+        "month-chargeback": "periods/2026-11/chargeback.html",
     }
     for shot, path in pages.items():
         _visit(browser, served, path, shot)

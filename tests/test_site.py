@@ -7,7 +7,7 @@ import hashlib
 import html
 import json
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,8 @@ from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
 
-EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality")
+EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality",
+           "chargeback")
 
 
 def _csv(path: Path) -> list[dict]:
@@ -84,6 +85,42 @@ def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exp
         for entry in manifest["files"]:
             assert hashlib.sha256((exports / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
         assert manifest["metadata"]["generated_at"] and manifest["metadata"]["source_days"]
+
+
+def test_the_chargeback_statement_adds_up_to_the_billed_total_to_the_cent(demo_site):
+    """Each period's chargeback.csv against the billed total computed here from the emulator's ledger (IG1's own figures)."""
+    ledger = json.loads((Path(demo_site.logs_dir).parent / "billing" / "ledger.json").read_text())
+    for folder in sorted((demo_site.site_dir / "periods").iterdir()):
+        lines = _csv(folder / "exports" / "chargeback.csv")
+        manifest = json.loads((folder / "exports" / "manifest.json").read_text())["metadata"]
+        billed = sum((Decimal(str(row["cost"])) for row in ledger["data"] if manifest["start_date"] <= row["date"] <= manifest["end_date"]
+                      and row["date"] <= DEMO_END.isoformat()), Decimal(0))
+        assert _sum(lines, "billed_cost") == billed.quantize(Decimal("0.01"), ROUND_HALF_UP), folder.name
+        assert all(re.fullmatch(r"\d+\.\d\d", line["billed_cost"]) for line in lines)  # cents, rounded once
+        teams = {}
+        for line in lines:
+            teams.setdefault(line["team_id"], Decimal(0))
+            teams[line["team_id"]] += Decimal(line["billed_cost"])
+        page = (folder / "chargeback.html").read_text(encoding="utf-8")
+        assert "Chargeback statement" in page and len(teams) == page.count("<h3>")
+        if lines:
+            assert sum(Decimal(line["share_pct"]) for line in lines) == pytest.approx(Decimal(100), abs=Decimal("0.01"))
+
+
+def test_every_variance_recomputes_from_the_reconciliation_csv(demo_site):
+    """(billed − estimated) ÷ estimated × 100 from the exported cells gives the exported variance to 0.01 percentage point."""
+    checked = 0
+    for folder in sorted((demo_site.site_dir / "periods").iterdir()):
+        for row in _csv(folder / "exports" / "reconciliation.csv"):
+            if row["cost_variance_pct"]:
+                estimated, billed = Decimal(row["estimated_cost_usd"]), Decimal(row["billed_cost_usd"])
+                assert float((billed - estimated) / estimated * 100) == pytest.approx(float(row["cost_variance_pct"]), abs=0.01), row
+                checked += 1
+            if row["token_variance_pct"]:
+                estimated = int(row["estimated_input_tokens"]) + int(row["estimated_output_tokens"])
+                billed = int(row["billed_input_tokens"]) + int(row["billed_output_tokens"])
+                assert (billed - estimated) / estimated * 100 == pytest.approx(float(row["token_variance_pct"]), abs=0.01), row
+    assert checked > 20
 
 
 def test_the_focus_export_follows_the_focus_rules(demo_site):

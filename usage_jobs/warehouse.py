@@ -8,9 +8,11 @@ Tables (all dates are report-time-zone days):
 * `daily_usage`       day × team × key × model aggregates
 * `inventory_keys`, `inventory_teams`  the gateway's key/team inventory (latest snapshot)
 * `billed_usage`      IG1's billed usage per billing day × model (contract currency)
-* `billing_days`      per billing day asked of IG1: billed or not yet, and whether it was restated
+* `billing_days`      per billing day asked of IG1: billed or not yet, restated, or withdrawn (billed before, then absent)
+* `billing_months`    per invoice month: when IG1 was last asked for the whole month again (month close, on demand)
 * `reconciliation`    per billing day × model: the gateway's estimate against IG1's bill
-* `chargeback`        per billing day × model × team × key: the billed cost allocated, to the cent
+* `chargeback`        per billing day × model × team × key × report day: the billed cost's share, at full precision
+                      (money is rounded once, on the statement: usage_jobs.defs.billing.statement)
 * `commit_status`     IG1's /usage answer (month spend so far, commit) per day it was asked
 * `source_refreshes`  per outside source (`inventory`, `ig1_usage`): the last attempt, the last success, the error
 * `key_anomalies`     abnormal consumption per key and day: metric, value, baseline, score, reason
@@ -160,7 +162,14 @@ CREATE TABLE IF NOT EXISTS billing_days (
     models INTEGER NOT NULL,
     cost DECIMAL(18, 6),
     currency VARCHAR,
-    restated BOOLEAN NOT NULL
+    restated BOOLEAN NOT NULL,
+    withdrawn BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS billing_months (
+    -- An invoice month (billing time zone) fetched whole again from IG1: at month close and on demand.
+    month VARCHAR PRIMARY KEY,
+    refetched_on DATE NOT NULL,
+    closed BOOLEAN NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reconciliation (
     day DATE NOT NULL,
@@ -173,27 +182,31 @@ CREATE TABLE IF NOT EXISTS reconciliation (
     estimated_output_tokens BIGINT,
     billed_output_tokens BIGINT,
     token_variance_pct DOUBLE,
-    estimated_cost_usd DECIMAL(18, 6),
+    estimated_cost_usd DECIMAL(38, 10),
     billed_cost DECIMAL(18, 6),
     billed_currency VARCHAR,
     usd_rate DECIMAL(18, 6),
-    billed_cost_usd DECIMAL(18, 6),
+    billed_cost_usd DECIMAL(38, 12),
     cost_variance_pct DOUBLE,
     PRIMARY KEY (day, model)
 );
 CREATE TABLE IF NOT EXISTS chargeback (
-    day DATE NOT NULL,
+    -- One consumer's share of a billing day × model's billed cost, kept at full precision (18 places):
+    -- the shares of a day × model add up to its billed cost exactly. Money is rounded once, on the statement.
+    day DATE NOT NULL,  -- the billing day (IG1_BILLING_TIMEZONE)
     model VARCHAR NOT NULL,
-    team_id VARCHAR NOT NULL,
+    team_id VARCHAR NOT NULL,  -- 'unassigned': gateway traffic without a team; 'not-seen-by-gateway': billed, no gateway traffic
     team_alias VARCHAR,
     key_hash VARCHAR NOT NULL,
     key_alias VARCHAR,
     basis VARCHAR NOT NULL,
     weight DOUBLE NOT NULL,
-    allocated_cost DECIMAL(18, 2) NOT NULL,
+    allocated_cost DECIMAL(38, 18) NOT NULL,
     currency VARCHAR NOT NULL,
-    allocated_cost_usd DECIMAL(18, 2),
-    PRIMARY KEY (day, model, team_id, key_hash)
+    allocated_cost_usd DECIMAL(38, 18),
+    report_day DATE,  -- the report-time-zone day of the requests shared among; NULL for usage the gateway never saw
+    tokens BIGINT NOT NULL DEFAULT 0,  -- the consumer's estimated tokens (gateway) in that billing day × model × report day
+    spend_usd DECIMAL(38, 10)
 );
 CREATE TABLE IF NOT EXISTS key_anomalies (
     key_hash VARCHAR NOT NULL,
@@ -253,6 +266,13 @@ ADDED_COLUMNS = (
     ("requests", "error_code", "VARCHAR"),
     ("ingest_days", "id_collisions", "BIGINT DEFAULT 0"),
     ("ingest_days", "unrecognised_with_data", "INTEGER DEFAULT 0"),
+    ("billing_days", "withdrawn", "BOOLEAN DEFAULT false"),
+)
+# Columns whose type has widened: (table, column, type). Estimated and billed USD keep every decimal they have,
+# so a variance recomputes from the export.
+WIDENED_COLUMNS = (
+    ("reconciliation", "estimated_cost_usd", "DECIMAL(38,10)"),
+    ("reconciliation", "billed_cost_usd", "DECIMAL(38,12)"),
 )
 
 
@@ -264,6 +284,18 @@ def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
     for table, column, kind in ADDED_COLUMNS:
         if (table, column) not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    types = {(t, c): kind for t, c, kind in conn.execute("SELECT table_name, column_name, data_type FROM information_schema.columns").fetchall()}
+    for table, column, kind in WIDENED_COLUMNS:
+        if types.get((table, column)) not in (None, kind):
+            conn.execute(f"ALTER TABLE {table} ALTER {column} SET DATA TYPE {kind}")
+    if ("chargeback", "report_day") not in columns and ("chargeback", "day") in columns:
+        # Shares were rounded to the cent per day × model, keyed without the report day: the old rows move to the
+        # new table as they are (their billing day as report day) until the next billing run recomputes them.
+        conn.execute("ALTER TABLE chargeback RENAME TO chargeback_cents")
+        conn.execute(SCHEMA)
+        conn.execute("INSERT INTO chargeback SELECT day, model, team_id, team_alias, key_hash, key_alias, basis, weight, allocated_cost, currency, "
+                     "allocated_cost_usd, day, 0, NULL FROM chargeback_cents")
+        conn.execute("DROP TABLE chargeback_cents")
 
 
 DEFAULT_MEMORY_LIMIT = "1GB"

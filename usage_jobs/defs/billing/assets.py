@@ -8,7 +8,16 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from usage_jobs.defs.billing.client import BillingError
-from usage_jobs.defs.billing.reconcile import billing_window, chargeback, reconcile, store_history, stored_forecast
+from usage_jobs.defs.billing.reconcile import (
+    billing_window,
+    chargeback,
+    month_span,
+    months_to_refetch,
+    reconcile,
+    record_refetch,
+    store_history,
+    stored_forecast,
+)
 from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.gateway.assets import NETWORK_RETRY, gateway_requests
 from usage_jobs.defs.partitions import daily_warehouse_asset, first_partition_day, markdown_table, partition_days, report_timezone
@@ -33,31 +42,66 @@ def _failure(exc: BillingError) -> dg.Failure:
     return dg.Failure(description=str(exc), allow_retries=False)
 
 
+class BilledUsageConfig(dg.Config):
+    """On demand: `refetch_month: "2026-10"` asks IG1 for that whole invoice month again (restatements, withdrawals)."""
+
+    refetch_month: str = ""
+
+
 @dg.asset(**daily_warehouse_asset("billing"), retry_policy=NETWORK_RETRY)
-def billed_usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
+def billed_usage(context: dg.AssetExecutionContext, config: BilledUsageConfig, warehouse: WarehouseResource, billing: BillingResource):
     """IG1's billed usage per billing day × model, in the contract currency (`GET /usage/history`).
 
     Each run also asks again for the IG1_REFRESH_DAYS - 1 days before its own, because
-    billing arrives late and can be restated: a restated day replaces its old figures."""
+    billing arrives late and can be restated: a restated day replaces its old figures, and a
+    day billed before but absent from IG1's answer was withdrawn: it is cleared and marked.
+    At month close (each run after a month ends, until one has run more than IG1_LATE_DAYS
+    after it) and on demand (`refetch_month`), the whole month is fetched again, and its
+    reconciliation and chargeback rebuilt."""
     if not billing.configured:
         return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     start, end = _window(context, billing)
+    today, earliest = _today(billing), first_partition_day(context)
+    with warehouse.connect() as conn:
+        months = months_to_refetch(conn, today, earliest)
+    if config.refetch_month:
+        try:
+            month_span(config.refetch_month)
+        except ValueError as exc:
+            raise dg.Failure(description=f"refetch_month: {exc}", allow_retries=False) from None
+        months = sorted(set(months) | {config.refetch_month})
+    spans = {month: (max(month_span(month)[0], earliest), min(month_span(month)[1], today)) for month in months}
     started = time.monotonic()
     with billing.client(log=context.log.warning) as client:
         try:
             history = client.history(start, end)
+            refetched = {month: client.history(*span) for month, span in spans.items() if span[0] <= span[1]}
         except BillingError as exc:
             raise _failure(exc) from None
         calls = client.calls
     with warehouse.connect() as conn:
         stored = store_history(conn, history, start, end)
+        closed = []
+        for month, month_history in refetched.items():
+            first, last = spans[month]
+            again = store_history(conn, month_history, first, last)
+            stored.restated_days += [day for day in again.restated_days if day not in stored.restated_days]
+            stored.withdrawn_days += [day for day in again.withdrawn_days if day not in stored.withdrawn_days]
+            # The month's figures may have changed outside the run's window: its reconciliation and shares follow them.
+            reconcile(conn, first, last, billing_timezone=billing.billing_timezone, report_timezone=report_timezone(context), rates=billing.rates)
+            chargeback(conn, first, last, billing_timezone=billing.billing_timezone, rates=billing.rates)
+            if record_refetch(conn, month, today, billing.late_days):
+                closed.append(month)
     listed = lambda days: ", ".join(d.isoformat() for d in days) or "none"  # noqa: E731
     if stored.unbilled_days:
         context.log.warning(f"IG1 has not billed {listed(stored.unbilled_days)} yet")
+    if stored.withdrawn_days:
+        context.log.warning(f"IG1 withdrew its billing of {listed(stored.withdrawn_days)}: cleared and marked withdrawn")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": stored.rows, "window": f"{start} to {end}", "currency": history.currency,
         "billed days": len(stored.billed_days), "not billed yet": listed(stored.unbilled_days),
-        "restated days": listed(stored.restated_days), "kept (absent from the answer)": listed(stored.kept_days),
+        "restated days": listed(sorted(stored.restated_days)), "withdrawn days": listed(sorted(stored.withdrawn_days)),
+        "months fetched again": ", ".join(refetched) or "none", "months closed": ", ".join(closed) or "none",
         "API attempts": calls.attempts, "API retries": len(calls.retries), "waited before retries (s)": round(calls.waited_seconds, 2),
         "seconds": round(time.monotonic() - started, 3),
     })
@@ -143,9 +187,10 @@ def _variance(worst: tuple | None, threshold: float) -> dg.AssetCheckResult:
 @dg.asset(**daily_warehouse_asset("billing"), deps=[billed_usage, gateway_requests])
 def billing_chargeback(context: dg.AssetExecutionContext, warehouse: WarehouseResource, billing: BillingResource):
     """IG1's billed cost of each billing day × model shared among teams and keys in
-    proportion to their estimated cost (tokens where the model is unpriced), to the cent:
-    the shares add up to the billed total exactly. Billed usage the gateway never saw
-    goes to the `unassigned` bucket."""
+    proportion to their estimated cost (tokens where the model is unpriced), per key and
+    report day of the requests: the shares add up to the billed cost exactly. Billed usage the gateway never saw
+    goes to the `not-seen-by-gateway` bucket; traffic without a team is the `unassigned` ("no team") bucket.
+    Shares are kept at full precision: money is rounded once, on the monthly statement."""
     if not billing.configured:
         return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     start, end = _window(context, billing)

@@ -3,7 +3,14 @@ chargeback, for a window of billing days. No Dagster here.
 
 Billing days are days in the billing time zone (UTC unless set); gateway requests are
 bucketed by the billing day of their start time, so a report time zone other than UTC
-still compares like with like.
+still compares like with like. A billed figure stays on its billing day; a share of it
+also records the report day of the requests it was shared among (`chargeback.report_day`).
+
+Shares are kept at full precision (10^-18 of the currency): each billing day × model's
+cost is shared exactly, and money is rounded once, on the statement (`statement.py`).
+Two buckets hold what no team can be charged for by name: `unassigned` ("no team",
+gateway traffic without a team, as the logs have it) and `not-seen-by-gateway` (billed
+usage with no gateway traffic for that day × model).
 """
 
 from __future__ import annotations
@@ -17,20 +24,23 @@ from zoneinfo import ZoneInfo
 import duckdb
 import numpy as np
 
-from usage_jobs.defs.billing.allocation import allocate_cents, to_cents
+from usage_jobs.defs.billing.allocation import share_exactly
 from usage_jobs.defs.billing.forecast import CommitForecast, commit_forecast
 from usage_jobs.defs.billing.fx import UsdRates
 from usage_jobs.defs.billing.parse import BilledHistory
 from usage_jobs.warehouse import transaction
 
-UNASSIGNED = "unassigned"
+UNASSIGNED = "unassigned"  # gateway traffic without a team (or key): the "no team" bucket
+NOT_SEEN = "not-seen-by-gateway"  # billed usage with no gateway traffic for that billing day × model
+BUCKET_LABELS = {UNASSIGNED: "no team", NOT_SEEN: "not seen by the gateway"}
+WITHDRAWN = "withdrawn by IG1"
 
 
 @dataclass
 class StoredHistory:
     billed_days: list[dt.date] = field(default_factory=list)
     unbilled_days: list[dt.date] = field(default_factory=list)
-    kept_days: list[dt.date] = field(default_factory=list)  # billed before, absent from this answer: earlier figures kept
+    withdrawn_days: list[dt.date] = field(default_factory=list)  # billed before, absent from this answer: cleared and marked
     restated_days: list[dt.date] = field(default_factory=list)
     rows: int = 0
 
@@ -45,9 +55,12 @@ def billing_window(first: dt.date, last: dt.date, refresh_days: int, earliest: d
 
 
 def store_history(conn: duckdb.DuckDBPyConnection, history: BilledHistory, start: dt.date, end: dt.date) -> StoredHistory:
-    """Replace the billed figures of every day IG1 returned; record which days are billed, missing or restated."""
+    """Replace the billed figures of every day asked: a day IG1 returned gets its rows (restated when they
+    changed); a day billed before and absent from this answer was withdrawn by IG1: its figures are
+    cleared and the day marked `withdrawn` (billed, for nothing); a day never billed stays "not billed yet"."""
     before = {day: (cost, tokens) for day, cost, tokens in conn.execute(
         "SELECT day, sum(cost), sum(input_tokens + output_tokens) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY day", [start, end]).fetchall()}
+    withdrawn_before = {row[0] for row in conn.execute("SELECT day FROM billing_days WHERE withdrawn AND day BETWEEN ? AND ?", [start, end]).fetchall()}
     by_day: dict[dt.date, list] = defaultdict(list)
     for row in history.rows:
         by_day[row.day].append(row)
@@ -57,28 +70,55 @@ def store_history(conn: duckdb.DuckDBPyConnection, history: BilledHistory, start
         rows = by_day.get(day)
         if rows:
             totals = (sum(r.cost for r in rows), sum(r.input_tokens + r.output_tokens for r in rows))
-            restated = day in before and before[day] != totals
+            restated = (day in before and before[day] != totals) or day in withdrawn_before
             result.billed_days.append(day)
             if restated:
                 result.restated_days.append(day)
-            day_rows.append((day, True, len(rows), totals[0], history.currency, restated))
-        elif day in before:
-            result.kept_days.append(day)
+            day_rows.append((day, True, len(rows), totals[0], history.currency, restated, False))
+        elif day in before or day in withdrawn_before:
+            result.withdrawn_days.append(day)
+            day_rows.append((day, True, 0, Decimal(0), history.currency, day in before, True))
         else:
             result.unbilled_days.append(day)
-            day_rows.append((day, False, 0, None, None, False))
+            day_rows.append((day, False, 0, None, None, False, False))
     # One transaction: a day's billed figures are replaced whole or not at all.
     with transaction(conn):
-        if result.billed_days:
-            conn.execute("DELETE FROM billed_usage WHERE list_contains(?, day)", [result.billed_days])
+        replaced = [row[0] for row in day_rows]
+        if replaced:
+            conn.execute("DELETE FROM billed_usage WHERE list_contains(?, day)", [replaced])
         if history.rows:
             conn.executemany("INSERT INTO billed_usage VALUES (?, ?, ?, ?, ?, ?, ?)",
                              [(r.day, r.model, r.input_tokens, r.output_tokens, r.requests, r.cost, history.currency) for r in history.rows])
-        replaced = [row[0] for row in day_rows]
         if replaced:
             conn.execute("DELETE FROM billing_days WHERE list_contains(?, day)", [replaced])
-            conn.executemany("INSERT INTO billing_days VALUES (?, ?, ?, ?, ?, ?)", day_rows)
+            conn.executemany("INSERT INTO billing_days (day, billed, models, cost, currency, restated, withdrawn) VALUES (?, ?, ?, ?, ?, ?, ?)", day_rows)
     return result
+
+
+def month_span(month: str) -> tuple[dt.date, dt.date]:
+    """The first and last day of an invoice month `YYYY-MM`; ValueError naming it otherwise."""
+    try:
+        first = dt.datetime.strptime(month, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"{month!r} is not a month (YYYY-MM)") from None
+    return first, (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+
+def months_to_refetch(conn: duckdb.DuckDBPyConnection, today: dt.date, earliest: dt.date) -> list[str]:
+    """Invoice months to fetch whole again at month close: every ended month (from `earliest` on) with billed
+    or asked days that has not yet been fetched again more than `late_days` after its end (IG1 bills late and
+    restates: until then, each run after the month's end asks for the whole month; see `record_refetch`)."""
+    months = [row[0] for row in conn.execute(
+        "SELECT DISTINCT strftime(day, '%Y-%m') FROM billing_days WHERE day >= ? AND day < ? ORDER BY 1", [earliest, today.replace(day=1)]).fetchall()]
+    closed = {row[0] for row in conn.execute("SELECT month FROM billing_months WHERE closed").fetchall()}
+    return [month for month in months if month not in closed]
+
+
+def record_refetch(conn: duckdb.DuckDBPyConnection, month: str, today: dt.date, late_days: int) -> bool:
+    """Note that `month` was fetched whole on `today`; closed once that was more than `late_days` after its end."""
+    closed = (today - month_span(month)[1]).days > late_days
+    conn.execute("INSERT OR REPLACE INTO billing_months VALUES (?, ?, ?)", [month, today, closed])
+    return closed
 
 
 def _bounds(start: dt.date, end: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
@@ -145,6 +185,7 @@ def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, 
     billed = {(r[0], r[1]): r[2:] for r in conn.execute(
         "SELECT day, model, requests, input_tokens, output_tokens, cost, currency FROM billed_usage WHERE day BETWEEN ? AND ?", [start, end]).fetchall()}
     billed_days = {r[0] for r in conn.execute("SELECT day FROM billing_days WHERE billed AND day BETWEEN ? AND ?", [start, end]).fetchall()}
+    withdrawn = {r[0] for r in conn.execute("SELECT day FROM billing_days WHERE withdrawn AND day BETWEEN ? AND ?", [start, end]).fetchall()}
     complete = gateway_complete_days(conn, start, end, billing_timezone=billing_timezone, report_timezone=report_timezone)
     rows = []
     for day, model in sorted(set(estimated) | set(billed)):
@@ -152,6 +193,8 @@ def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, 
         b_requests, b_input, b_output, b_cost, currency = billed.get((day, model), (None, None, None, None, None))
         if day not in complete:
             status = "gateway logs incomplete"
+        elif day in withdrawn:
+            status = WITHDRAWN
         elif day not in billed_days:
             status = "not billed yet"
         elif (day, model) not in billed:
@@ -179,55 +222,80 @@ def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, 
 
 _CONSUMERS_SQL = """
 SELECT CAST(timezone($tz, start_time) AS DATE) AS billing_day, model, team_id, arg_max(team_alias, start_time) AS team_alias,
-    key_hash, arg_max(key_alias, start_time) AS key_alias,
+    key_hash, arg_max(key_alias, start_time) AS key_alias, day AS report_day,
     sum(spend_usd) AS spend_usd, bool_or(unpriced) AS unpriced, sum(input_tokens + output_tokens) AS tokens, count(*) AS requests
 FROM requests
 WHERE status = 'success' AND day BETWEEN $first_day AND $last_day AND start_time >= $begin AND start_time < $finish
-GROUP BY billing_day, model, team_id, key_hash
-ORDER BY billing_day, model, team_id, key_hash
+GROUP BY billing_day, model, team_id, key_hash, day
+ORDER BY billing_day, model, team_id, key_hash, day
 """
 
 
-def _basis(consumers: list[tuple]) -> tuple[str, list[Decimal]]:
-    """What the billed cost is shared by: estimated cost, else tokens (unpriced model), else requests."""
-    if consumers and not any(c[5] for c in consumers) and sum(c[4] or 0 for c in consumers) > 0:
-        return "estimated cost", [Decimal(c[4] or 0) for c in consumers]
-    if sum(c[6] for c in consumers) > 0:
-        return "tokens", [Decimal(c[6]) for c in consumers]
-    if consumers:
-        return "requests", [Decimal(c[7]) for c in consumers]
+@dataclass(frozen=True)
+class Consumer:
+    """Successful gateway requests of one team × key on one report day, within a billing day × model."""
+
+    team_id: str
+    team_alias: str | None
+    key_hash: str
+    key_alias: str | None
+    report_day: dt.date | None
+    spend_usd: Decimal | None
+    unpriced: bool
+    tokens: int
+    requests: int
+
+
+NOT_SEEN_CONSUMER = Consumer(NOT_SEEN, BUCKET_LABELS[NOT_SEEN], NOT_SEEN, None, None, None, False, 0, 0)
+
+
+def allocation_basis(consumers: list[Consumer]) -> tuple[str, list[Decimal]]:
+    """What the billed cost is shared by: estimated cost, else tokens (unpriced model or no cost), else requests."""
+    if consumers and not any(c.unpriced for c in consumers) and sum(c.spend_usd or 0 for c in consumers) > 0:
+        return "estimated cost", [Decimal(c.spend_usd or 0) for c in consumers]
+    if sum(c.tokens for c in consumers) > 0:
+        return "tokens", [Decimal(c.tokens) for c in consumers]
+    if consumers and sum(c.requests for c in consumers) > 0:
+        return "requests", [Decimal(c.requests) for c in consumers]
     return "no gateway traffic", []
 
 
+def shares_of(cost: Decimal, usd_rate: Decimal | None, consumers: list[Consumer]) -> list[tuple[Consumer, str, Decimal, Decimal, Decimal | None]]:
+    """A billing day × model's cost shared at full precision: (consumer, basis, weight, share, share in USD).
+    Billed usage the gateway never saw goes whole to the `not-seen-by-gateway` bucket."""
+    basis, weights = allocation_basis(consumers)
+    if not weights:
+        consumers, weights = [NOT_SEEN_CONSUMER], [Decimal(1)]
+    shares = share_exactly(cost, weights)
+    usd = share_exactly(cost * usd_rate, weights) if usd_rate is not None else [None] * len(weights)
+    return list(zip(consumers, [basis] * len(weights), weights, shares, usd))
+
+
 def chargeback(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, billing_timezone: str, rates: UsdRates) -> int:
-    """Rebuild `chargeback` for billing days start..end: each day × model's billed cost shared to the cent."""
-    consumers: dict[tuple, list[tuple]] = defaultdict(list)
-    for day, model, team_id, team_alias, key_hash, key_alias, spend, unpriced, tokens, requests in conn.execute(
-            _CONSUMERS_SQL, _window_params(start, end, billing_timezone)).fetchall():
-        consumers[(day, model)].append((team_id, team_alias, key_hash, key_alias, spend, unpriced, tokens, requests))
-    out: dict[str, list] = defaultdict(list)
+    """Rebuild `chargeback` for billing days start..end: each day × model's billed cost shared among the
+    consumers of that day × model (team × key × report day) at full precision; no rounding here."""
+    consumers: dict[tuple, list[Consumer]] = defaultdict(list)
+    for day, model, *values in conn.execute(_CONSUMERS_SQL, _window_params(start, end, billing_timezone)).fetchall():
+        consumers[(day, model)].append(Consumer(*values))
+    rows = []
     for day, model, cost, currency in conn.execute(
             "SELECT day, model, cost, currency FROM billed_usage WHERE day BETWEEN ? AND ? ORDER BY day, model", [start, end]).fetchall():
-        group = consumers.get((day, model), [])
-        basis, weights = _basis(group)
-        if not weights:  # billed, but the gateway saw nothing: the unassigned bucket carries it
-            group, weights = [(UNASSIGNED, None, UNASSIGNED, None, None, False, 0, 0)], [Decimal(1)]
-        cents = allocate_cents(to_cents(cost), weights)
-        rate = rates.usd_per_unit(currency, day)
-        usd_cents = allocate_cents(to_cents(cost * rate), weights) if rate is not None else [None] * len(weights)
-        for consumer, weight, share, usd_share in zip(group, weights, cents, usd_cents):
-            team_id, team_alias, key_hash, key_alias = consumer[:4]
-            for name, value in (("day", day.isoformat()), ("model", model), ("team_id", team_id), ("team_alias", team_alias),
-                                ("key_hash", key_hash), ("key_alias", key_alias), ("basis", basis), ("weight", float(weight)),
-                                ("allocated_cost", str(Decimal(share) / 100)), ("currency", currency),
-                                ("allocated_cost_usd", None if usd_share is None else str(Decimal(usd_share) / 100))):
-                out[name].append(value)
+        for consumer, basis, weight, share, usd_share in shares_of(cost, rates.usd_per_unit(currency, day), consumers.get((day, model), [])):
+            rows.append((day.isoformat(), model, consumer.team_id, consumer.team_alias, consumer.key_hash, consumer.key_alias, basis, float(weight),
+                         str(share), currency, None if usd_share is None else str(usd_share),
+                         consumer.report_day and consumer.report_day.isoformat(), str(consumer.tokens),
+                         None if consumer.spend_usd is None else str(consumer.spend_usd)))
+    names = ("day", "model", "team_id", "team_alias", "key_hash", "key_alias", "basis", "weight", "allocated_cost", "currency",
+             "allocated_cost_usd", "report_day", "tokens", "spend_usd")
     with transaction(conn):
         conn.execute("DELETE FROM chargeback WHERE day BETWEEN ? AND ?", [start, end])
-        if out:
-            conn.register("chargeback_rows", {name: np.array(values, dtype=object if name != "weight" else np.float64) for name, values in out.items()})
+        if rows:
+            columns = {name: np.array([row[i] for row in rows], dtype=np.float64 if name == "weight" else object) for i, name in enumerate(names)}
+            conn.register("chargeback_rows", columns)
             conn.execute(
                 "INSERT INTO chargeback SELECT CAST(day AS DATE), model, team_id, team_alias, key_hash, key_alias, basis, weight, "
-                "CAST(allocated_cost AS DECIMAL(18, 2)), currency, CAST(allocated_cost_usd AS DECIMAL(18, 2)) FROM chargeback_rows")
+                "CAST(allocated_cost AS DECIMAL(38, 18)), currency, CAST(allocated_cost_usd AS DECIMAL(38, 18)), CAST(report_day AS DATE), "
+                "CAST(tokens AS BIGINT), "
+                "CAST(spend_usd AS DECIMAL(38, 10)) FROM chargeback_rows")
             conn.unregister("chargeback_rows")
-    return len(out["day"])
+    return len(rows)

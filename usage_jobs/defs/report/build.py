@@ -24,11 +24,12 @@ import duckdb
 import jinja2
 
 from usage_jobs import names
+from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import ExportTable, write_exports
-from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_rows
+from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
 from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
@@ -47,6 +48,11 @@ from usage_jobs.defs.report.queries import (
 TEMPLATES = importlib.resources.files("usage_jobs") / "report_templates"
 STATIC_FILES = ("style.css", "favicon.svg", "report.js")
 MONEY = frozenset({"spend_usd", "budget_spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
+# Written with every decimal they have: the allocated shares (unrounded: money is rounded once, on the chargeback statement), and the
+# estimated and billed USD a variance is recomputed from (to 0.01 percentage point on the smallest cell).
+EXACT = frozenset({"billed_cost_allocated", "estimated_cost_usd", "billed_cost_usd"})
+# The statement: amounts already rounded to the cent, written as such (12.30), and the exact share beside them.
+STATEMENT_EXACT = frozenset({"billed_cost", "billed_cost_usd", "exact_cost"})
 FINGERPRINT_FILE = ".fingerprint"
 
 
@@ -147,20 +153,23 @@ def _records(rows) -> list[dict]:
     return [vars(row) for row in rows]
 
 
-def _export_tables(data: PeriodData, billing: BillingView, quality: QualityView, timezone: str) -> list[ExportTable]:
+def _export_tables(data: PeriodData, billing: BillingView, quality: QualityView, charges: Statement | None, focus: list[dict]) -> list[ExportTable]:
     keys = [vars(key) | {name: _iso(getattr(key, name)) for name in ("last_request_at", "first_request_at", "created_at", "expires")} for key in data.keys]
-    return [
+    tables = [
         ExportTable("daily", DAILY_COLUMNS, MONEY, _records(data.daily)),
-        ExportTable("teams", TEAM_COLUMNS, MONEY, _records(data.teams)),
+        ExportTable("teams", TEAM_COLUMNS, MONEY, _records(data.teams), EXACT),
         ExportTable("keys", KEY_COLUMNS, MONEY, keys),
         ExportTable("models", MODEL_COLUMNS, MONEY, _records(data.models)),
-        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily)),
+        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily), EXACT),
         ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _records(data.key_model_daily)),
-        ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation)),
-        ExportTable("focus", FOCUS_COLUMNS, MONEY, focus_rows(data.team_model_daily, timezone=timezone)),
+        ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
+        ExportTable("focus", FOCUS_COLUMNS, MONEY, focus),
         ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, _records(data.anomalies)),
         ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, _records(quality.days)),
     ]
+    if charges is not None:
+        tables.append(ExportTable("chargeback", CHARGEBACK_COLUMNS, MONEY, _records(charges.lines), STATEMENT_EXACT))
+    return tables
 
 
 def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: BillingView, show_commit: bool) -> dict[str, tuple[ChartJob, str]]:
@@ -209,7 +218,8 @@ class SiteBuilder:
 
     def views(self) -> list[tuple[str, str]]:
         views = [("index.html", "Global"), ("teams.html", "Teams"), ("keys.html", "Keys"), ("models.html", "Models")]
-        return views + ([("reconciliation.html", "Estimated vs billed")] if self.context.billing_configured else []) + [("quality.html", "Data quality")]
+        billing = [("reconciliation.html", "Estimated vs billed"), ("chargeback.html", "Chargeback")] if self.context.billing_configured else []
+        return views + billing + [("quality.html", "Data quality")]
 
     def _freshness(self, period: Period, data: PeriodData) -> str:
         text = f"logs ingested up to {data.last_ingested}" if data.last_ingested else "no logs ingested for this period"
@@ -218,9 +228,22 @@ class SiteBuilder:
             text += f"; IG1 billing up to {billed}" if billed else "; no IG1 billing yet"
         return text
 
-    def fingerprint(self, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView, freshness: str) -> str:
+    def charges(self, period: Period, data: PeriodData) -> tuple[Statement | None, list[dict]]:
+        """The period's chargeback statement over its billing days (for a month: the invoice month's) and its FOCUS rows:
+        billing days with billing configured, else report days with the gateway's estimate."""
+        if not self.context.billing_configured:
+            return None, focus_rows(report_day_cells(data.team_model_daily, timezone=self.timezone))
+        try:
+            charges = statement(self.conn, period.start, period.end)
+        except StatementError:
+            charges = None  # two contract currencies in one period: no statement (the reconciliation shows both)
+        return charges, focus_rows(charge_cells(self.conn, period, billing_timezone=self.context.billing_timezone))
+
+    def fingerprint(self, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView, freshness: str,
+                    charges: Statement | None = None, focus: list[dict] | None = None) -> str:
         context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
         document = {"version": self.version, "context": context, "freshness": freshness, "data": vars(data), "billing": vars(billing), "quality": vars(quality),
+                    "charges": charges and vars(charges), "focus": focus,
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
         return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
 
@@ -229,14 +252,18 @@ class SiteBuilder:
         path.write_text(self.env.get_template(template).render(site=self.context, **values), encoding="utf-8")
 
     def render(self, scratch: Path, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView,
-               freshness: str) -> Rendered:
+               freshness: str, charges: Statement | None = None, focus: list[dict] | None = None) -> Rendered:
         folder = scratch / "periods" / period.slug
         show_commit = period.kind.startswith("last-")
         jobs = _chart_jobs(folder, period, data, billing, show_commit)
         metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
                     "timezone": self.timezone, "currency": "USD", "billed_currency": billing.currency,
                     "source_days": [d.isoformat() for d in period.days], "missing_days": data.missing_days}
-        exports = write_exports(folder / "exports", _export_tables(data, billing, quality, self.timezone), metadata, generated_at=self.context.generated_at)
+        if self.context.billing_configured:
+            metadata["billing_timezone"] = self.context.billing_timezone
+        if focus is None:
+            charges, focus = self.charges(period, data)
+        exports = write_exports(folder / "exports", _export_tables(data, billing, quality, charges, focus), metadata, generated_at=self.context.generated_at)
         result = Rendered(exports=len(exports) + 1, charts=[job for job, _ in jobs.values()])
 
         def chart_refs(here: str) -> dict:
@@ -250,8 +277,10 @@ class SiteBuilder:
         if self.context.billing_configured:
             self._write(folder / "reconciliation.html", "reconciliation.html.j2", **common, billing=billing, charts=chart_refs(""), here="",
                         root="../../", view_file="reconciliation.html", show_commit=show_commit)
+            self._write(folder / "chargeback.html", "chargeback.html.j2", **common, statement=charges, here="", root="../../",
+                        view_file="chargeback.html", billing_currency=billing.currency)
         self._write(folder / "quality.html", "quality.html.j2", **common, quality=quality, here="", root="../../", view_file="quality.html")
-        result.pages += len(top_level) + int(self.context.billing_configured) + 1
+        result.pages += len(top_level) + 2 * int(self.context.billing_configured) + 1
         for team_page in data.team_pages:
             self._write(folder / "teams" / f"{team_page.team.page}.html", "team.html.j2", **common, page=team_page, here="../", root="../../../",
                         view_file="teams.html")
@@ -317,7 +346,8 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         billing = billing_view(conn, period, with_forecast=period.kind.startswith("last-"))
         quality = quality_view(conn, period)
         freshness = builder._freshness(period, data)
-        fingerprint = builder.fingerprint(period, navs[period.slug], data, billing, quality, freshness)
+        charges, focus = builder.charges(period, data)
+        fingerprint = builder.fingerprint(period, navs[period.slug], data, billing, quality, freshness, charges, focus)
         published = site_dir / "periods" / period.slug
         reusable = not full and (published / FINGERPRINT_FILE).is_file() and (published / FINGERPRINT_FILE).read_text() == fingerprint
         if reusable and period.slug != "last-7-days":
@@ -327,7 +357,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             result.charts += sum(1 for _ in published.glob("charts/*.png"))
             result.export_files += sum(1 for _ in published.glob("exports/*"))
         else:
-            rendered = builder.render(scratch, period, navs[period.slug], data, billing, quality, freshness)
+            rendered = builder.render(scratch, period, navs[period.slug], data, billing, quality, freshness, charges, focus)
             (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
             jobs += rendered.charts
             result.rendered_periods += 1

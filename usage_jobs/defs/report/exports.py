@@ -34,8 +34,10 @@ MONEY_PLACES = Decimal("0.000001")
 class ExportTable:
     name: str
     columns: list[str]
-    money_columns: frozenset[str]
+    money_columns: frozenset[str]  # written with 6 decimals
     rows: list[dict]
+    # Money written with every decimal it has (unrounded shares, estimated costs a variance is recomputed from): wins over money_columns.
+    exact_columns: frozenset[str] = frozenset()
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -55,9 +57,11 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if _FORMULA_CELL.match(text) else text
 
 
-def _csv_cell(value, money: bool) -> str:
+def _csv_cell(value, money: bool, exact: bool = False) -> str:
     if value is None:
         return ""
+    if exact:
+        return format(Decimal(value), "f")  # as stored: 0.000800000000000000, never 8E-4
     if money:
         return str(Decimal(value).quantize(MONEY_PLACES))
     if isinstance(value, bool):
@@ -67,9 +71,11 @@ def _csv_cell(value, money: bool) -> str:
     return spreadsheet_safe(str(value))  # text, and anything else written as text (dates, lists)
 
 
-def _json_value(value, money: bool):
+def _json_value(value, money: bool, exact: bool = False):
     if value is None:
         return None
+    if exact:
+        return float(Decimal(value))
     if money:
         return float(Decimal(value).quantize(MONEY_PLACES))
     if isinstance(value, Decimal):
@@ -82,12 +88,12 @@ def render_csv(table: ExportTable) -> bytes:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(table.columns)
     for row in table.rows:
-        writer.writerow([_csv_cell(row.get(c), c in table.money_columns) for c in table.columns])
+        writer.writerow([_csv_cell(row.get(c), c in table.money_columns, c in table.exact_columns) for c in table.columns])
     return buffer.getvalue().encode("utf-8")
 
 
 def render_json(table: ExportTable, metadata: dict) -> bytes:
-    data = [{c: _json_value(row.get(c), c in table.money_columns) for c in table.columns} for row in table.rows]
+    data = [{c: _json_value(row.get(c), c in table.money_columns, c in table.exact_columns) for c in table.columns} for row in table.rows]
     document = {"metadata": {**metadata, "export": table.name, "columns": table.columns, "rows": len(data)}, "data": data}
     # One row per line: readable, and json's C encoder (indent= falls back to pure Python, 5x slower).
     rows = ",\n".join(json.dumps(row, ensure_ascii=False) for row in data)

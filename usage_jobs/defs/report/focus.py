@@ -1,8 +1,11 @@
 """The `focus` export: day × team × model rows in the FinOps FOCUS 1.2 columns.
 
-Billed cost is IG1's billed cost allocated to the team (contract currency) when billing
-is configured, else the gateway's USD estimate; a row whose model has no price and no
-billing carries a cost of 0 and `x_Unpriced = true`, so it is never a silent $0.
+With IG1 billing configured, the rows are the period's **billing days** (IG1_BILLING_TIMEZONE):
+a billed day carries IG1's cost allocated to the team (contract currency, the exact share),
+with the billing day's span as its charge period; a billing day IG1 has not billed yet carries
+the gateway's USD estimate of that same billing day. Without billing, the rows are report days
+and the gateway's USD estimate. A row whose model has no price and no billing carries a cost of
+0 and `x_Unpriced = true`, so it is never a silent $0.
 """
 
 from __future__ import annotations
@@ -10,9 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import duckdb
+
+from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, NOT_SEEN
+from usage_jobs.defs.report.periods import Period
 from usage_jobs.defs.report.queries import TeamModelDay
 
 FOCUS_COLUMNS = [
@@ -36,15 +44,73 @@ def _utc(day: dt.date, timezone: str) -> str:
     return dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def focus_rows(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> list[dict]:
+@dataclass(frozen=True)
+class ChargeCell:
+    """A day × team × model to charge: the day in `timezone` (a billing day, or a report day without billing)."""
+
+    day: dt.date
+    timezone: str
+    team_id: str
+    team_alias: str | None
+    model: str
+    tokens: int
+    cost: Decimal
+    currency: str
+    estimated_usd: Decimal | None
+    unpriced: bool
+
+
+# Billing days × team × model: IG1's cost shared exactly (chargeback), or, where IG1 has not billed the day, the gateway's
+# estimate of the same billing day (requests bucketed by the billing day of their start).
+_BILLED_CELLS = """
+SELECT day, team_id, arg_max(team_alias, team_alias IS NOT NULL), model, sum(tokens), sum(allocated_cost), any_value(currency),
+    sum(spend_usd)
+FROM chargeback WHERE day BETWEEN $start AND $end GROUP BY day, team_id, model
+"""
+_ESTIMATED_CELLS = """
+SELECT CAST(timezone($tz, start_time) AS DATE) AS billing_day, team_id, arg_max(team_alias, start_time), model, sum(total_tokens),
+    sum(spend_usd), bool_or(unpriced)
+FROM requests
+WHERE day BETWEEN $first_day AND $last_day AND start_time >= $begin AND start_time < $finish
+GROUP BY billing_day, team_id, model
+"""
+
+
+def charge_cells(conn: duckdb.DuckDBPyConnection, period: Period, *, billing_timezone: str) -> list[ChargeCell]:
+    """The period's billing days × team × model: billed days from the chargeback, the others from the gateway's estimate."""
+    start, end = period.start, period.end
+    zone = ZoneInfo(billing_timezone)
+    begin = dt.datetime.combine(start, dt.time(), zone).astimezone(dt.UTC)
+    finish = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    billed_days = {row[0] for row in conn.execute("SELECT day FROM billing_days WHERE billed AND day BETWEEN ? AND ?", [start, end]).fetchall()}
+    not_seen_tokens = {(day, model): tokens for day, model, tokens in conn.execute(
+        "SELECT day, model, input_tokens + output_tokens FROM billed_usage WHERE day BETWEEN ? AND ?", [start, end]).fetchall()}
+    cells = []
+    for day, team_id, alias, model, tokens, cost, currency, estimated in conn.execute(
+            _BILLED_CELLS, {"start": start, "end": end}).fetchall():
+        if team_id == NOT_SEEN:  # no gateway count: IG1's own
+            tokens = not_seen_tokens.get((day, model), 0)
+        cells.append(ChargeCell(day, billing_timezone, team_id, alias or BUCKET_LABELS.get(team_id), model, int(tokens), cost, currency, estimated, False))
+    params = {"tz": billing_timezone, "begin": begin, "finish": finish, "first_day": start - dt.timedelta(days=1), "last_day": end + dt.timedelta(days=1)}
+    for day, team_id, alias, model, tokens, spend, unpriced in conn.execute(_ESTIMATED_CELLS, params).fetchall():
+        if day not in billed_days:
+            cells.append(ChargeCell(day, billing_timezone, team_id, alias or BUCKET_LABELS.get(team_id), model, int(tokens),
+                                    Decimal(spend or 0), "USD", spend, bool(unpriced) and spend is None))
+    return sorted(cells, key=lambda c: (c.day, c.team_id, c.model))
+
+
+def report_day_cells(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> list[ChargeCell]:
+    """Without billing: the report days × team × model and the gateway's USD estimate."""
+    return [ChargeCell(dt.date.fromisoformat(c.date), timezone, c.team_id, c.team_alias, c.model, c.total_tokens, Decimal(c.spend_usd or 0), "USD",
+                       c.spend_usd, c.spend_usd is None) for c in team_model_daily]
+
+
+def focus_rows(cells: Sequence[ChargeCell]) -> list[dict]:
     rows = []
-    for cell in team_model_daily:
-        day = dt.date.fromisoformat(cell.date)
-        billed = cell.billed_cost_allocated
-        unpriced = billed is None and cell.spend_usd is None
-        cost = Decimal(billed) if billed is not None else Decimal(cell.spend_usd or 0)
-        currency = cell.billed_currency if billed is not None else "USD"
-        tokens = cell.total_tokens
+    for cell in cells:
+        day = cell.day
+        cost, currency, unpriced = cell.cost, cell.currency, cell.unpriced
+        tokens = cell.tokens
         unit_price = (cost / tokens * MILLION) if tokens else Decimal(0)  # per million tokens, the pricing unit
         month_start = day.replace(day=1)
         next_month = (month_start + dt.timedelta(days=32)).replace(day=1)
@@ -52,10 +118,10 @@ def focus_rows(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> li
         rows.append({
             "AvailabilityZone": None, "BilledCost": cost, "BillingAccountId": "ig1-organisation", "BillingAccountName": "IG1 AI",
             "BillingAccountType": "Organization", "BillingCurrency": currency,
-            "BillingPeriodEnd": _utc(next_month, "UTC"), "BillingPeriodStart": _utc(month_start, "UTC"),
+            "BillingPeriodEnd": _utc(next_month, cell.timezone), "BillingPeriodStart": _utc(month_start, cell.timezone),
             "CapacityReservationId": None, "CapacityReservationStatus": None, "ChargeCategory": "Usage", "ChargeClass": None,
             "ChargeDescription": f"{cell.model} tokens used by team {team}", "ChargeFrequency": "Usage-Based",
-            "ChargePeriodEnd": _utc(day + dt.timedelta(days=1), timezone), "ChargePeriodStart": _utc(day, timezone),
+            "ChargePeriodEnd": _utc(day + dt.timedelta(days=1), cell.timezone), "ChargePeriodStart": _utc(day, cell.timezone),
             "CommitmentDiscountCategory": None, "CommitmentDiscountId": None, "CommitmentDiscountName": None, "CommitmentDiscountQuantity": None,
             "CommitmentDiscountStatus": None, "CommitmentDiscountType": None, "CommitmentDiscountUnit": None,
             "ConsumedQuantity": tokens, "ConsumedUnit": "Tokens", "ContractedCost": cost, "ContractedUnitPrice": unit_price,
@@ -69,6 +135,6 @@ def focus_rows(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> li
             "SkuId": cell.model, "SkuMeter": "Tokens", "SkuPriceDetails": None, "SkuPriceId": f"{cell.model}:tokens",
             "SubAccountId": cell.team_id, "SubAccountName": team, "SubAccountType": "Team",
             "Tags": json.dumps({"team": team}, ensure_ascii=False, sort_keys=True),
-            "x_EstimatedCostUsd": cell.spend_usd, "x_Unpriced": unpriced,
+            "x_EstimatedCostUsd": cell.estimated_usd, "x_Unpriced": unpriced,
         })
     return rows

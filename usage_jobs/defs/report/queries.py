@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import duckdb
 
-from usage_jobs.defs.billing.reconcile import UNASSIGNED
+from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, UNASSIGNED
 from usage_jobs.defs.keys.budgets import budget_flag, budget_window_days
 from usage_jobs.defs.report.periods import Period
 
@@ -361,10 +361,14 @@ class _PeriodReader:
         self.inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
             "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
         self.team_budgets = {row["team_id"]: row for row in rows_as_dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
-        self.allocated: dict[tuple, tuple] = {}  # (date, team_id, model) or (team_id,) → (billed cost allocated, currency)
+        # (date, team_id, model) or (team_id,) → (billed cost allocated, unrounded, currency). A share follows the requests it was
+        # shared among to their report day (chargeback.report_day), never a billing day read as a report day; billed usage
+        # the gateway never saw has no request and stays on its billing day.
+        self.allocated: dict[tuple, tuple] = {}
         for day, team_id, model, cost, currency in conn.execute(
-                "SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM chargeback WHERE day BETWEEN ? AND ? "
-                "GROUP BY GROUPING SETS ((day, team_id, model), (team_id))", bounds).fetchall():
+                "SELECT strftime(on_day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) "
+                "FROM (SELECT coalesce(report_day, day) AS on_day, * FROM chargeback) WHERE on_day BETWEEN ? AND ? "
+                "GROUP BY GROUPING SETS ((on_day, team_id, model), (team_id))", bounds).fetchall():
             self.allocated[(day, team_id, model) if day else (team_id,)] = (cost, currency)
         self.billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
             "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
@@ -379,9 +383,10 @@ class _PeriodReader:
         self.window_spend = _WindowSpend(conn, period.end)
         # A team is named by the inventory, else by the logs; one billed but never seen, by the inventory only.
         seen_teams = self.slices[("team_id",)]
-        self.team_alias = {team_id: self.team_names.get(team_id) or row["first_team_alias"] for (team_id,), row in seen_teams.items()}
+        self.team_alias = {team_id: self.team_names.get(team_id) or row["first_team_alias"] or BUCKET_LABELS.get(team_id)
+                           for (team_id,), row in seen_teams.items()}
         self.billed_teams = sorted(t for (t, *cell) in self.allocated if not cell and (t,) not in seen_teams)
-        self.team_alias |= {team_id: self.team_names.get(team_id) for team_id in self.billed_teams}
+        self.team_alias |= {team_id: self.team_names.get(team_id) or BUCKET_LABELS.get(team_id) for team_id in self.billed_teams}
 
     def models(self) -> tuple[ModelUsage, ...]:
         """Every model the gateway saw or IG1 billed, largest spender first."""
@@ -398,7 +403,7 @@ class _PeriodReader:
         return tuple(sorted(rows, key=lambda m: _by_spend(m, m.total_tokens, m.model))[:limit])
 
     def teams(self) -> list[TeamUsage]:
-        """Every team seen in the logs (in the order they appear) or billed through the chargeback (the unassigned bucket)."""
+        """Every team seen in the logs (in the order they appear) or billed through the chargeback (the `not-seen-by-gateway` bucket)."""
         seen_teams, teams = self.slices[("team_id",)], []
         for team_id in [t for (t,) in sorted(seen_teams, key=lambda t: (seen_teams[t]["first_day"], t))] + self.billed_teams:
             top = self.ranked_models("team_id", team_id, limit=1)
@@ -443,7 +448,7 @@ class _PeriodReader:
         for (day, *cell), (cost, currency) in self.allocated.items():
             if cell and (day, *cell) not in cells:
                 team_id, model = cell
-                cells[(day, team_id, model)] = TeamModelDay(date=day, team_id=team_id, team_alias=self.team_names.get(team_id), model=model,
+                cells[(day, team_id, model)] = TeamModelDay(date=day, team_id=team_id, team_alias=self.team_alias.get(team_id), model=model,
                                                             billed_cost_allocated=cost, billed_currency=currency)
         return tuple(sorted(cells.values(), key=lambda c: (c.date, c.team_id, c.model)))
 
