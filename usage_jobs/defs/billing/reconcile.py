@@ -27,6 +27,7 @@ import numpy as np
 from usage_jobs.defs.billing.allocation import share_exactly
 from usage_jobs.defs.billing.forecast import CommitForecast, commit_forecast
 from usage_jobs.defs.billing.fx import UsdRates
+from usage_jobs.defs.billing.nowcast import calibrated_days
 from usage_jobs.defs.billing.parse import BilledHistory
 from usage_jobs.warehouse import transaction
 
@@ -175,7 +176,10 @@ def stored_forecast(conn: duckdb.DuckDBPyConnection, asked_on: dt.date | None = 
     asked_on, current, commit, currency = latest
     daily = conn.execute("SELECT day, sum(cost) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY day",
                          [asked_on - dt.timedelta(days=14), asked_on]).fetchall()
-    forecast = commit_forecast(today=asked_on, spent=Decimal(current), commit=Decimal(commit), daily_costs={d: Decimal(c) for d, c in daily})
+    # Days IG1 has not billed yet count at their calibrated estimate (nowcast.py).
+    calibrated = calibrated_days(conn, asked_on - dt.timedelta(days=14), asked_on - dt.timedelta(days=1))
+    forecast = commit_forecast(today=asked_on, spent=Decimal(current), commit=Decimal(commit), daily_costs={d: Decimal(c) for d, c in daily},
+                               calibrated=calibrated)
     return forecast, currency, asked_on
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import duckdb
 
 from usage_jobs.defs.billing.forecast import CommitForecast
+from usage_jobs.defs.billing.nowcast import WINDOW_DAYS, Nowcast, unbilled_nowcasts
 from usage_jobs.defs.billing.reconcile import stored_forecast, variance_pct
 from usage_jobs.defs.report.periods import Period
 
@@ -77,6 +78,17 @@ class BillingView:
     forecast: CommitForecast | None
     commit_currency: str | None
     commit_asked_on: str | None
+    calibrated: tuple[Nowcast, ...] = ()  # days not billed yet: the calibrated estimate per day × model (nowcast.py)
+    nowcast_window: int = WINDOW_DAYS
+
+    @property
+    def calibrated_total(self) -> tuple[Decimal, Decimal, Decimal] | None:
+        """The calibrated cost of the period's unbilled days (contract currency) and its range."""
+        priced = [n for n in self.calibrated if n.cost is not None]
+        if not priced:
+            return None
+        return (sum((n.cost for n in priced), Decimal(0)), sum((n.cost_low for n in priced), Decimal(0)),
+                sum((n.cost_high for n in priced), Decimal(0)))
 
 
 def _by_model(conn: duckdb.DuckDBPyConnection, bounds: list[str]) -> tuple[ModelVariance, ...]:
@@ -117,4 +129,5 @@ def billing_view(conn: duckdb.DuckDBPyConnection, period: Period, with_forecast:
         unbilled_days=tuple(sorted({r.date for r in rows if r.status == "not billed yet"})),
         incomplete_days=tuple(sorted({r.date for r in rows if r.status == "gateway logs incomplete"})),
         forecast=forecast, commit_currency=commit_currency or currency, commit_asked_on=asked_on.isoformat() if asked_on else None,
+        calibrated=tuple(unbilled_nowcasts(conn, period.start, period.end)),
     )

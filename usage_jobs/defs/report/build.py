@@ -203,7 +203,7 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
             title="Billed against estimated, by model")
     forecast = billing.forecast
     if show_commit and forecast:
-        add("commit", "commit_gauge", f"Commit for {forecast.month}: spent, projected month end and the commit", spent=float(forecast.spent),
+        add("commit", "commit_gauge", f"Commit for {forecast.month}: spent, projected month end and the commit", spent=float(forecast.spent_total),
             projected=float(forecast.projected_month_end), commit=float(forecast.commit), currency=billing.commit_currency or "")
     return jobs
 
