@@ -4,7 +4,7 @@ computes itself from the warehouse, so the variance and the allocation have know
 import csv
 import datetime as dt
 import shutil
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +13,7 @@ import pytest
 
 from conftest import DEMO_DAYS, DEMO_END
 from usage_jobs.definitions import BILLING_ASSETS, GATEWAY_ASSETS, SITE_ASSETS, build_resources, partitioned
+from usage_jobs.defs.billing.statement import statement
 from usage_jobs.demo.emulator import Faults, IG1Emulator
 from usage_jobs.settings import load_settings
 
@@ -202,3 +203,27 @@ def test_the_master_key_never_leaves_the_environment(billed, caplog, capsys):
     for path in billed["settings"].site_dir.rglob("*"):
         if path.is_file():
             assert MASTER_KEY.encode() not in path.read_bytes(), path
+
+
+def test_refetching_a_month_on_demand_clears_a_day_ig1_withdrew(billed, tmp_path):
+    """`refetch_month` (run config of billed_usage) asks IG1 for the whole month: a day it no longer bills is cleared and marked."""
+    shutil.copy(billed["settings"].warehouse, tmp_path / "usage.duckdb")
+    withdrawn = DAYS[0]
+    faults = Faults(missing_days={withdrawn.isoformat(), DEMO_END.isoformat()})
+    with pytest.MonkeyPatch.context() as env, IG1Emulator(billed["ledger"], MASTER_KEY, today=DEMO_END + dt.timedelta(days=1), faults=faults) as emulator:
+        env.setenv("IG1_MASTER_KEY", MASTER_KEY)
+        settings = _settings(tmp_path, billed["demo_org"], emulator.url)
+        month = DEMO_END.strftime("%Y-%m")
+        result = dg.materialize(partitioned(BILLING_ASSETS, settings), resources=build_resources(settings), instance=dg.DagsterInstance.ephemeral(),
+                                partition_key=DEMO_END.isoformat(), run_config={"ops": {"billed_usage": {"config": {"refetch_month": month}}}})
+        assert result.success
+        metadata = result.asset_materializations_for_node("billed_usage")[0].metadata
+        assert metadata["months fetched again"].value == month and metadata["withdrawn days"].value == withdrawn.isoformat()
+    conn = duckdb.connect(str(settings.warehouse), read_only=True)
+    assert conn.execute("SELECT count(*) FROM billed_usage WHERE day = ?", [withdrawn]).fetchone()[0] == 0
+    assert conn.execute("SELECT billed, withdrawn FROM billing_days WHERE day = ?", [withdrawn]).fetchone() == (True, True)
+    assert conn.execute("SELECT count(*) FROM chargeback WHERE day = ?", [withdrawn]).fetchone()[0] == 0
+    assert {r[0] for r in conn.execute("SELECT DISTINCT status FROM reconciliation WHERE day = ?", [withdrawn]).fetchall()} == {"withdrawn by IG1"}
+    # The days IG1 still bills are untouched; the month's statement is their total, to the cent.
+    kept = sum((Decimal(str(row["cost"])) for row in billed["ledger"]["data"] if withdrawn.isoformat() < row["date"] < DEMO_END.isoformat()), Decimal(0))
+    assert statement(conn, DEMO_END.replace(day=1), DEMO_END).billed_total == kept.quantize(CENT, ROUND_HALF_UP)
