@@ -56,6 +56,8 @@ def _month_focus_csv(demo_org: Path, out: Path, timezone: str) -> Path:
         settings = load_settings({
             "USAGE_LOGS_DIR": str(demo_org / "logs"), "USAGE_WAREHOUSE": str(out / "usage.duckdb"), "USAGE_SITE_DIR": str(out / "site"),
             "USAGE_INVENTORY_FILE": str(demo_org / "inventory.json"), "USAGE_START_DATE": "2026-01-01", "USAGE_TIMEZONE": timezone,
+            # FOCUS charge periods are the billing day's span (issue 12): billing in the same zone gives the validator that zone's days.
+            "IG1_BILLING_TIMEZONE": timezone,
             "IG1_BASE_URL": emulator.url, "IG1_MASTER_KEY": key, "IG1_USD_RATE": str(demo_org / "billing" / "usd_per_eur.csv"),
         })
         resources = build_resources(settings)
@@ -83,7 +85,7 @@ def test_the_months_focus_export_passes_the_focus_validator(validator_python, de
     with focus.open(encoding="utf-8", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) > 50
-    # The report's zone took effect: charge periods run from local midnight (in November, Paris is UTC+1).
+    # The billing zone took effect: charge periods run from its midnight (in November, Paris is UTC+1).
     assert all(row["ChargePeriodStart"].endswith(midnight) for row in rows), {row["ChargePeriodStart"] for row in rows}
     assert {row["PricingUnit"] for row in rows} == {"1000000 Tokens"}
 
