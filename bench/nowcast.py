@@ -7,7 +7,8 @@ estimate's error: estimated tokens against billed tokens, and estimated cost (US
 billed cost converted to USD at the day's rate.
 
 Errors are absolute percentage errors, |predicted − billed| ÷ billed, averaged (MAPE) per
-model and over all day × model cells, and also for each day's total over all models. A day is
+model and over all day × model cells (cost: over the cells the gateway prices, the only ones
+with a raw cost), and also for each day's total over all models. A day is
 predicted only once `MIN_HISTORY` earlier billed days exist. Goal: the nowcast's error a
 third of the raw error or less.
 """
@@ -70,6 +71,7 @@ def main() -> int:
                 e["nowcast cost"].append(float(abs(item.cost - figures.billed_cost) / figures.billed_cost))
                 e["cost in range"].append(1.0 if item.cost_low <= figures.billed_cost <= item.cost_high else 0.0)
                 if figures.estimated_cost_usd is not None and usd:
+                    e["nowcast cost, priced"].append(e["nowcast cost"][-1])
                     totals = day_totals[day]
                     totals[0] += figures.estimated_cost_usd
                     totals[1] += usd
@@ -102,13 +104,18 @@ def main() -> int:
     print("-" * len(header))
     print(f"{'all day × model cells':36} {len(every['raw tokens']):>5} {pct(mean(every['raw tokens'])):>8} {pct(mean(every['nowcast tokens'])):>8} "
           f"{ratio(mean(every['nowcast tokens']), mean(every['raw tokens'])):>6} {pct(mean(every['raw cost'])):>9} {pct(mean(every['nowcast cost'])):>9} "
-          f"{ratio(mean(every['nowcast cost']), mean(every['raw cost'])):>6} {pct(mean(every['tokens in range'])):>10} {pct(mean(every['cost in range'])):>11}")
+          f"{'—':>6} {pct(mean(every['tokens in range'])):>10} {pct(mean(every['cost in range'])):>11}")
+    priced_now, priced_raw = mean(every["nowcast cost, priced"]), mean(every["raw cost"])
+    print(f"{'cells the gateway prices (cost)':36} {len(every['raw cost']):>5} {'':>8} {'':>8} {'':>6} {pct(priced_raw):>9} {pct(priced_now):>9} "
+          f"{ratio(priced_now, priced_raw):>6}")
     raw_day = [float(abs(t[0] - t[1]) / t[1]) for t in day_totals.values() if t[1]]
     now_day = [float(abs(t[2] - t[3]) / t[3]) for t in day_totals.values() if t[3]]
     print(f"\nday totals (priced models), cost: raw {pct(mean(raw_day))}, nowcast {pct(mean(now_day))}, ratio {ratio(mean(now_day), mean(raw_day))}")
-    overall = mean(every["nowcast cost"]), mean(every["raw cost"])
-    goal = overall[0] is not None and overall[1] is not None and overall[0] <= overall[1] / 3
-    print(f"goal (nowcast cost error ≤ a third of the raw error over all cells): {'met' if goal else 'NOT met'}")
+    tokens_goal = mean(every["nowcast tokens"]) <= mean(every["raw tokens"]) / 3
+    cost_goal = priced_now is not None and priced_raw is not None and priced_now <= priced_raw / 3
+    print("goal (nowcast error ≤ a third of the raw error, over the same cells): "
+          f"tokens {'met' if tokens_goal else 'NOT met'}, cost {'met' if cost_goal else 'NOT met'} "
+          "(a model the gateway does not price has no raw cost to compare with: its nowcast cost error is in its row)")
     return 0
 
 
