@@ -243,3 +243,27 @@ def test_an_ended_month_is_fetched_again_until_once_after_the_late_days(tmp_path
     assert months_to_refetch(conn, dt.date(2026, 11, 2), earliest) == ["2026-10"]
     assert record_refetch(conn, "2026-10", dt.date(2026, 11, 3), late_days=2) is True
     assert months_to_refetch(conn, dt.date(2026, 11, 4), earliest) == []
+
+
+def test_a_warehouse_with_cent_rounded_shares_is_upgraded_in_place(tmp_path):
+    """A warehouse of the previous version: chargeback keyed without the report day, shares and USD to the cent or 6 places."""
+    import duckdb
+
+    old = duckdb.connect(str(tmp_path / "w.duckdb"))
+    old.execute("CREATE TABLE chargeback (day DATE NOT NULL, model VARCHAR NOT NULL, team_id VARCHAR NOT NULL, team_alias VARCHAR, "
+                "key_hash VARCHAR NOT NULL, key_alias VARCHAR, basis VARCHAR NOT NULL, weight DOUBLE NOT NULL, allocated_cost DECIMAL(18, 2) NOT NULL, "
+                "currency VARCHAR NOT NULL, allocated_cost_usd DECIMAL(18, 2), PRIMARY KEY (day, model, team_id, key_hash))")
+    old.execute("CREATE TABLE billing_days (day DATE PRIMARY KEY, billed BOOLEAN NOT NULL, models INTEGER NOT NULL, cost DECIMAL(18, 6), "
+                "currency VARCHAR, restated BOOLEAN NOT NULL)")
+    old.execute("INSERT INTO chargeback VALUES ('2026-11-10', 'm', 't', 'T', 'k', 'K', 'estimated cost', 1.0, 1.23, 'EUR', 1.54)")
+    old.execute("INSERT INTO billing_days VALUES ('2026-11-10', true, 1, 1.23, 'EUR', false)")
+    old.close()
+    conn = warehouse.connect(tmp_path / "w.duckdb")
+    assert conn.execute("SELECT day, team_id, allocated_cost, report_day FROM chargeback").fetchall() == \
+        [(dt.date(2026, 11, 10), "t", Decimal("1.23"), dt.date(2026, 11, 10))]
+    assert conn.execute("SELECT withdrawn FROM billing_days").fetchone() == (False,)
+    types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name IN ('chargeback', 'reconciliation') "
+                              "AND column_name IN ('allocated_cost', 'estimated_cost_usd', 'billed_cost_usd')").fetchall())
+    assert types == {"allocated_cost": "DECIMAL(38,18)", "estimated_cost_usd": "DECIMAL(38,10)", "billed_cost_usd": "DECIMAL(38,12)"}
+    conn.close()
+    warehouse.connect(tmp_path / "w.duckdb").close()  # and opens again as it is

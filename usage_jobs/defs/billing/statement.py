@@ -44,7 +44,7 @@ class StatementKey:
     share_pct: float  # of the span's billed total, from the exact share
     top_models: str  # the key's largest models by billed share: "model (62.5%); …"
     exact_cost: Decimal  # the exact share before rounding
-    billing_days: int
+    billing_days: int  # days of the span IG1 has billed (withdrawn days not counted)
 
 
 CHARGEBACK_COLUMNS = [f.name for f in fields(StatementKey)]
@@ -119,6 +119,7 @@ def statement(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> 
     team_usd = round_once(exact_usd, team_usd_exact) if with_usd and team_ids else [None] * len(team_ids)
     bill_days = conn.execute(
         "SELECT strftime(day, '%Y-%m-%d'), billed, withdrawn FROM billing_days WHERE day BETWEEN ? AND ? ORDER BY day", [start, end]).fetchall()
+    billed_days = sum(1 for _, is_billed, withdrawn in bill_days if is_billed and not withdrawn)
     teams = []
     for team_id, exact, cents, usd in zip(team_ids, team_exact, team_cents, team_usd):
         members = sorted((key_hash, v) for (t, key_hash), v in keys.items() if t == team_id)
@@ -131,7 +132,7 @@ def statement(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> 
             lines.append(StatementKey(
                 period_start=start.isoformat(), period_end=end.isoformat(), team_id=team_id, team_alias=values["team_alias"], key_hash=key_hash,
                 key_alias=values["key_alias"], billed_cost=key_cost, billed_currency=currency, billed_cost_usd=key_cost_usd,
-                share_pct=_pct(values["cost"], exact_total), exact_cost=values["cost"], billing_days=len(bill_days),
+                share_pct=_pct(values["cost"], exact_total), exact_cost=values["cost"], billing_days=billed_days,
                 top_models="; ".join(f"{model} ({pct:.1f}%)" for model, pct in _top(values["models"], values["cost"]))))
         lines.sort(key=lambda line: (-line.exact_cost, line.key_hash))
         teams.append(StatementTeam(team_id, lines[0].team_alias if lines else BUCKET_LABELS.get(team_id), cents, usd, _pct(exact, exact_total),
@@ -140,6 +141,6 @@ def statement(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> 
     return Statement(
         start=start, end=end, currency=currency, billed_total=Decimal(to_cents(exact_total)).scaleb(-2),
         billed_total_usd=sum((t.billed_cost_usd for t in teams), Decimal("0.00")) if with_usd else None, exact_total=exact_total,
-        teams=tuple(teams), billed_days=sum(1 for _, is_billed, withdrawn in bill_days if is_billed and not withdrawn),
+        teams=tuple(teams), billed_days=billed_days,
         unbilled_days=tuple(day for day, is_billed, _ in bill_days if not is_billed),
         withdrawn_days=tuple(day for day, _, withdrawn in bill_days if withdrawn))
