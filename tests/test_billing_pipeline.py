@@ -227,3 +227,31 @@ def test_refetching_a_month_on_demand_clears_a_day_ig1_withdrew(billed, tmp_path
     # The days IG1 still bills are untouched; the month's statement is their total, to the cent.
     kept = sum((Decimal(str(row["cost"])) for row in billed["ledger"]["data"] if withdrawn.isoformat() < row["date"] < DEMO_END.isoformat()), Decimal(0))
     assert statement(conn, DEMO_END.replace(day=1), DEMO_END).billed_total == kept.quantize(CENT, ROUND_HALF_UP)
+
+
+def test_a_restatement_of_an_ended_month_is_picked_up_at_month_close(billed, tmp_path):
+    """October was billed €2.00 on the 30th; IG1 restates it to €2.50 weeks later, far outside IG1_REFRESH_DAYS.
+    The first run of a day in November asks for the whole of October again, once (then the month is closed)."""
+    shutil.copy(billed["settings"].warehouse, tmp_path / "usage.duckdb")
+    october = {"date": "2026-10-30", "model": GHOST_MODEL, "input_tokens": 10, "output_tokens": 0, "cost": 2.0}
+    conn = duckdb.connect(str(tmp_path / "usage.duckdb"))
+    conn.execute("INSERT INTO billed_usage VALUES ('2026-10-30', ?, 10, 0, NULL, 2.0, 'EUR')", [GHOST_MODEL])
+    conn.execute("INSERT INTO billing_days VALUES ('2026-10-30', true, 1, 2.0, 'EUR', false, false)")
+    conn.close()
+    ledger = {**billed["ledger"], "data": [*billed["ledger"]["data"], {**october, "cost": 2.5}]}
+    with pytest.MonkeyPatch.context() as env, IG1Emulator(ledger, MASTER_KEY, today=DEMO_END + dt.timedelta(days=1)) as emulator:
+        env.setenv("IG1_MASTER_KEY", MASTER_KEY)
+        settings = _settings(tmp_path, billed["demo_org"], emulator.url)
+        instance = dg.DagsterInstance.ephemeral()
+        first = _bill(settings, instance, DEMO_END, DEMO_END)
+        assert first.success
+        metadata = first.asset_materializations_for_node("billed_usage")[0].metadata
+        assert metadata["months fetched again"].value == "2026-10" and metadata["months closed"].value == "2026-10"
+        assert "2026-10-30" in metadata["restated days"].value
+        again = _bill(settings, instance, DEMO_END, DEMO_END).asset_materializations_for_node("billed_usage")[0].metadata
+        assert again["months fetched again"].value == "none"  # closed: asked once
+    conn = duckdb.connect(str(settings.warehouse), read_only=True)
+    assert conn.execute("SELECT cost FROM billed_usage WHERE day = '2026-10-30'").fetchone()[0] == Decimal("2.5")
+    assert conn.execute("SELECT sum(allocated_cost), any_value(team_id) FROM chargeback WHERE day = '2026-10-30'").fetchone() == \
+        (Decimal("2.5"), "not-seen-by-gateway")
+    assert statement(conn, dt.date(2026, 10, 1), dt.date(2026, 10, 31)).billed_total == Decimal("2.50")

@@ -55,15 +55,16 @@ def billed_usage(context: dg.AssetExecutionContext, config: BilledUsageConfig, w
     Each run also asks again for the IG1_REFRESH_DAYS - 1 days before its own, because
     billing arrives late and can be restated: a restated day replaces its old figures, and a
     day billed before but absent from IG1's answer was withdrawn: it is cleared and marked.
-    At month close (each run after a month ends, until one has run more than IG1_LATE_DAYS
-    after it) and on demand (`refetch_month`), the whole month is fetched again, and its
+    At month close (each run of a day after a month ends, until one for a day more than
+    IG1_LATE_DAYS after it) and on demand (`refetch_month`), the whole month is fetched again, and its
     reconciliation and chargeback rebuilt."""
     if not billing.configured:
         return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     start, end = _window(context, billing)
     today, earliest = _today(billing), first_partition_day(context)
+    # Month close is judged by the run's last day, not the clock: a re-run of a partition does the same.
     with warehouse.connect() as conn:
-        months = months_to_refetch(conn, today, earliest)
+        months = months_to_refetch(conn, end, earliest)
     if config.refetch_month:
         try:
             month_span(config.refetch_month)
@@ -90,7 +91,7 @@ def billed_usage(context: dg.AssetExecutionContext, config: BilledUsageConfig, w
             # The month's figures may have changed outside the run's window: its reconciliation and shares follow them.
             reconcile(conn, first, last, billing_timezone=billing.billing_timezone, report_timezone=report_timezone(context), rates=billing.rates)
             chargeback(conn, first, last, billing_timezone=billing.billing_timezone, rates=billing.rates)
-            if record_refetch(conn, month, today, billing.late_days):
+            if record_refetch(conn, month, end, billing.late_days):
                 closed.append(month)
     listed = lambda days: ", ".join(d.isoformat() for d in days) or "none"  # noqa: E731
     if stored.unbilled_days:

@@ -106,8 +106,8 @@ def month_span(month: str) -> tuple[dt.date, dt.date]:
 
 
 def months_to_refetch(conn: duckdb.DuckDBPyConnection, today: dt.date, earliest: dt.date) -> list[str]:
-    """Invoice months to fetch whole again at month close: every ended month (from `earliest` on) with billed
-    or asked days that has not yet been fetched again more than `late_days` after its end (IG1 bills late and
+    """Invoice months to fetch whole again at month close: every month ended before `today` (the run's last day), from
+    `earliest` on, with billed or asked days, that has not yet been fetched again more than IG1_LATE_DAYS after its end (IG1 bills late and
     restates: until then, each run after the month's end asks for the whole month; see `record_refetch`)."""
     months = [row[0] for row in conn.execute(
         "SELECT DISTINCT strftime(day, '%Y-%m') FROM billing_days WHERE day >= ? AND day < ? ORDER BY 1", [earliest, today.replace(day=1)]).fetchall()]
