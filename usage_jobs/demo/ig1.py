@@ -111,9 +111,12 @@ class Ledger:
                 for (day, model), (i, o, n, cost) in sorted(self.rows.items())]
         recent = [row["cost"] for row in data if (last_day - dt.date.fromisoformat(row["date"])).days < 14]
         daily = sum(recent) / 14 if recent else 0.0
-        days_in_month = (last_day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - last_day.replace(day=1)
-        # A commit under the month's run-rate: the demo shows the day it runs out.
-        commit = max(10, math.floor(daily * days_in_month.days * 0.85 / 5) * 5)
+        month = last_day.strftime("%Y-%m")
+        month_to_date = sum(row["cost"] for row in data if row["date"].startswith(month))
+        days_in_month = ((last_day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - last_day.replace(day=1)).days
+        rest_of_month = daily * (days_in_month - last_day.day)
+        # Above the month's spend so far, under its projected end: the demo shows the day the commit runs out.
+        commit = max(10, math.ceil((month_to_date + 0.6 * max(rest_of_month, daily)) / 5) * 5)
         return {"currency": CURRENCY, "commit": commit, "max_throughput": MAX_THROUGHPUT, "data": data}
 
 
