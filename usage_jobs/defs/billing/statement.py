@@ -71,7 +71,7 @@ class Statement:
     exact_total: Decimal  # the billed cost unrounded
     teams: tuple[StatementTeam, ...]  # largest first
     billed_days: int
-    unbilled_days: tuple[str, ...]  # days of the span IG1 has not billed yet
+    unbilled_days: tuple[str, ...]  # days of the span with gateway traffic IG1 has not billed yet
     withdrawn_days: tuple[str, ...]
 
     @property
@@ -142,5 +142,7 @@ def statement(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> 
         start=start, end=end, currency=currency, billed_total=Decimal(to_cents(exact_total)).scaleb(-2),
         billed_total_usd=sum((t.billed_cost_usd for t in teams), Decimal("0.00")) if with_usd else None, exact_total=exact_total,
         teams=tuple(teams), billed_days=billed_days,
-        unbilled_days=tuple(day for day, is_billed, _ in bill_days if not is_billed),
+        unbilled_days=tuple(row[0] for row in conn.execute(  # days with gateway traffic IG1 has not billed yet
+            "SELECT DISTINCT strftime(day, '%Y-%m-%d') FROM reconciliation WHERE status = 'not billed yet' AND day BETWEEN ? AND ? ORDER BY 1",
+            [start, end]).fetchall()),
         withdrawn_days=tuple(day for day, _, withdrawn in bill_days if withdrawn))
