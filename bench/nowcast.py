@@ -42,10 +42,10 @@ def main() -> int:
     with duckdb.connect(str(path), read_only=True) as conn:
         rows = conn.execute(
             "SELECT day, model, coalesce(estimated_input_tokens, 0) + coalesce(estimated_output_tokens, 0), estimated_cost_usd, "
-            "billed_input_tokens + billed_output_tokens, billed_cost, billed_cost_usd FROM reconciliation "
+            "billed_input_tokens + billed_output_tokens, billed_cost, billed_cost_usd, coalesce(estimated_input_tokens, 0) FROM reconciliation "
             "WHERE list_contains(?, status) ORDER BY day, model", [list(nc.CALIBRATION_STATUSES)]).fetchall()
-    history = [nc.DayFigures(day, model, tokens, e_usd, b_tokens, b_cost) for day, model, tokens, e_usd, b_tokens, b_cost, _ in rows]
-    billed_usd = {(day, model): b_usd for day, model, *_, b_usd in rows}
+    history = [nc.DayFigures(day, model, tokens, e_usd, b_tokens, b_cost, e_input) for day, model, tokens, e_usd, b_tokens, b_cost, _, e_input in rows]
+    billed_usd = {(day, model): b_usd for day, model, *_, b_usd, _ in rows}
     days = sorted({f.day for f in history})
     if len(days) <= MIN_HISTORY:
         print(f"only {len(days)} billed days in {path}: not enough to backtest", file=sys.stderr)
@@ -58,7 +58,8 @@ def main() -> int:
         for figures in (f for f in history if f.day == day):
             if not figures.billed_tokens or not figures.billed_cost:
                 continue
-            item = nc.nowcast(nc.DayFigures(day, figures.model, figures.estimated_tokens, figures.estimated_cost_usd), calibrations)
+            item = nc.nowcast(nc.DayFigures(day, figures.model, figures.estimated_tokens, figures.estimated_cost_usd,
+                                            estimated_input_tokens=figures.estimated_input_tokens), calibrations)
             e = errors[figures.model]
             e["raw tokens"].append(abs(figures.estimated_tokens - figures.billed_tokens) / figures.billed_tokens)
             e["nowcast tokens"].append(abs(item.tokens - figures.billed_tokens) / figures.billed_tokens)

@@ -94,3 +94,24 @@ def test_commit_forecast_counts_unbilled_days_at_their_calibrated_cost():
                             calibrated={dt.date(2026, 12, 1): nc.CalibratedDay(dt.date(2026, 12, 1), Decimal(8), Decimal(7), Decimal(9), ()),
                                         dt.date(2026, 11, 30): nc.CalibratedDay(dt.date(2026, 11, 30), Decimal(99), Decimal(99), Decimal(99), ())})
     assert again.spent_total == Decimal(13) and again.run_rate_per_day == Decimal(9)
+
+
+def test_unpriced_models_fit_their_prices_per_input_and_output_token():
+    rng = random.Random(9)
+    price_in, price_out = 0.11e-6, 0.66e-6
+    history = []
+    for index in range(14):
+        e_in, e_out = rng.randint(20_000, 60_000), rng.randint(2_000, 30_000)  # the mix moves a lot from day to day
+        factor = 2.5 if index == 6 else rng.uniform(0.99, 1.01)  # one outlier day
+        cost = Decimal(repr(round((e_in * price_in + e_out * price_out) * factor, 6)))
+        history.append(nc.DayFigures(FIRST + dt.timedelta(days=index), "preview", e_in + e_out, None, e_in + e_out, cost, e_in))
+    before = FIRST + dt.timedelta(days=14)
+    fit = nc.calibrate(history, before)["preview"].prices
+    assert fit.input == pytest.approx(price_in, rel=0.05) and fit.output == pytest.approx(price_out, rel=0.03)
+    assert fit.days == 13  # the outlier day left out
+    target = nc.DayFigures(before, "preview", 50_000, None, estimated_input_tokens=10_000)  # an output-heavy day
+    item = nc.nowcast(target, nc.calibrate(history, before))
+    expected = 10_000 * price_in + 40_000 * price_out
+    assert float(item.cost) == pytest.approx(expected, rel=0.02) and item.cost_low <= item.cost <= item.cost_high
+    per_token = nc.calibrate(history, before)["preview"].cost_per_token.median * 50_000
+    assert abs(per_token - expected) / expected > 0.2  # what a plain cost-per-token median would have said

@@ -13,8 +13,12 @@ Method, per model and for a day D not billed yet (status "not billed yet"):
 * One ratio per history day: billed tokens ÷ estimated tokens (input + output), and billed
   cost (contract currency) ÷ estimated cost (USD, the gateway's) — a ratio in contract
   currency per estimated USD, so IG1's prices, the tokenizer difference and the exchange
-  rate are calibrated together. A model the gateway does not price gets billed cost ÷
-  estimated tokens instead.
+  rate are calibrated together.
+* A model the gateway does not price has no estimated cost: its effective prices per
+  estimated input and output token are fitted over the same days (least squares on
+  relative errors, an outlier day — residual over 3× the median — left out and the fit
+  done again; range from the 10th–90th percentile of the residuals); without the
+  input/output split or with a negative price, billed cost ÷ estimated tokens (median).
 * The point estimate is the **median of the daily ratios** (an outlier day — an incident,
   a restatement, a day of unusual content — moves it little); the **range** is the 10th
   to 90th percentile of the same daily ratios (linear interpolation), applied to the
@@ -58,6 +62,7 @@ class DayFigures:
     estimated_cost_usd: Decimal | None  # None: the gateway has no price for the model
     billed_tokens: int | None = None
     billed_cost: Decimal | None = None  # contract currency
+    estimated_input_tokens: int | None = None  # the rest of estimated_tokens is output; None when unknown
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,23 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class PriceFit:
+    """Billed cost ≈ input × estimated input tokens + output × estimated output tokens, fitted over the window."""
+
+    input: float
+    output: float
+    low: float  # 10th and 90th percentile of the days' relative residuals: the range is prediction × (1 + low … 1 + high)
+    high: float
+    days: int
+
+
+@dataclass(frozen=True)
 class Calibration:
     source: str  # the model itself, or ALL_MODELS
     tokens: Ratio | None
     cost_per_usd: Ratio | None  # contract currency per estimated USD
     cost_per_token: Ratio | None  # contract currency per estimated token (models the gateway does not price)
+    prices: PriceFit | None = None  # contract currency per estimated input and output token (models the gateway does not price)
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,29 @@ def summarise(ratios: list[float]) -> Ratio | None:
     return Ratio(float(median), float(low), float(high), len(ratios))
 
 
+def fit_prices(days: list[DayFigures]) -> PriceFit | None:
+    """Effective prices per estimated input and output token, by least squares on relative errors (each day
+    weighs the same); a day whose residual is over 3× the median one is left out and the fit done again.
+    None with fewer than MIN_DAYS days, without the input/output split, or when a price comes out negative."""
+    usable = [d for d in days if d.estimated_input_tokens is not None and d.billed_cost and d.estimated_tokens > 0]
+    if len(usable) < MIN_DAYS:
+        return None
+    x = np.array([[d.estimated_input_tokens, d.estimated_tokens - d.estimated_input_tokens] for d in usable], dtype=float)
+    y = np.array([float(d.billed_cost) for d in usable])
+    keep = np.ones(len(usable), dtype=bool)
+    for _ in range(2):
+        coefficients, *_ = np.linalg.lstsq(x[keep] / y[keep, None], np.ones(int(keep.sum())), rcond=None)
+        residuals = x @ coefficients / y - 1
+        typical = np.median(np.abs(residuals[keep]))
+        keep = np.abs(residuals) <= max(3 * typical, 1e-9)
+        if keep.sum() < MIN_DAYS:
+            return None
+    if (coefficients < 0).any():
+        return None
+    low, high = np.quantile(residuals[keep], [LOW_QUANTILE, HIGH_QUANTILE])
+    return PriceFit(float(coefficients[0]), float(coefficients[1]), float(low), float(high), int(keep.sum()))
+
+
 def _ratios(days: list[DayFigures]) -> Calibration | None:
     tokens = [d.billed_tokens / d.estimated_tokens for d in days if d.estimated_tokens > 0 and d.billed_tokens is not None]
     per_usd = [float(d.billed_cost / d.estimated_cost_usd) for d in days
@@ -109,7 +149,8 @@ def _ratios(days: list[DayFigures]) -> Calibration | None:
     per_token = [float(d.billed_cost) / d.estimated_tokens for d in days if d.estimated_tokens > 0 and d.billed_cost is not None]
     if not tokens and not per_token:
         return None
-    return Calibration(days[0].model if days else ALL_MODELS, summarise(tokens), summarise(per_usd), summarise(per_token))
+    prices = fit_prices(days) if not per_usd else None
+    return Calibration(days[0].model if days else ALL_MODELS, summarise(tokens), summarise(per_usd), summarise(per_token), prices)
 
 
 def _comparable(figures: DayFigures, before: dt.date) -> bool:
@@ -162,6 +203,10 @@ def nowcast(figures: DayFigures, calibrations: dict[str, Calibration]) -> Nowcas
     if calibration:
         if figures.estimated_cost_usd is not None and calibration.cost_per_usd is not None:
             cost = _apply(calibration.cost_per_usd, figures.estimated_cost_usd)
+        elif calibration.prices is not None and figures.estimated_input_tokens is not None:
+            fit = calibration.prices
+            value = fit.input * figures.estimated_input_tokens + fit.output * (figures.estimated_tokens - figures.estimated_input_tokens)
+            cost = value, value * (1 + fit.low), value * (1 + fit.high)
         else:
             cost = _apply(calibration.cost_per_token, figures.estimated_tokens)
     if tokens is None:
@@ -179,7 +224,7 @@ def nowcast(figures: DayFigures, calibrations: dict[str, Calibration]) -> Nowcas
 
 _FIGURES_SQL = """
 SELECT day, model, status, coalesce(estimated_input_tokens, 0) + coalesce(estimated_output_tokens, 0), estimated_cost_usd,
-    billed_input_tokens + billed_output_tokens, billed_cost
+    billed_input_tokens + billed_output_tokens, billed_cost, coalesce(estimated_input_tokens, 0)
 FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model
 """
 
@@ -187,9 +232,9 @@ FROM reconciliation WHERE day BETWEEN ? AND ? ORDER BY day, model
 def unbilled_nowcasts(conn, start: dt.date, end: dt.date) -> list[Nowcast]:
     """The calibrated estimate of every day × model in start..end that IG1 has not billed yet."""
     rows = conn.execute(_FIGURES_SQL, [start - dt.timedelta(days=MAX_AGE_DAYS), end]).fetchall()
-    history = [DayFigures(day, model, tokens, e_cost, b_tokens, b_cost) for day, model, status, tokens, e_cost, b_tokens, b_cost in rows
+    history = [DayFigures(day, model, tokens, e_cost, b_tokens, b_cost, e_input) for day, model, status, tokens, e_cost, b_tokens, b_cost, e_input in rows
                if status in CALIBRATION_STATUSES]
-    targets = [DayFigures(day, model, tokens, e_cost) for day, model, status, tokens, e_cost, _, _ in rows
+    targets = [DayFigures(day, model, tokens, e_cost, estimated_input_tokens=e_input) for day, model, status, tokens, e_cost, _, _, e_input in rows
                if status == UNBILLED_STATUS and start <= day <= end and tokens > 0]
     calibrations: dict[dt.date, dict[str, Calibration]] = {}
     result = []
