@@ -49,6 +49,13 @@ def _date(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
 
 
+def _month(value: str) -> str:
+    try:
+        return dt.datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a month in YYYY-MM form") from None
+
+
 def _prepare_dagster_home(settings: Settings) -> None:
     home = settings.dagster_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -217,7 +224,7 @@ class Session:
     # --- runs -----------------------------------------------------------------------------
 
     def run_job(self, job_name: str, key: str, assets: list | None = None, partition_key: str | None = None,
-                tags: dict | None = None) -> RunOutcome:
+                tags: dict | None = None, ops_config: dict | None = None) -> RunOutcome:
         """One run of a job of the definitions (of some of its assets) on the instance, once the
         warehouse pool is free (dead runs' slots freed); its outcome read back from the instance.
         `key` tags the run, so that it is found while it runs."""
@@ -233,7 +240,8 @@ class Session:
         run_tags = {**(tags or {}), RUN_KEY_TAG: key} | ({"dagster/partition": partition_key} if partition_key else {})
         self.stop.forward_to_dagster = True
         try:
-            result = dg.execute_job(job, instance=self.instance, run_config=CLI_RUN_CONFIG, tags=cli_tags(**run_tags),
+            run_config = CLI_RUN_CONFIG | ({"ops": ops_config} if ops_config else {})
+            result = dg.execute_job(job, instance=self.instance, run_config=run_config, tags=cli_tags(**run_tags),
                                     asset_selection=[asset.key for asset in assets] if assets else None)
         finally:
             self.stop.forward_to_dagster = False
@@ -265,7 +273,7 @@ def cli_job(job_name: str, settings_env: dict[str, str], refetch: bool):
     return build_definitions(load_settings({**os.environ, **settings_env}), refetch=refetch).resolve_job_def(job_name)
 
 
-def run_days(session: Session, start: dt.date, end: dt.date) -> list[tuple[dt.date | str, str]]:
+def run_days(session: Session, start: dt.date, end: dt.date, refetch_billing_month: str | None = None) -> list[tuple[dt.date | str, str]]:
     """Run the daily job's gateway assets for every day from start to end (inclusive), one run
     per day, with progress; then its billing assets over the whole range in one run.
 
@@ -308,7 +316,7 @@ def run_days(session: Session, start: dt.date, end: dt.date) -> list[tuple[dt.da
             _say(f"    warning: {warning}")
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
     if settings.billing_configured:
-        failures += run_billing(session, start, end)
+        failures += run_billing(session, start, end, refetch_billing_month)
     else:
         _say("Billing: not configured (IG1_MASTER_KEY not set); the report shows gateway estimates only")
     return failures
@@ -327,17 +335,20 @@ def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.
     return (now or dt.datetime.now(dt.UTC)).astimezone(settings.tz).date() - dt.timedelta(days=1)
 
 
-def run_billing(session: Session, start: dt.date, end: dt.date) -> list[tuple[str, str]]:
-    """Fetch, reconcile and allocate IG1's billing of start..end: the daily job's billing assets in one run (a single-run backfill)."""
+def run_billing(session: Session, start: dt.date, end: dt.date, refetch_billing_month: str | None = None) -> list[tuple[str, str]]:
+    """Fetch, reconcile and allocate IG1's billing of start..end: the daily job's billing assets in one run (a single-run backfill);
+    with `refetch_billing_month` (YYYY-MM), that whole invoice month is asked of IG1 again (restatements, withdrawn days)."""
     from usage_jobs.definitions import BILLING_ASSETS, DAILY_JOB
     from usage_jobs.defs.billing.reconcile import variance_pct
 
     settings = session.settings
-    _say(f"Billing: asking IG1 ({settings.ig1_base_url}) for {start} to {end} and reconciling")
+    again = f", and the whole of {refetch_billing_month} again" if refetch_billing_month else ""
+    _say(f"Billing: asking IG1 ({settings.ig1_base_url}) for {start} to {end}{again} and reconciling")
     started = time.monotonic()
     session.doing = ("billing", start, end)
     outcome = session.run_job(DAILY_JOB, str(uuid.uuid4()), assets=BILLING_ASSETS,
-                              tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()})
+                              tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()},
+                              ops_config={"billed_usage": {"config": {"refetch_month": refetch_billing_month}}} if refetch_billing_month else None)
     session.check()
     session.doing = ("after billing",)
     failed = outcome.failed_steps + [(f"{c.asset_key.to_user_string()} (check {c.check_name})", c.description or "check failed")
@@ -418,6 +429,8 @@ def cmd_run(args) -> int:
     if args.end < args.start:
         raise CommandError(f"--end {args.end} is before --start {args.start}")
     settings = load_settings()
+    if args.refetch_billing_month and not settings.billing_configured:
+        raise CommandError("--refetch-billing-month needs IG1 billing: IG1_MASTER_KEY is not set")
     last = last_complete_day(settings)
     if args.end > last:
         raise CommandError(f"{args.end} is not over yet in {settings.timezone}: the last complete day is {last}. "
@@ -425,7 +438,7 @@ def cmd_run(args) -> int:
     # The partitions reach back to the range asked for.
     environ = {**os.environ, "USAGE_START_DATE": min(args.start, settings.first_day).isoformat()}
     with Session(environ, args.command_line, refetch=args.refetch) as session:
-        failures = run_days(session, args.start, args.end)
+        failures = run_days(session, args.start, args.end, args.refetch_billing_month)
         site_failures = build_site(session) if not args.no_site else []
     published = not args.no_site and not any(asset == "usage_report_site" for asset, _ in site_failures)
     return _report_failures(failures + site_failures, published)
@@ -542,6 +555,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=_date, required=True, help="last day, YYYY-MM-DD (included)")
     run.add_argument("--no-site", action="store_true", help="do not rebuild the site afterwards")
     run.add_argument("--refetch", action="store_true", help="fetch a bucket's or the gateway API's objects again even where already landed")
+    run.add_argument("--refetch-billing-month", type=_month, default=None, metavar="YYYY-MM",
+                     help="ask IG1 for that whole invoice month again (restated and withdrawn days), and rebuild its reconciliation and chargeback")
     run.set_defaults(handler=cmd_run)
 
     site = commands.add_parser("site", help="rebuild the report site from the warehouse")
