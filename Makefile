@@ -45,7 +45,9 @@ bench: install
 	$(BIN)/python bench/site.py
 	$(BIN)/python bench/anomalies.py
 	$(BIN)/python bench/bucket.py
+	test -f warehouse/usage.duckdb || $(MAKE) demo
+	$(BIN)/python bench/nowcast.py
 
 clean:
-	rm -rf demo_data warehouse bench_data test-artifacts landing
+	rm -rf .focus-validator .focus-validator.lock demo_data warehouse bench_data test-artifacts landing
 	find site_output -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     billing_timezone: TimeZone = setting("UTC", "IG1_BILLING_TIMEZONE",
                                          "time zone of IG1's billing days; requests are reconciled by the billing day they started in")
     billing_refresh_days: Annotated[int, _number(1, 90, whole=True)] = setting(
-        3, "IG1_REFRESH_DAYS", "days of billing each daily run asks for again (the day and the ones before): billing arrives late and can be restated")
+        3, "IG1_REFRESH_DAYS", "days of billing each daily run asks for again (the day and the ones before): billing arrives late and can be restated; "
+        "a month is fetched whole again at month close")
     usd_rate: str | None = setting(None, "IG1_USD_RATE",
                                    "USD per unit of the contract currency: a number (`1.08`) or a CSV file `date,usd_per_unit` "
                                    "(latest rate on or before each day)", shown_default="none (1 when IG1 bills in USD)")
