@@ -85,3 +85,14 @@ def browser(tmp_path_factory):
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def cli_env(demo_org, tmp_path, monkeypatch) -> Path:
+    """The settings of a `usage-report` command over the small organisation, its files in tmp_path."""
+    monkeypatch.setenv("USAGE_LOGS_DIR", str(demo_org / "logs"))
+    monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("USAGE_SITE_DIR", str(tmp_path / "site"))
+    monkeypatch.setenv("USAGE_INVENTORY_FILE", str(demo_org / "inventory.json"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    return tmp_path

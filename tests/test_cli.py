@@ -12,31 +12,21 @@ from usage_jobs import cli
 ONE_RECORD = {"id": "ok", "startTime": "2026-11-10 10:00:00.0", "model_group": "bge-m3", "prompt_tokens": 3, "completion_tokens": 0}
 
 
-@pytest.fixture
-def env(demo_org, tmp_path, monkeypatch):
-    monkeypatch.setenv("USAGE_LOGS_DIR", str(demo_org / "logs"))
-    monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "w.duckdb"))
-    monkeypatch.setenv("USAGE_SITE_DIR", str(tmp_path / "site"))
-    monkeypatch.setenv("USAGE_INVENTORY_FILE", str(demo_org / "inventory.json"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    return tmp_path
-
-
-def test_run_reports_progress_and_builds_the_site(env, capsys):
+def test_run_reports_progress_and_builds_the_site(cli_env, capsys):
     assert cli.main(["run", "--start", str(DEMO_END - dt.timedelta(days=1)), "--end", str(DEMO_END)]) == 0
     out = capsys.readouterr().out
     assert f"[1/2] {DEMO_END - dt.timedelta(days=1)}" in out and f"[2/2] {DEMO_END}" in out and "2/2 days ingested" in out
-    assert (env / "site" / "index.html").exists()
-    assert "telemetry:\n  enabled: false" in (env / "dagster_home" / "dagster.yaml").read_text()
+    assert (cli_env / "site" / "index.html").exists()
+    assert "telemetry:\n  enabled: false" in (cli_env / "dagster_home" / "dagster.yaml").read_text()
     # The defined jobs ran on the instance in DAGSTER_HOME: what `dagster dev` shows.
-    with dg.DagsterInstance.from_config(str(env / "dagster_home")) as instance:
+    with dg.DagsterInstance.from_config(str(cli_env / "dagster_home")) as instance:
         runs = [(run.job_name, run.tags.get("dagster/partition"), run.status) for run in reversed(instance.get_runs())]
     assert runs == [("daily_usage_job", str(DEMO_END - dt.timedelta(days=1)), dg.DagsterRunStatus.SUCCESS),
                     ("daily_usage_job", str(DEMO_END), dg.DagsterRunStatus.SUCCESS),
                     ("refresh_sources_job", None, dg.DagsterRunStatus.SUCCESS), ("site_job", None, dg.DagsterRunStatus.SUCCESS)]
 
 
-def test_run_exits_non_zero_naming_the_failed_day(env, capsys):
+def test_run_exits_non_zero_naming_the_failed_day(cli_env, capsys):
     assert cli.main(["run", "--start", str(DEMO_END), "--end", str(DEMO_END + dt.timedelta(days=2)), "--no-site"]) == 1
     out = capsys.readouterr().out
     missing = DEMO_END + dt.timedelta(days=2)
@@ -44,7 +34,7 @@ def test_run_exits_non_zero_naming_the_failed_day(env, capsys):
     assert "Traceback" not in out
 
 
-def test_blocking_check_fails_the_day_when_too_many_records_are_rejected(env, tmp_path, capsys, monkeypatch):
+def test_blocking_check_fails_the_day_when_too_many_records_are_rejected(cli_env, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "bad-logs" / "gcs" / "2026-11-10"
     folder.mkdir(parents=True)
     (folder / "b.ndjson").write_text("not json\n" * 5 + json.dumps(ONE_RECORD) + "\n")
@@ -60,7 +50,7 @@ def test_configuration_error_names_the_setting(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("days_ahead", [0, 3])
-def test_run_for_a_day_not_over_yet_names_the_last_complete_day(env, capsys, days_ahead):
+def test_run_for_a_day_not_over_yet_names_the_last_complete_day(cli_env, capsys, days_ahead):
     today = dt.datetime.now(dt.UTC).date()
     day = today + dt.timedelta(days=days_ahead)
     assert cli.main(["run", "--start", str(today - dt.timedelta(days=1)), "--end", str(day)]) == 2
@@ -69,7 +59,7 @@ def test_run_for_a_day_not_over_yet_names_the_last_complete_day(env, capsys, day
     assert "Traceback" not in err
 
 
-def test_run_names_a_file_that_is_not_a_request_log_and_warns(env, tmp_path, capsys, monkeypatch):
+def test_run_names_a_file_that_is_not_a_request_log_and_warns(cli_env, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "logs2" / "2026-11-10"
     folder.mkdir(parents=True)
     (folder / "b.ndjson").write_text(json.dumps(ONE_RECORD) + "\n")

@@ -12,17 +12,7 @@ from usage_jobs.demo.emulator import Faults, IG1Emulator
 KEY = "cli-refetch-master-key"
 
 
-@pytest.fixture
-def env(demo_org, tmp_path, monkeypatch):
-    monkeypatch.setenv("USAGE_LOGS_DIR", str(demo_org / "logs"))
-    monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "w.duckdb"))
-    monkeypatch.setenv("USAGE_SITE_DIR", str(tmp_path / "site"))
-    monkeypatch.setenv("USAGE_INVENTORY_FILE", str(demo_org / "inventory.json"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    return tmp_path
-
-
-def test_a_month_is_fetched_again_on_demand_and_a_withdrawn_day_cleared(env, demo_org, monkeypatch, capsys):
+def test_a_month_is_fetched_again_on_demand_and_a_withdrawn_day_cleared(cli_env, demo_org, monkeypatch, capsys):
     first = DEMO_END - dt.timedelta(days=1)
     with IG1Emulator.from_file(demo_org / "billing" / "ledger.json", KEY, today=DEMO_END + dt.timedelta(days=1)) as emulator:
         monkeypatch.setenv("IG1_BASE_URL", emulator.url)
@@ -34,20 +24,20 @@ def test_a_month_is_fetched_again_on_demand_and_a_withdrawn_day_cleared(env, dem
         month = DEMO_END.strftime("%Y-%m")
         assert cli.main(["run", "--start", str(DEMO_END), "--end", str(DEMO_END), "--no-site", "--refetch-billing-month", month]) == 0
     assert f"and the whole of {month} again" in capsys.readouterr().out
-    conn = duckdb.connect(str(env / "w.duckdb"), read_only=True)
+    conn = duckdb.connect(str(cli_env / "w.duckdb"), read_only=True)
     assert conn.execute("SELECT month FROM billing_months").fetchall() == [(month,)]
     assert conn.execute("SELECT billed, withdrawn FROM billing_days WHERE day = ?", [first]).fetchone() == (True, True)
     assert conn.execute("SELECT count(*) FROM billed_usage WHERE day = ?", [first]).fetchone()[0] == 0
 
 
 @pytest.mark.parametrize(("argument", "message"), [("2026-13", "is not a month"), ("November", "is not a month")])
-def test_a_month_that_is_not_one_is_refused(env, argument, message, capsys):
+def test_a_month_that_is_not_one_is_refused(cli_env, argument, message, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(["run", "--start", "2026-11-10", "--end", "2026-11-10", "--refetch-billing-month", argument])
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_refetching_a_month_without_billing_names_the_setting(env, monkeypatch, capsys):
+def test_refetching_a_month_without_billing_names_the_setting(cli_env, monkeypatch, capsys):
     monkeypatch.delenv("IG1_MASTER_KEY", raising=False)
     assert cli.main(["run", "--start", "2026-11-10", "--end", "2026-11-10", "--refetch-billing-month", "2026-11"]) == 2
     assert "IG1_MASTER_KEY" in capsys.readouterr().err
