@@ -36,3 +36,19 @@ def test_json_has_metadata_and_the_same_rows():
 def test_every_export_column_is_a_field_of_its_row(columns, row):
     """An export reads its columns from the row's fields: a misspelt column would be written empty."""
     assert set(columns) <= {f.name for f in fields(row)}
+
+
+@pytest.mark.parametrize(("unpriced_requests", "spend_usd", "flagged"), [
+    (0, Decimal("0.25"), False),  # a priced model
+    (3, None, True),  # only unpriced requests
+    (3, Decimal(0), True),  # unpriced successes beside failures priced at 0
+    (0, Decimal(0), False),  # only failures of a priced model
+])
+def test_focus_marks_a_row_holding_unpriced_requests_whatever_its_failures_cost(unpriced_requests, spend_usd, flagged):
+    from usage_jobs.defs.report.focus import focus_rows, report_day_cells
+
+    cell = queries.TeamModelDay(date="2026-11-20", team_id="t1", team_alias="Team", model="m", requests=4, total_tokens=100,
+                                unpriced_requests=unpriced_requests, spend_usd=spend_usd)
+    [row] = focus_rows(report_day_cells([cell], timezone="UTC"))
+    assert row["x_Unpriced"] is flagged
+    assert row["BilledCost"] == (spend_usd or Decimal(0))

@@ -4,8 +4,9 @@ With IG1 billing configured, the rows are the period's **billing days** (IG1_BIL
 a billed day carries IG1's cost allocated to the team (contract currency, the exact share),
 with the billing day's span as its charge period; a billing day IG1 has not billed yet carries
 the gateway's USD estimate of that same billing day. Without billing, the rows are report days
-and the gateway's USD estimate. A row whose model has no price and no billing carries a cost of
-0 and `x_Unpriced = true`, so it is never a silent $0.
+and the gateway's USD estimate. A gateway-estimated row holding requests of a model with no
+price has `x_Unpriced = true` (its cost leaves them out: 0 when all are), so it is never a
+silent $0 — even when the model's failed requests, priced at 0, are in the same row.
 """
 
 from __future__ import annotations
@@ -95,14 +96,14 @@ def charge_cells(conn: duckdb.DuckDBPyConnection, period: Period, *, billing_tim
     for day, team_id, alias, model, tokens, spend, unpriced in conn.execute(_ESTIMATED_CELLS, params).fetchall():
         if day not in billed_days:
             cells.append(ChargeCell(day, billing_timezone, team_id, alias or BUCKET_LABELS.get(team_id), model, int(tokens),
-                                    Decimal(spend or 0), "USD", spend, bool(unpriced) and spend is None))
+                                    Decimal(spend or 0), "USD", spend, bool(unpriced)))
     return sorted(cells, key=lambda c: (c.day, c.team_id, c.model))
 
 
 def report_day_cells(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> list[ChargeCell]:
     """Without billing: the report days × team × model and the gateway's USD estimate."""
     return [ChargeCell(dt.date.fromisoformat(c.date), timezone, c.team_id, c.team_alias, c.model, c.total_tokens, Decimal(c.spend_usd or 0), "USD",
-                       c.spend_usd, c.spend_usd is None) for c in team_model_daily]
+                       c.spend_usd, c.unpriced_requests > 0) for c in team_model_daily]
 
 
 def focus_rows(cells: Sequence[ChargeCell]) -> list[dict]:
