@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     freshness_deadline: Annotated[dt.time, BeforeValidator(_time_of_day)] = setting(
         dt.time(6, 0), "USAGE_FRESHNESS_DEADLINE",
         "time of day (report time zone) by which yesterday's partition of the daily assets must exist, else their freshness check fails")
+    hide_user_agent_tags: bool = setting(False, "REPORT_HIDE_USER_AGENT_TAGS",
+                                         "leave LiteLLM's automatic `User-Agent: …` request tags out of the tags view and export")
+    chromium: Path | None = setting(None, "REPORT_CHROMIUM", "Chromium (or Chrome) used to print each month's, quarter's and year's PDF",
+                                    shown_default="`chromium` or `google-chrome` on PATH; no PDF without one")
     serve_host: str = setting("127.0.0.1", "USAGE_SERVE_HOST", "address `usage-report serve` listens on")
     serve_port: Annotated[int, _number(1, 65535, whole=True)] = setting(8080, "USAGE_SERVE_PORT", "port `usage-report serve` listens on")
     admin_tokens: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = setting(
