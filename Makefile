@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-demo: install
+demo: install browser
 	$(BIN)/usage-report demo
 
 # The browser tests drive Debian's Chromium (a test tool's own browser download does not work offline).
