@@ -153,7 +153,48 @@ def _records(rows) -> list[dict]:
     return [vars(row) for row in rows]
 
 
-def _export_tables(data: PeriodData, billing: BillingView, quality: QualityView, charges: Statement | None, focus: list[dict]) -> list[ExportTable]:
+@dataclass(frozen=True)
+class PeriodViews:
+    """Everything a period's pages and exports show, read once from the warehouse."""
+
+    period: Period
+    data: PeriodData
+    billing: BillingView
+    quality: QualityView
+    charges: Statement | None  # the chargeback statement (billing configured, one contract currency)
+    focus: list[dict]
+
+
+def period_views(conn: duckdb.DuckDBPyConnection, period: Period, *, timezone: str, billing_configured: bool,
+                 billing_timezone: str = "UTC") -> PeriodViews:
+    """A period's views; the statement and FOCUS rows are over its billing days with billing configured, else over its report
+    days with the gateway's estimate."""
+    data = period_data(conn, period)
+    billing = billing_view(conn, period, with_forecast=period.kind.startswith("last-"))
+    if not billing_configured:
+        charges, focus = None, focus_rows(report_day_cells(data.team_model_daily, timezone=timezone))
+    else:
+        try:
+            charges = statement(conn, period.start, period.end)
+        except StatementError:
+            charges = None  # two contract currencies in one period: no statement (the reconciliation shows both)
+        focus = focus_rows(charge_cells(conn, period, billing_timezone=billing_timezone))
+    return PeriodViews(period, data, billing, quality_view(conn, period), charges, focus)
+
+
+def export_metadata(views: PeriodViews, *, timezone: str, billing_configured: bool, billing_timezone: str = "UTC") -> dict:
+    period = views.period
+    metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
+                "timezone": timezone, "currency": "USD", "billed_currency": views.billing.currency,
+                "source_days": [d.isoformat() for d in period.days], "missing_days": views.data.missing_days}
+    if billing_configured:
+        metadata["billing_timezone"] = billing_timezone
+    return metadata
+
+
+def export_tables(views: PeriodViews) -> list[ExportTable]:
+    """A period's export files, the site's and `usage-report export`'s alike."""
+    data, billing, quality, charges = views.data, views.billing, views.quality, views.charges
     keys = [vars(key) | {name: _iso(getattr(key, name)) for name in ("last_request_at", "first_request_at", "created_at", "expires")} for key in data.keys]
     tables = [
         ExportTable("daily", DAILY_COLUMNS, MONEY, _records(data.daily)),
@@ -163,7 +204,7 @@ def _export_tables(data: PeriodData, billing: BillingView, quality: QualityView,
         ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily), EXACT),
         ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _records(data.key_model_daily)),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
-        ExportTable("focus", FOCUS_COLUMNS, MONEY, focus),
+        ExportTable("focus", FOCUS_COLUMNS, MONEY, views.focus),
         ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, _records(data.anomalies)),
         ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, _records(quality.days)),
     ]
@@ -228,22 +269,13 @@ class SiteBuilder:
             text += f"; IG1 billing up to {billed}" if billed else "; no IG1 billing yet"
         return text
 
-    def charges(self, period: Period, data: PeriodData) -> tuple[Statement | None, list[dict]]:
-        """The period's chargeback statement over its billing days (for a month: the invoice month's) and its FOCUS rows:
-        billing days with billing configured, else report days with the gateway's estimate."""
-        if not self.context.billing_configured:
-            return None, focus_rows(report_day_cells(data.team_model_daily, timezone=self.timezone))
-        try:
-            charges = statement(self.conn, period.start, period.end)
-        except StatementError:
-            charges = None  # two contract currencies in one period: no statement (the reconciliation shows both)
-        return charges, focus_rows(charge_cells(self.conn, period, billing_timezone=self.context.billing_timezone))
+    def period_views(self, period: Period) -> PeriodViews:
+        return period_views(self.conn, period, timezone=self.timezone, billing_configured=self.context.billing_configured,
+                            billing_timezone=self.context.billing_timezone)
 
-    def fingerprint(self, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView, freshness: str,
-                    charges: Statement | None = None, focus: list[dict] | None = None) -> str:
+    def fingerprint(self, views: PeriodViews, nav: Navigation, freshness: str) -> str:
         context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
-        document = {"version": self.version, "context": context, "freshness": freshness, "data": vars(data), "billing": vars(billing), "quality": vars(quality),
-                    "charges": charges and vars(charges), "focus": focus,
+        document = {"version": self.version, "context": context, "freshness": freshness, "views": vars(views),
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
         return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
 
@@ -251,19 +283,14 @@ class SiteBuilder:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.env.get_template(template).render(site=self.context, **values), encoding="utf-8")
 
-    def render(self, scratch: Path, period: Period, nav: Navigation, data: PeriodData, billing: BillingView, quality: QualityView,
-               freshness: str, charges: Statement | None = None, focus: list[dict] | None = None) -> Rendered:
+    def render(self, scratch: Path, views: PeriodViews, nav: Navigation, freshness: str) -> Rendered:
+        period, data, billing, quality, charges = views.period, views.data, views.billing, views.quality, views.charges
         folder = scratch / "periods" / period.slug
         show_commit = period.kind.startswith("last-")
         jobs = _chart_jobs(folder, period, data, billing, show_commit)
-        metadata = {"period": period.slug, "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
-                    "timezone": self.timezone, "currency": "USD", "billed_currency": billing.currency,
-                    "source_days": [d.isoformat() for d in period.days], "missing_days": data.missing_days}
-        if self.context.billing_configured:
-            metadata["billing_timezone"] = self.context.billing_timezone
-        if focus is None:
-            charges, focus = self.charges(period, data)
-        exports = write_exports(folder / "exports", _export_tables(data, billing, quality, charges, focus), metadata, generated_at=self.context.generated_at)
+        metadata = export_metadata(views, timezone=self.timezone, billing_configured=self.context.billing_configured,
+                                   billing_timezone=self.context.billing_timezone)
+        exports = write_exports(folder / "exports", export_tables(views), metadata, generated_at=self.context.generated_at)
         result = Rendered(exports=len(exports) + 1, charts=[job for job, _ in jobs.values()])
 
         def chart_refs(here: str) -> dict:
@@ -342,12 +369,9 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     navs = navigation(periods) if periods else {}
     jobs: list[ChartJob] = []
     for index, period in enumerate(periods):
-        data = period_data(conn, period)
-        billing = billing_view(conn, period, with_forecast=period.kind.startswith("last-"))
-        quality = quality_view(conn, period)
-        freshness = builder._freshness(period, data)
-        charges, focus = builder.charges(period, data)
-        fingerprint = builder.fingerprint(period, navs[period.slug], data, billing, quality, freshness, charges, focus)
+        views = builder.period_views(period)
+        freshness = builder._freshness(period, views.data)
+        fingerprint = builder.fingerprint(views, navs[period.slug], freshness)
         published = site_dir / "periods" / period.slug
         reusable = not full and (published / FINGERPRINT_FILE).is_file() and (published / FINGERPRINT_FILE).read_text() == fingerprint
         if reusable and period.slug != "last-7-days":
@@ -357,7 +381,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             result.charts += sum(1 for _ in published.glob("charts/*.png"))
             result.export_files += sum(1 for _ in published.glob("exports/*"))
         else:
-            rendered = builder.render(scratch, period, navs[period.slug], data, billing, quality, freshness, charges, focus)
+            rendered = builder.render(scratch, views, navs[period.slug], freshness)
             (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
             jobs += rendered.charts
             result.rendered_periods += 1
