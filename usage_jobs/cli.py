@@ -1,4 +1,4 @@
-"""`usage-report`: the demo, date-range runs, site rebuilds and a configuration check.
+"""`usage-report`: the demo, date-range runs, site rebuilds, exports of any range and a configuration check.
 
 Runs are the jobs of the definitions built from the settings, executed on the Dagster
 instance in DAGSTER_HOME (so `dagster dev` shows them under their job names); progress and
@@ -450,6 +450,79 @@ def cmd_site(args) -> int:
     return _report_failures(failures, published=not any(asset == "usage_report_site" for asset, _ in failures))
 
 
+def _export_period(args, conn):
+    """The period `usage-report export` was asked for: --period SLUG, else --start/--end as a range."""
+    from usage_jobs.defs.report.periods import period_from_slug, range_period
+    from usage_jobs.defs.report.range_export import ingested_days
+
+    if args.period:
+        if args.start or args.end:
+            raise CommandError("--period names the whole span: give either --period or --start and --end")
+        days = ingested_days(conn)
+        try:
+            return period_from_slug(args.period, last_day=days[-1] if days else None)
+        except ValueError as exc:
+            raise CommandError(f"--period {exc}") from None
+    if not (args.start and args.end):
+        raise CommandError("give --start YYYY-MM-DD and --end YYYY-MM-DD (both included), or --period SLUG")
+    if args.end < args.start:
+        raise CommandError(f"--end {args.end} is before --start {args.start}")
+    return range_period(args.start, args.end)
+
+
+@contextlib.contextmanager
+def _read_warehouse(path: Path):
+    """The warehouse, read-only, for the export's few seconds (DuckDB refuses a writer meanwhile, and a reader while a run writes)."""
+    import duckdb
+
+    from usage_jobs import warehouse
+
+    if not path.is_file():
+        raise CommandError(f"no warehouse at {path}: run `usage-report run --start … --end …` (or `make demo`) first, "
+                           "or point USAGE_WAREHOUSE at it")
+    try:
+        conn = warehouse.connect(path, read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise CommandError(f"the warehouse {path} is being written by a run right now: export again once it has finished") from None
+        raise CommandError(f"cannot read the warehouse {path}: {exc}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def cmd_export(args) -> int:
+    """Export files for any range of days or any period, as the site's (same tables, columns and rules)."""
+    import duckdb
+
+    from usage_jobs.defs.report.range_export import ExportError, day_runs, export_period
+
+    settings = load_settings()
+    formats = (args.format,) if args.format else ("csv", "json")
+    with _read_warehouse(settings.warehouse) as conn:
+        period = _export_period(args, conn)
+        folder = args.out or Path("exports") / period.slug
+        try:
+            result = export_period(conn, period, folder, types=args.type, formats=formats, timezone=settings.timezone,
+                                   billing_configured=settings.billing_configured, billing_timezone=settings.billing_timezone,
+                                   hide_user_agent_tags=settings.hide_user_agent_tags)
+        except ExportError as exc:
+            raise CommandError(str(exc)) from None
+        except duckdb.CatalogException as exc:  # a warehouse of an earlier version, not migrated yet (read-only cannot)
+            raise CommandError(f"the warehouse {settings.warehouse} predates this version ({exc}): run `usage-report site` once "
+                               "to bring it up to date, then export again") from None
+    if result.missing_days:
+        _say(f"warning: {len(result.missing_days)} of the {period.length} days are not in the warehouse ({day_runs(result.missing_days)}): "
+             "the exports cover the ingested days, and their metadata's missing_days lists the others")
+    _say(f"Exported {period.label} ({period.start} to {period.end}, {settings.timezone}) into {folder}/:")
+    width = max(len(entry["file"]) for entry in result.files) if result.files else 0
+    for entry in result.files:
+        _say(f"  {entry['file']:<{width}}  {entry['rows']:>8,} rows")
+    _say(f"  {'manifest.json':<{width}}  (files, rows, sha256)")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from usage_jobs.demo.generator import default_days, generate
 
@@ -561,6 +634,18 @@ def parser() -> argparse.ArgumentParser:
 
     site = commands.add_parser("site", help="rebuild the report site from the warehouse")
     site.set_defaults(handler=cmd_site)
+
+    export = commands.add_parser("export", help="write the export files (CSV/JSON + manifest) of any range of days, as the site's")
+    export.add_argument("--start", type=_date, default=None, help="first day, YYYY-MM-DD (report time zone)")
+    export.add_argument("--end", type=_date, default=None, help="last day, YYYY-MM-DD (included)")
+    export.add_argument("--period", default=None, metavar="SLUG",
+                        help="a period of the site instead (2026-11-20, 2026-W47, 2026-11, 2026-Q4, 2026, last-7-days, last-30-days): "
+                             "the same files as its exports/ folder")
+    export.add_argument("--type", action="extend", nargs="+", default=None, metavar="NAME",
+                        help="only these exports (daily, teams, keys, models, …; default: every export of the site)")
+    export.add_argument("--format", choices=("csv", "json"), default=None, help="only CSV or only JSON (default: both)")
+    export.add_argument("--out", type=Path, default=None, help="folder to write into (default: exports/<period>/)")
+    export.set_defaults(handler=cmd_export)
 
     serve = commands.add_parser("serve", help="serve the site to admins only (gateway role proxy_admin / proxy_admin_viewer, or an admin token)")
     serve.add_argument("--host", default=None, help="listen address (default USAGE_SERVE_HOST, 127.0.0.1)")
