@@ -22,7 +22,7 @@ from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
 
 EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality",
-           "chargeback")
+           "chargeback", "tags", "end_users", "errors", "latency", "cache")
 
 
 def _csv(path: Path) -> list[dict]:
@@ -64,10 +64,21 @@ def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exp
                     assert _same(value, from_csv[column]), (folder.name, name, column, value, from_csv[column])
         for column in ("requests", "failed_requests", "total_tokens", "spend_usd"):
             total = _sum(tables["daily"], column)
-            for name in ("teams", "keys", "models", "team_model_daily", "key_model_daily"):
+            for name in ("teams", "keys", "models", "team_model_daily", "key_model_daily", "end_users"):
                 # Money cells are rounded to 6 decimals each: sums may differ by half a millionth per row, no more.
                 slack = Decimal("0.0000005") * (len(tables[name]) + len(tables["daily"])) if column == "spend_usd" else 0
                 assert abs(_sum(tables[name], column) - total) <= slack, (folder.name, name, column)
+        # Each failure once in the errors export; each timed success once per latency slice; cached tokens once per cache slice.
+        assert _sum(tables["errors"], "failures") == _sum(tables["daily"], "failed_requests")
+        for name in ("model", "key", "day", "day-model"):
+            assert _sum([r for r in tables["latency"] if r["slice"] == name], "requests") == _sum([r for r in tables["latency"] if r["slice"] == "model"],
+                                                                                                "requests") <= _sum(tables["daily"], "successful_requests")
+        for name in ("model", "team", "total"):
+            assert _sum([r for r in tables["cache"] if r["slice"] == name], "cached_input_tokens") == _sum(tables["daily"], "cached_input_tokens")
+        # Tags: a request under several tags is in each row; the page states by how much the rows overcount.
+        tag_rows = _sum(tables["tags"], "requests")
+        assert tag_rows >= _sum(tables["daily"], "requests")
+        assert f"appear {int(tag_rows):,} times" in (folder / "tags.html").read_text(encoding="utf-8")
         # Every record read is stored, rejected or a duplicate, and what is stored is what the report counts.
         for day in tables["data_quality"]:
             assert int(day["records_read"]) == int(day["stored"]) + int(day["rejected"]) + int(day["duplicates"]), (folder.name, day)

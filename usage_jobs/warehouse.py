@@ -6,6 +6,9 @@ Tables (all dates are report-time-zone days):
 * `ingest_days`       per day: files read, records, rejected, duplicates, id collisions, estimated, re-priced, unpriced
 * `unrecognised_files` per day: files under the logs root that are not request logs (named, sized)
 * `daily_usage`       day × team × key × model aggregates
+* `daily_tag_usage`, `daily_end_user_usage`  day × tag (end user) × team × model aggregates
+* `daily_errors`      day × team × key × model × error class, code and masked message: failed requests
+* `daily_latency`     day × model × key × stream: successful requests by duration bucket (percentiles of any span)
 * `inventory_keys`, `inventory_teams`  the gateway's key/team inventory (latest snapshot)
 * `billed_usage`      IG1's billed usage per billing day × model (contract currency)
 * `billing_days`      per billing day asked of IG1: billed or not yet, restated, or withdrawn (billed before, then absent)
@@ -64,7 +67,9 @@ CREATE TABLE IF NOT EXISTS requests (
     error_class VARCHAR,
     error_code VARCHAR,
     source_file VARCHAR NOT NULL,
-    source_line BIGINT
+    source_line BIGINT,
+    error_message VARCHAR,  -- first line, quoted text and long numbers masked (never prompt text), ≤ 160 characters
+    cache_savings_usd DECIMAL(18, 10)  -- cached input tokens × (input − cached input price); NULL for an unpriced model
 );
 CREATE TABLE IF NOT EXISTS rejected_records (
     day DATE NOT NULL,
@@ -114,7 +119,63 @@ CREATE TABLE IF NOT EXISTS daily_usage (
     unpriced_requests BIGINT NOT NULL,
     estimated_requests BIGINT NOT NULL,
     repriced_requests BIGINT NOT NULL,
+    cache_savings_usd DECIMAL(18, 10),
+    cache_hit_requests BIGINT NOT NULL DEFAULT 0,  -- answered from LiteLLM's response cache
+    cache_unpriced_tokens BIGINT NOT NULL DEFAULT 0,  -- cached input tokens of models without a price: savings unknown
     PRIMARY KEY (day, team_id, key_hash, model)
+);
+CREATE TABLE IF NOT EXISTS daily_tag_usage (
+    -- A request with several tags is under each of them: sums over tags count it more than once (see shared_requests).
+    day DATE NOT NULL,
+    tag VARCHAR,  -- NULL: requests without a tag (user_agent_only: with only `User-Agent:` tags, also under those)
+    user_agent_only BOOLEAN NOT NULL,
+    team_id VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    requests BIGINT NOT NULL,
+    successful_requests BIGINT NOT NULL,
+    failed_requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    spend_usd DECIMAL(18, 10),
+    unpriced_requests BIGINT NOT NULL,
+    shared_requests BIGINT NOT NULL,  -- also under another tag
+    shared_requests_without_user_agent BIGINT NOT NULL  -- also under another tag that is not a `User-Agent:` tag
+);
+CREATE TABLE IF NOT EXISTS daily_end_user_usage (
+    day DATE NOT NULL,
+    end_user VARCHAR,  -- NULL: requests that name no end user
+    team_id VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    requests BIGINT NOT NULL,
+    successful_requests BIGINT NOT NULL,
+    failed_requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    spend_usd DECIMAL(18, 10),
+    unpriced_requests BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_errors (
+    day DATE NOT NULL,
+    team_id VARCHAR NOT NULL,
+    key_hash VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    error_class VARCHAR,
+    error_code VARCHAR,
+    error_message VARCHAR,  -- masked and shortened (requests.error_message)
+    failures BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_latency (
+    -- Successful requests with a start and an end, by duration bucket: bucket b holds durations in [1.05^b, 1.05^(b+1)) ms
+    -- (bucket 0 also those under 1 ms). Percentiles of any span are read from summed buckets, to within 2.5%.
+    day DATE NOT NULL,
+    model VARCHAR NOT NULL,
+    key_hash VARCHAR NOT NULL,
+    stream BOOLEAN NOT NULL,
+    bucket SMALLINT NOT NULL,
+    requests BIGINT NOT NULL,
+    duration_ms_sum DOUBLE NOT NULL
 );
 CREATE TABLE IF NOT EXISTS inventory_teams (
     team_id VARCHAR PRIMARY KEY,
@@ -264,6 +325,11 @@ ADDED_COLUMNS = (
     ("requests", "cache_read_cost_usd", "DECIMAL(18, 10)"),
     ("requests", "cache_creation_cost_usd", "DECIMAL(18, 10)"),
     ("requests", "error_code", "VARCHAR"),
+    ("requests", "error_message", "VARCHAR"),
+    ("requests", "cache_savings_usd", "DECIMAL(18, 10)"),
+    ("daily_usage", "cache_savings_usd", "DECIMAL(18, 10)"),
+    ("daily_usage", "cache_hit_requests", "BIGINT DEFAULT 0"),
+    ("daily_usage", "cache_unpriced_tokens", "BIGINT DEFAULT 0"),
     ("ingest_days", "id_collisions", "BIGINT DEFAULT 0"),
     ("ingest_days", "unrecognised_with_data", "INTEGER DEFAULT 0"),
     ("billing_days", "withdrawn", "BOOLEAN DEFAULT false"),

@@ -43,6 +43,9 @@ ERRORS = (
     ("BadRequestError", "litellm.BadRequestError: context length exceeded"),
     ("InternalServerError", "litellm.InternalServerError: upstream returned 502"),
 )
+# LiteLLM tags each request with its client's User-Agent, whole and as product name: every request carries both.
+USER_AGENT_TAGS = ("User-Agent: OpenAI", "User-Agent: OpenAI/Python 1.99.9")
+CUSTOMER_WORKLOADS = ("chat-en", "chat-fr")  # assistants whose callers pass their customer as `user` (LiteLLM's end user)
 HOUR_WEIGHTS = (1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 16, 10, 13, 17, 17, 14, 10, 6, 4, 3, 2, 2, 1)
 WORDS_EN = "the report shows how each team uses the models and what it costs per request while finance needs the monthly totals".split()
 WORDS_FR = "le rapport montre comment chaque équipe utilise les modèles et ce que cela coûte pour chaque requête alors que la finance veut les totaux".split()
@@ -230,6 +233,8 @@ def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.
     end = start + dt.timedelta(seconds=latency)
     cached = int(prompt * rng.uniform(0.3, 0.9)) if model.kind == "chat" and rng.random() < 0.15 else 0
     call_type = {"chat": "acompletion", "embedding": "aembedding", "rerank": "arerank"}[model.kind]
+    # Drawn from the id, not the shared random stream: adding end users left every other generated value as it was.
+    end_user = f"customer-{int(request_id[-6:], 16) % 37:02d}" if key.workload in CUSTOMER_WORKLOADS else ""
     record: dict = {
         "id": request_id,
         "trace_id": str(uuid.UUID(int=rng.getrandbits(128))),
@@ -252,8 +257,8 @@ def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.
         "cache_hit": False,
         "cache_key": None,
         "saved_cache_cost": 0.0,
-        "request_tags": [f"workload:{key.workload}", "env:prod" if rng.random() < 0.8 else "env:dev"],
-        "end_user": "",
+        "request_tags": [f"workload:{key.workload}", "env:prod" if rng.random() < 0.8 else "env:dev", *USER_AGENT_TAGS],
+        "end_user": end_user,
         "requester_ip_address": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
         "metadata": {
             "user_api_key_hash": key.token_hash,
@@ -262,7 +267,7 @@ def make_request(key: DemoKey, model_name: str, start: dt.datetime, rng: random.
             "user_api_key_team_alias": key.team_alias,
             "user_api_key_user_id": key.user_id,
             "user_api_key_org_id": None,
-            "user_api_key_end_user_id": None,
+            "user_api_key_end_user_id": end_user or None,
             "spend_logs_metadata": None,
             "requester_ip_address": None,
             "requester_metadata": {},
@@ -335,7 +340,7 @@ def to_spendlogs_row(record: dict) -> dict:
         "custom_llm_provider": record["custom_llm_provider"],
         "user": metadata.get("user_api_key_user_id"),
         "team_id": metadata.get("user_api_key_team_id"),
-        "end_user": "",
+        "end_user": record["end_user"],
         "status": record["status"],
         "cache_hit": str(record["cache_hit"]),
         "request_tags": json.dumps(record["request_tags"]),

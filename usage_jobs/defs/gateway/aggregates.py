@@ -1,4 +1,4 @@
-"""Day × team × key × model aggregates of the `requests` table."""
+"""A day's aggregates of the `requests` table: day × team × key × model, tags, end users, errors and latency."""
 
 from __future__ import annotations
 
@@ -8,31 +8,80 @@ import duckdb
 
 from usage_jobs.warehouse import transaction
 
-_AGGREGATE_SQL = """
-INSERT INTO daily_usage
-SELECT
-    day, team_id, arg_max(team_alias, start_time), key_hash, arg_max(key_alias, start_time), model,
-    count(*),
-    count(*) FILTER (status = 'success'),
-    count(*) FILTER (status = 'failure'),
-    sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cached_input_tokens),
+LATENCY_BUCKET_RATIO = 1.05  # daily_latency's bucket width: a percentile read from buckets is within 2.5% of the duration
+
+USER_AGENT_TAG = "User-Agent:"  # LiteLLM tags every request with its client's User-Agent
+# The measures every usage table has, over a group of requests.
+_MEASURES = """
+    count(*) AS requests,
+    count(*) FILTER (status = 'success') AS successful_requests,
+    count(*) FILTER (status = 'failure') AS failed_requests,
+    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_tokens) AS total_tokens,
     -- Unpriced requests have no spend; the sum covers the priced ones and the count says what is missing.
-    sum(spend_usd),
-    count(*) FILTER (unpriced),
-    count(*) FILTER (tokens_estimated),
-    count(*) FILTER (spend_repriced)
+    sum(spend_usd) AS spend_usd,
+    count(*) FILTER (unpriced) AS unpriced_requests"""
+
+_AGGREGATE_SQL = f"""
+INSERT INTO daily_usage BY NAME
+SELECT
+    day, team_id, arg_max(team_alias, start_time) AS team_alias, key_hash, arg_max(key_alias, start_time) AS key_alias, model, {_MEASURES},
+    sum(cached_input_tokens) AS cached_input_tokens,
+    count(*) FILTER (tokens_estimated) AS estimated_requests,
+    count(*) FILTER (spend_repriced) AS repriced_requests,
+    sum(cache_savings_usd) AS cache_savings_usd,
+    count(*) FILTER (cache_hit) AS cache_hit_requests,
+    coalesce(sum(cached_input_tokens) FILTER (cache_savings_usd IS NULL), 0) AS cache_unpriced_tokens
 FROM requests
-WHERE day = ?
-GROUP BY day, team_id, key_hash, model
+WHERE day = $day
+GROUP BY day, team_id, key_hash, model;
+
+INSERT INTO daily_tag_usage BY NAME
+WITH tagged AS (
+    SELECT *, list_distinct(coalesce(request_tags, [])) AS tags,
+        len(list_filter(list_distinct(coalesce(request_tags, [])), lambda t: NOT starts_with(t, '{USER_AGENT_TAG}'))) AS plain_tags
+    FROM requests WHERE day = $day
+), one_per_tag AS (
+    SELECT *, unnest(CASE WHEN len(tags) > 0 THEN tags ELSE [NULL] END) AS tag, false AS user_agent_only FROM tagged
+    UNION ALL BY NAME
+    -- With User-Agent tags hidden, these requests are the ones without a tag.
+    SELECT *, NULL AS tag, true AS user_agent_only FROM tagged WHERE len(tags) > 0 AND plain_tags = 0
+)
+SELECT day, tag, user_agent_only, team_id, model, {_MEASURES},
+    count(*) FILTER (len(tags) > 1 AND tag IS NOT NULL) AS shared_requests,
+    count(*) FILTER (plain_tags - CASE WHEN starts_with(tag, '{USER_AGENT_TAG}') OR tag IS NULL THEN 0 ELSE 1 END > 0) AS shared_requests_without_user_agent
+FROM one_per_tag
+GROUP BY day, tag, user_agent_only, team_id, model;
+
+INSERT INTO daily_end_user_usage BY NAME
+SELECT day, end_user, team_id, model, {_MEASURES}
+FROM requests WHERE day = $day
+GROUP BY day, end_user, team_id, model;
+
+INSERT INTO daily_errors BY NAME
+SELECT day, team_id, key_hash, model, error_class, error_code, error_message, count(*) AS failures
+FROM requests WHERE day = $day AND status = 'failure'
+GROUP BY day, team_id, key_hash, model, error_class, error_code, error_message;
+
+INSERT INTO daily_latency BY NAME
+SELECT day, model, key_hash, coalesce(stream, false) AS stream,
+    greatest(floor(ln(greatest(ms, 1)) / ln({LATENCY_BUCKET_RATIO})), 0)::SMALLINT AS bucket,
+    count(*) AS requests, sum(ms) AS duration_ms_sum
+FROM (SELECT *, epoch_ms(end_time) - epoch_ms(start_time) AS ms FROM requests
+      WHERE day = $day AND status = 'success' AND end_time >= start_time)
+GROUP BY ALL;
 """
+DAY_TABLES = ("daily_usage", "daily_tag_usage", "daily_end_user_usage", "daily_errors", "daily_latency")
 
 
 def aggregate_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> int:
-    """Rebuild one day of `daily_usage`; returns its row count."""
+    """Rebuild one day of the aggregate tables; returns its `daily_usage` row count."""
     # Delete and insert in one transaction: re-running a day replaces it.
     with transaction(conn):
-        conn.execute("DELETE FROM daily_usage WHERE day = ?", [day.isoformat()])
-        conn.execute(_AGGREGATE_SQL, [day.isoformat()])
+        for table in DAY_TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE day = ?", [day.isoformat()])
+        for statement in _AGGREGATE_SQL.split(";\n"):
+            if statement.strip():
+                conn.execute(statement, {"day": day})
     return conn.execute("SELECT count(*) FROM daily_usage WHERE day = ?", [day.isoformat()]).fetchone()[0]
 
 

@@ -109,6 +109,12 @@ CREATE OR REPLACE TEMP MACRO shown(j) AS left(j::VARCHAR, 40);
 CREATE OR REPLACE TEMP MACRO ts_value(j) AS CASE jtype(j)
     WHEN 'NUMBER' THEN to_timestamp(CASE WHEN jnum(j) BETWEEN 946684800 AND 4102444800 THEN jnum(j) END)
     WHEN 'VARCHAR' THEN TRY_CAST(j->>'$' AS TIMESTAMPTZ) END;
+-- An error message as the report may show it: its first line, quoted or bracketed text (where a prompt could be echoed)
+-- and long numbers (token counts) masked, so that messages group; at most 160 characters.
+CREATE OR REPLACE TEMP MACRO masked_error(t) AS CASE WHEN nullif(trim(t), '') IS NOT NULL THEN (
+    SELECT CASE WHEN length(m) > 160 THEN left(m, 159) || '…' ELSE m END FROM (SELECT regexp_replace(regexp_replace(regexp_replace(
+        split_part(trim(t), chr(10), 1), '''[^'']*''|"[^"]*"|`[^`]*`', '"…"', 'g'), '\\[[^\\]]*\\]|\\{{[^}}]*\\}}', '[…]', 'g'),
+        '[0-9]{{4,}}', 'N', 'g') AS m)) END;
 CREATE OR REPLACE TEMP MACRO plausible(ts) AS CASE WHEN ts BETWEEN TIMESTAMPTZ '2000-01-01' AND TIMESTAMPTZ '2100-01-01' THEN ts END;
 """
 
@@ -142,7 +148,7 @@ WITH src AS (
             '$.user_api_key_end_user_id', '$.error_information.error_class', '$.error_information.error_code',
             -- SpendLogs rows keep these in metadata; payloads at the top level.
             '$.model_map_information.model_map_value.input_cost_per_token', '$.model_map_information.model_map_value.output_cost_per_token',
-            '$.cost_breakdown.cache_read_cost', '$.cost_breakdown.cache_creation_cost']) AS meta,
+            '$.cost_breakdown.cache_read_cost', '$.cost_breakdown.cache_creation_cost', '$.error_information.error_message']) AS meta,
         r.metadata AS metadata_raw,
         r.api_key AS api_key_raw, r.team_id AS team_id_raw, r."user" AS user_raw,
         r.request_tags AS tags_raw,
@@ -213,6 +219,7 @@ SELECT
     coalesce(model, $no_model) AS model, deployment, provider, api_base, cache_hit, priced_at_zero,
     coalesce(jstr(error_information->'error_class'), jstr(meta[10])) AS error_class,
     coalesce(jscalar(error_information->'error_code'), jscalar(meta[11])) AS error_code,
+    CASE WHEN status = 'failure' THEN masked_error(coalesce(jstr(error_information->'error_message'), jstr(error_raw), jstr(meta[16]))) END AS error_message,
     coalesce(end_user_raw, jstr(meta[9])) AS end_user,
     CAST(CASE WHEN isfinite(cache_read_cost_n) AND cache_read_cost_n >= 0 THEN cache_read_cost_n END AS DECIMAL(18, 10)) AS cache_read_cost_usd,
     CAST(CASE WHEN isfinite(cache_creation_cost_n) AND cache_creation_cost_n >= 0 THEN cache_creation_cost_n END AS DECIMAL(18, 10)) AS cache_creation_cost_usd,
@@ -261,11 +268,14 @@ SELECT
         WHEN s.priced_at_zero THEN 0
     END AS DECIMAL(18, 10)) AS spend_usd,
     s.cache_read_cost_usd, s.cache_creation_cost_usd,
+    -- What the cached input tokens would have cost more at the model's full input price (unknown for an unpriced model).
+    CAST(CASE WHEN s.cached_input_tokens = 0 OR t.input_tokens = 0 THEN 0
+        WHEN p.model IS NOT NULL THEN least(s.cached_input_tokens, t.input_tokens) * (p.input - p.cached_input) END AS DECIMAL(18, 10)) AS cache_savings_usd,
     s.estimate_used AS tokens_estimated,
     s.tokens_absent AND NOT s.estimate_used AS tokens_missing,
     r.needs_price AND p.model IS NOT NULL AND t.input_tokens + t.output_tokens > 0 AS spend_repriced,
     r.needs_price AND p.model IS NULL AND NOT s.priced_at_zero AS unpriced,
-    s.metadata_unreadable, s.error_class, s.error_code, s.source_file, s.source_line
+    s.metadata_unreadable, s.error_class, s.error_code, s.error_message, s.source_file, s.source_line
 FROM deduplicated s
 CROSS JOIN LATERAL (SELECT coalesce(s.prompt_tokens, 0) AS input_tokens, coalesce(s.completion_tokens, 0) AS output_tokens) t
 CROSS JOIN LATERAL (SELECT s.status = 'success' AND NOT coalesce(s.cost > 0, false) AND NOT coalesce(s.cache_hit, false) AS needs_price) r

@@ -48,6 +48,23 @@ def stacked_bars(path: Path, labels: list[str], series: dict[str, list[float]], 
         _save(fig, path)
 
 
+def lines(path: Path, labels: list[str], series: dict[str, list[float | None]], *, ylabel: str, title: str) -> None:
+    """One line per series over the days (a gap where a day has no value)."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        for index, (name, values) in enumerate(zip(chart_labels(list(series)), series.values())):
+            ax.plot(range(len(labels)), [float("nan") if v is None else v for v in values], label=name, color=PALETTE[index % len(PALETTE)],
+                    linestyle=["-", "--", ":", "-."][index % 4], marker="o", markersize=3)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(title, loc="left")
+        ax.tick_params(axis="x", labelrotation=45 if len(labels) > 7 else 0)
+        if len(series) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _save(fig, path)
+
+
 def horizontal_bars(path: Path, labels: list[str], values: list[float], *, xlabel: str, title: str) -> None:
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * max(len(labels), 3) + 0.8))

@@ -1,0 +1,99 @@
+"""The daily rows behind each view's from/to picker: one small script per view, summed in the browser by report.js.
+
+A script that sets a global, not a JSON file fetched: browsers refuse `fetch()` of a file:// URL, and the
+site must work from the file system. Money travels as whole units of 10⁻¹⁰ USD in strings (the warehouse's
+precision), summed exactly as BigInt and rounded once, like the exports; counts as numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from usage_jobs.defs.billing.reconcile import BUCKET_LABELS
+from usage_jobs.defs.gateway.aggregates import LATENCY_BUCKET_RATIO, USER_AGENT_TAG
+from usage_jobs.defs.report.insights import NO_END_USER, NO_TAG
+
+MONEY_UNITS = 10**10  # DECIMAL(18, 10)
+_USAGE = ("requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens")
+_USAGE_LABELS = ("Requests", "Failed", "Input tokens", "Output tokens", "Total tokens")
+
+
+@dataclass(frozen=True)
+class RangeView:
+    """One view's picker: what a row is called, its measures (count or money), and the query giving day, id, label, measures."""
+
+    name: str  # the page it serves, without .html
+    noun: str
+    measures: tuple[tuple[str, str, str], ...]  # (column, label, count | money | percentile)
+    sql: str
+    note: str = ""
+
+
+def _money(column: str) -> str:
+    return f"CAST(round(coalesce(sum({column}), 0) * {MONEY_UNITS}) AS HUGEINT)::VARCHAR"
+
+
+def _bucket_labels() -> str:
+    return " ".join(f"WHEN '{bucket}' THEN '{label}'" for bucket, label in BUCKET_LABELS.items())
+
+
+def _usage_view(name: str, noun: str, table: str, identity: str, label: str, where: str = "true", note: str = "",
+                extra: tuple[tuple[str, str, str, str], ...] = ()) -> RangeView:
+    sums = ", ".join(f"sum({c})::BIGINT" for c in _USAGE) + f", {_money('spend_usd')}" + "".join(f", {sql}" for _, _, _, sql in extra)
+    measures = tuple((c, lbl, "count") for c, lbl in zip(_USAGE, _USAGE_LABELS)) + (("spend_usd", "Spend (USD)", "money"),)
+    return RangeView(name, noun, measures + tuple((c, lbl, kind) for c, lbl, kind, _ in extra),
+                     f"SELECT strftime(day, '%Y-%m-%d'), {identity}, {label}, {sums} FROM {table} WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2", note)
+
+
+def range_views(hide_user_agent_tags: bool) -> tuple[RangeView, ...]:
+    tag_filter = (f"NOT coalesce(starts_with(tag, '{USER_AGENT_TAG}'), false)" if hide_user_agent_tags
+                  else "tag IS NOT NULL OR NOT user_agent_only")
+    tag_shared = "shared_requests_without_user_agent" if hide_user_agent_tags else "shared_requests"
+    return (
+        _usage_view("index", "Day", "daily_usage", "strftime(day, '%Y-%m-%d')", "any_value(strftime(day, '%Y-%m-%d'))"),
+        # Teams named as the site names them: the inventory, else the logs, else the bucket's label ("no team").
+        _usage_view("teams", "Team", "daily_usage d LEFT JOIN inventory_teams i USING (team_id)", "team_id",
+                    f"coalesce(any_value(i.team_alias), max(d.team_alias), CASE team_id {_bucket_labels()} END, team_id)"),
+        _usage_view("keys", "Key", "daily_usage", "key_hash", "coalesce(max(key_alias), '(no alias)') || ' · ' || left(key_hash, 12)"),
+        _usage_view("models", "Model", "daily_usage", "model", "any_value(model)"),
+        _usage_view("tags", "Tag", "daily_tag_usage", f"coalesce(tag, '{NO_TAG}')", f"any_value(coalesce(tag, '{NO_TAG}'))", tag_filter,
+                    "A request under several tags is in each tag's row: the rows add up to more than the total.",
+                    (("shared_requests", "Also under another tag", "count", f"sum({tag_shared})::BIGINT"),)),
+        _usage_view("end-users", "End user", "daily_end_user_usage", f"coalesce(end_user, '{NO_END_USER}')",
+                    f"any_value(coalesce(end_user, '{NO_END_USER}'))"),
+        RangeView("errors", "Error class and code", (("failures", "Failures", "count"),),
+                  "SELECT strftime(day, '%Y-%m-%d'), coalesce(error_class, '(unknown)') || ' ' || coalesce(error_code, '—'), "
+                  "any_value(coalesce(error_class, '(unknown)') || ' ' || coalesce(error_code, '—')), sum(failures)::BIGINT FROM daily_errors "
+                  "GROUP BY 1, 2 ORDER BY 1, 2"),
+        RangeView("latency", "Model and stream", (("bucket", "bucket", "percentile"),),
+                  "SELECT strftime(day, '%Y-%m-%d'), model || CASE WHEN stream THEN ' · stream' ELSE ' · non-stream' END, "
+                  "any_value(model || CASE WHEN stream THEN ' · stream' ELSE ' · non-stream' END), bucket, sum(requests)::BIGINT, "
+                  "sum(duration_ms_sum) FROM daily_latency GROUP BY 1, 2, 4 ORDER BY 1, 2, 4",
+                  "Percentiles of the summed 5% duration buckets: within 2.5% of the exact value."),
+        RangeView("cache", "Model", (("input_tokens", "Input tokens", "count"), ("cached_input_tokens", "Cached", "count"),
+                                     ("cache_savings_usd", "Saved (USD)", "money"), ("cache_unpriced_tokens", "Cached tokens without a price", "count"),
+                                     ("cache_hit_requests", "Response-cache hits", "count")),
+                  "SELECT strftime(day, '%Y-%m-%d'), model, any_value(model), sum(input_tokens)::BIGINT, sum(cached_input_tokens)::BIGINT, "
+                  f"{_money('cache_savings_usd')}, "
+                  "sum(cache_unpriced_tokens)::BIGINT, sum(cache_hit_requests)::BIGINT FROM daily_usage GROUP BY 1, 2 ORDER BY 1, 2"),
+    )
+
+
+def write_range_data(conn: duckdb.DuckDBPyConnection, folder: Path, *, hide_user_agent_tags: bool) -> int:
+    """Write `range/<view>.js` for every view; returns the number of files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    views = range_views(hide_user_agent_tags)
+    for view in views:
+        rows = conn.execute(view.sql).fetchall()
+        days = sorted({row[0] for row in rows})
+        index = {day: i for i, day in enumerate(days)}
+        document = {"view": view.name, "noun": view.noun, "note": view.note, "bucket_ratio": LATENCY_BUCKET_RATIO, "days": days,
+                    "measures": [{"column": c, "label": label, "kind": kind} for c, label, kind in view.measures],
+                    "rows": [[index[day], *values] for day, *values in rows]}
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=float)
+        (folder / f"{view.name}.js").write_text(f"window.usageRange = {text};\n", encoding="utf-8")
+    return len(views)
