@@ -28,6 +28,9 @@ from usage_jobs.defs.gateway.assets import (
 from usage_jobs.defs.gateway.completeness_assets import GatewayApiResource, gateway_completeness
 from usage_jobs.defs.inventory.assets import key_inventory
 from usage_jobs.defs.keys.assets import key_anomalies
+from usage_jobs.defs.notify.jobs import digest_job
+from usage_jobs.defs.notify.resources import notify_resource
+from usage_jobs.defs.notify.sensors import digest_sensor, failure_sensor
 from usage_jobs.defs.partitions import daily_partitions, with_partitions
 from usage_jobs.defs.report.assets import usage_report_site
 from usage_jobs.defs.resources import GatewayLogsResource, InventoryResource, SiteResource, WarehouseResource
@@ -84,6 +87,7 @@ def build_resources(settings: Settings, refetch: bool = False) -> dict:
         ),
         "site": SiteResource(site_dir=str(settings.site_dir), timezone=settings.timezone, billing_configured=settings.billing_configured,
                              billing_timezone=settings.billing_timezone),
+        "notify": notify_resource(settings),
     }
 
 
@@ -135,12 +139,14 @@ def build_definitions(settings: Settings, refetch: bool = False) -> dg.Definitio
         daily_job, name="daily_usage_schedule", hour_of_day=settings.schedule_time.hour, minute_of_hour=settings.schedule_time.minute,
         default_status=dg.DefaultScheduleStatus.RUNNING, description="Every day, ingest and aggregate the previous day.",
     )
+    digest = digest_job(DAILY_JOB)
     return dg.Definitions(
         assets=partitioned(DAILY_ASSETS, settings) + SITE_ASSETS,
         asset_checks=freshness_checks,
-        jobs=[daily_job, refresh_job, site_job],
+        jobs=[daily_job, refresh_job, site_job, digest],
         schedules=[schedule],
-        sensors=[*_site_sensors(daily_job, refresh_job, site_job), freshness_sensor],
+        sensors=[*_site_sensors(daily_job, refresh_job, site_job), freshness_sensor, digest_sensor(settings, site_job, digest),
+                 failure_sensor([daily_job, refresh_job, site_job, digest])],
         resources=build_resources(settings, refetch),
     )
 

@@ -32,6 +32,7 @@ class SettingsError(ValueError):
 
 
 LOGS_SOURCES = ("logs-dir", "gateway-api")
+SMTP_SECURITY = ("starttls", "ssl", "none")
 DEMO_INVENTORY = Path("demo_data/inventory.json")
 
 
@@ -171,6 +172,20 @@ class Settings(BaseSettings):
                                          "leave LiteLLM's automatic `User-Agent: …` request tags out of the tags view and export")
     chromium: Path | None = setting(None, "REPORT_CHROMIUM", "Chromium (or Chrome) used to print each month's, quarter's and year's PDF",
                                     shown_default="`chromium` or `google-chrome` on PATH; no PDF without one")
+    site_url: HttpUrl = setting(None, "REPORT_SITE_URL", "public address of the published site; the digest and alerts link into it",
+                                shown_default="none (messages name `USAGE_SITE_DIR`)")
+    smtp_host: str | None = setting(None, "USAGE_SMTP_HOST", "SMTP server the daily digest and the alerts are e-mailed through (with `USAGE_MAIL_TO`)")
+    smtp_port: Annotated[int, _number(1, 65535, whole=True)] = setting(587, "USAGE_SMTP_PORT", "port of the SMTP server")
+    smtp_security: str = setting("starttls", "USAGE_SMTP_SECURITY", "`starttls`, `ssl` (SMTPS, usually port 465) or `none`")
+    smtp_username: str | None = setting(None, "USAGE_SMTP_USERNAME", "SMTP login; none: no authentication")
+    smtp_password: SecretStr | None = setting(None, "USAGE_SMTP_PASSWORD", "SMTP password", secret=True)
+    mail_from: str = setting("ig1-usage-reports@localhost", "USAGE_MAIL_FROM", "sender address of the digest and alerts")
+    mail_to: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = setting(
+        (), "USAGE_MAIL_TO", "comma-separated addresses the digest and alerts are e-mailed to")
+    webhook_url: SecretStr | None = setting(None, "USAGE_WEBHOOK_URL",
+                                            "Slack-compatible incoming webhook the digest and alerts are posted to (its URL embeds a token)",
+                                            secret=True)
+    dagster_url: HttpUrl = setting(None, "USAGE_DAGSTER_URL", "address of the Dagster UI; a run failure alert links to the run")
     serve_host: str = setting("127.0.0.1", "USAGE_SERVE_HOST", "address `usage-report serve` listens on")
     serve_port: Annotated[int, _number(1, 65535, whole=True)] = setting(8080, "USAGE_SERVE_PORT", "port `usage-report serve` listens on")
     admin_tokens: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = setting(
@@ -212,6 +227,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{str(value)!r} is a file, not a folder")
         return value
 
+    @field_validator("smtp_security")
+    @classmethod
+    def _smtp_security(cls, value: str) -> str:
+        if value not in SMTP_SECURITY:
+            raise ValueError(f"{value!r} must be one of {', '.join(SMTP_SECURITY)}")
+        return value
+
     @field_validator("duckdb_memory_limit")
     @classmethod
     def _memory_size(cls, value: str) -> str:
@@ -225,6 +247,10 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_BASE_URL is set but GATEWAY_ADMIN_KEY is not: the gateway API needs an admin key")
         if self.logs_source == "gateway-api" and not self.gateway_base_url:
             raise ValueError("USAGE_LOGS_SOURCE=gateway-api needs GATEWAY_BASE_URL and GATEWAY_ADMIN_KEY")
+        if self.smtp_host and not self.mail_to:
+            raise ValueError("USAGE_SMTP_HOST is set but USAGE_MAIL_TO is not: the digest needs recipients")
+        if self.mail_to and not self.smtp_host:
+            raise ValueError("USAGE_MAIL_TO is set but USAGE_SMTP_HOST is not: the digest needs an SMTP server")
         try:
             self._usd_rates = load_usd_rates(self.usd_rate)
         except FxError as exc:
@@ -262,6 +288,11 @@ class Settings(BaseSettings):
     @property
     def billing_configured(self) -> bool:
         return bool(self.ig1_master_key)
+
+    @property
+    def notify_configured(self) -> bool:
+        """Whether the digest and alerts have somewhere to go (e-mail or webhook)."""
+        return bool(self.smtp_host or self.webhook_url)
 
     def describe(self) -> list[tuple[str, str]]:
         """(env name, effective value) pairs, secrets masked, for check-config."""
