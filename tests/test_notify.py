@@ -8,6 +8,7 @@ import json
 import socket
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -16,13 +17,14 @@ from aiosmtpd.smtp import AuthResult
 
 from helpers import KEY, local_http_server, payload, write
 from usage_jobs import warehouse
-from usage_jobs.definitions import build_definitions
+from usage_jobs.definitions import DAILY_JOB, SITE_JOB, build_definitions
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.notify.digest import FailedCheck, build_digest
 from usage_jobs.defs.notify.jobs import DIGEST_JOB
 from usage_jobs.defs.notify.render import Links, digest_message
+from usage_jobs.defs.notify.resources import NOT_CONFIGURED
 from usage_jobs.defs.report.queries import page_name
 from usage_jobs.settings import load_settings
 
@@ -255,3 +257,63 @@ def test_the_digest_of_a_day_is_sent_once_even_when_its_job_runs_again(warehouse
     (output,) = [e for e in again.all_events if e.is_successful_output]
     assert output.step_output_data.metadata["sent"].value == f"nothing: already sent by run {first.run_id}"
     assert other_day.success
+
+
+# --- The sensors ------------------------------------------------------------------------------------------------
+
+def _finished_run(instance: dg.DagsterInstance, job_name: str, error: str | None = None) -> dg.ExecuteInProcessResult:
+    """A run of a stand-in job named like one of the product's, failing in its step `fetch_billing` with `error` if given."""
+
+    @dg.op
+    def fetch_billing():
+        if error:
+            raise dg.Failure(description=error)
+
+    @dg.job(name=job_name)
+    def stand_in():
+        fetch_billing()
+
+    return stand_in.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def _evaluate(defs: dg.Definitions, sensor_name: str, instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult):
+    sensor = defs.resolve_sensor_def(sensor_name)
+    event = result.get_run_success_event() if result.success else result.get_run_failure_event()
+    context = dg.build_run_status_sensor_context(sensor_name=sensor_name, dagster_event=event, dagster_instance=instance, dagster_run=result.dagster_run,
+                                                 resources={"notify": defs.get_repository_def().get_top_level_resources()["notify"]})
+    return sensor(context.for_run_failure() if not result.success else context)
+
+
+def test_a_failed_run_alerts_with_its_job_run_failed_step_error_and_a_link_to_the_run(warehouse_path, tmp_path, smtp, webhook, definitions):
+    port, inbox = smtp
+    defs = definitions(_env(warehouse_path, tmp_path, port, webhook.url_for(WEBHOOK_PATH)))
+    with dg.DagsterInstance.ephemeral() as instance:
+        failed = _finished_run(instance, DAILY_JOB, error="IG1 answered HTTP 500 on GET https://api.ig1.ai/usage/history")
+        assert _evaluate(defs, "alert_on_run_failure", instance, failed) is None
+    run_id = failed.run_id
+    ((request, _),) = webhook.log
+    text = request.get_json()["text"]
+    assert text.startswith(f"*IG1 usage: {DAILY_JOB} failed*")
+    assert f"*<http://dagster.example.org:3000/runs/{run_id}|Run {run_id} of {DAILY_JOB} failed>*" in text
+    assert "• *fetch_billing*: IG1 answered HTTP 500 on GET https://api.ig1.ai/usage/history" in text
+    (mail,) = inbox.mails
+    assert mail["Subject"] == f"IG1 usage: {DAILY_JOB} failed"
+    assert "fetch_billing: IG1 answered HTTP 500" in mail.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("sensor_name, job_name, error", [("digest_after_site_run", SITE_JOB, None), ("alert_on_run_failure", SITE_JOB, "boom")])
+def test_with_no_channel_configured_the_sensors_skip_saying_so(warehouse_path, tmp_path, definitions, sensor_name, job_name, error):
+    defs = definitions(_env(warehouse_path, tmp_path, None, None))
+    with dg.DagsterInstance.ephemeral() as instance:
+        skipped = _evaluate(defs, sensor_name, instance, _finished_run(instance, job_name, error))
+    assert isinstance(skipped, dg.SkipReason) and skipped.skip_message == NOT_CONFIGURED
+
+
+def test_every_site_run_of_a_day_requests_the_digest_of_the_last_complete_day_under_one_run_key(warehouse_path, tmp_path, smtp, definitions):
+    zone = "Pacific/Kiritimati"  # UTC+14: its yesterday is often not UTC's
+    defs = definitions(_env(warehouse_path, tmp_path, smtp[0], None) | {"USAGE_TIMEZONE": zone})
+    yesterday = (dt.datetime.now(ZoneInfo(zone)) - dt.timedelta(days=1)).date().isoformat()
+    with dg.DagsterInstance.ephemeral() as instance:
+        requests = [_evaluate(defs, "digest_after_site_run", instance, _finished_run(instance, SITE_JOB)) for _ in range(2)]
+    assert [r.run_key for r in requests] == [f"digest-{yesterday}"] * 2
+    assert requests[0].run_config == {"ops": {"send_digest": {"config": {"day": yesterday}}}}
