@@ -73,6 +73,9 @@ def test_every_kind_of_page_loads_cleanly(browser, served, demo_site):
         "reconciliation": "periods/last-7-days/reconciliation.html", "team": f"periods/{day}/teams/{page_name(team_id)}.html",
         "key": f"periods/2026-11/keys/{page_name(key_hash)}.html", "week-quality": "periods/2026-W47/quality.html",
         "month-chargeback": "periods/2026-11/chargeback.html",
+        "week-tags": "periods/2026-W47/tags.html", "tag": f"periods/2026-W47/tags/{page_name('env:prod')}.html",
+        "month-end-users": "periods/2026-11/end-users.html", "day-errors": f"periods/{day}/errors.html",
+        "rolling-latency": "periods/last-7-days/latency.html", "quarter-cache": "periods/2026-Q4/cache.html",
     }
     for shot, path in pages.items():
         _visit(browser, served, path, shot)

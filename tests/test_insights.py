@@ -168,3 +168,14 @@ def test_the_tags_picker_says_its_rows_overcount(browser, demo_site):
     assert footer[0].startswith("Rows added up")
     assert footer[header.index("Requests")] == f"{sum(int(r['requests']) for r in _export(demo_site.site_dir, WEEK, 'tags')):,}"
     assert "more than the total" in browser.find_element(By.CSS_SELECTOR, ".range-status").text
+
+
+def test_the_chargeback_picker_gives_each_teams_exact_share_of_the_month(browser, demo_site):
+    expected: dict = defaultdict(Decimal)
+    for line in _export(demo_site.site_dir, "2026-11", "chargeback"):
+        expected[line["team_alias"] or line["team_id"]] += Decimal(line["exact_cost"])
+    header, rows, _ = _pick(browser, (demo_site.site_dir / "periods" / "2026-11" / "chargeback.html").as_uri(), "2026-11-01", "2026-11-30")
+    got = {r[0]: Decimal(r[header.index("Billed share (contract currency)")].replace(",", "")) for r in rows}
+    assert set(got) == set(expected) and len(got) > 3
+    for team, share in expected.items():
+        assert abs(got[team] - share) <= Decimal("0.0001"), team

@@ -14,6 +14,7 @@
     var sign = whole < 0n ? "-" : "", digits = (whole < 0n ? -whole : whole).toString().padStart(places + 1, "0");
     return sign + digits.slice(0, -places) + "." + digits.slice(-places);
   }
+  function exact(measure) { return measure.kind === "money" || measure.kind === "amount"; }
   function grouped(text) {
     var parts = text.split(".");
     parts[0] = parts[0].replace(/\B(?=(\d{3})+(?!\d))/g, ",");
@@ -40,7 +41,7 @@
       if (day < from || day > to) { return; }
       var id = row[1], group = groups[id];
       if (!group) {
-        group = groups[id] = {label: row[2], values: data.measures.map(function (m) { return m.kind === "money" ? 0n : 0; }), buckets: {}, ms: 0};
+        group = groups[id] = {label: row[2], values: data.measures.map(function (m) { return exact(m) ? 0n : 0; }), buckets: {}, ms: 0};
         order.push(id);
       }
       if (data.measures[0].kind === "percentile") {
@@ -49,7 +50,7 @@
         group.ms += row[5];
         return;
       }
-      data.measures.forEach(function (m, i) { group.values[i] += m.kind === "money" ? BigInt(row[3 + i]) : row[3 + i]; });
+      data.measures.forEach(function (m, i) { group.values[i] += exact(m) ? BigInt(row[3 + i]) : row[3 + i]; });
     });
     return order.map(function (id) { var g = groups[id]; g.id = id; return g; });
   }
@@ -64,7 +65,7 @@
     var inRange = data.days.filter(function (d) { return d >= from && d <= to; }).length;
     var columns = latency ? ["Requests", "Mean (ms)", "p50 (ms)", "p95 (ms)", "p99 (ms)"] : data.measures.map(function (m) { return m.label; });
     var csv = [[data.noun].concat(columns)];
-    var moneyAt = data.measures.map(function (m) { return m.kind === "money"; });
+    var moneyAt = data.measures.map(exact), prefix = data.measures.map(function (m) { return m.kind === "money" ? "$" : ""; });
     groups.forEach(function (g) {
       g.cells = latency ? [g.values[0], Math.round(g.ms / g.values[0])].concat([50, 95, 99].map(function (q) { return percentile(g.buckets, g.values[0], q, data.bucket_ratio); }))
         : g.values;
@@ -84,7 +85,7 @@
       var tr = body.insertRow();
       cell(tr, g.label, true);
       g.cells.forEach(function (v, i) {
-        cell(tr, !latency && moneyAt[i] ? "$" + grouped(money(v, 4)) : grouped(String(v)));
+        cell(tr, !latency && moneyAt[i] ? prefix[i] + grouped(money(v, 4)) : grouped(String(v)));
         if (!latency) { totals[i] += v; }
       });
       csv.push([g.label].concat(g.cells.map(function (v, i) { return !latency && moneyAt[i] ? money(v, 6) : String(v); })));
@@ -92,7 +93,7 @@
     if (!latency) {
       var tf = foot.insertRow();
       cell(tf, data.view === "tags" ? "Rows added up (a request under several tags counts under each)" : "Total", true);
-      totals.forEach(function (v, i) { cell(tf, moneyAt[i] ? "$" + grouped(money(v, 4)) : grouped(String(v))); });
+      totals.forEach(function (v, i) { cell(tf, moneyAt[i] ? prefix[i] + grouped(money(v, 4)) : grouped(String(v))); });
     }
     table.hidden = false;
     status.textContent = from + " to " + to + ": " + inRange + " day(s) with data, " + groups.length + " row(s)." + (data.note ? " " + data.note : "");
@@ -103,11 +104,6 @@
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".range-form").forEach(function (form) {
-      var data = window.usageRange;
-      if (data && data.days.length) {
-        form.elements.from.min = form.elements.to.min = data.days[0];
-        form.elements.from.max = form.elements.to.max = data.days[data.days.length - 1];
-      }
       form.addEventListener("submit", function (event) { event.preventDefault(); showRange(form); });
     });
   });

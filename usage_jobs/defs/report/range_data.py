@@ -28,7 +28,7 @@ class RangeView:
 
     name: str  # the page it serves, without .html
     noun: str
-    measures: tuple[tuple[str, str, str], ...]  # (column, label, count | money | percentile)
+    measures: tuple[tuple[str, str, str], ...]  # (column, label, count | money (USD) | amount (contract currency) | percentile)
     sql: str
     note: str = ""
 
@@ -83,10 +83,33 @@ def range_views(hide_user_agent_tags: bool) -> tuple[RangeView, ...]:
     )
 
 
+def _billing_views() -> tuple[RangeView, ...]:
+    return (
+        RangeView("reconciliation", "Model", (("estimated_tokens", "Estimated tokens", "count"), ("billed_tokens", "Billed tokens", "count"),
+                                              ("estimated_cost_usd", "Estimated (USD)", "money"), ("billed_cost", "Billed (contract currency)", "amount")),
+                  "SELECT strftime(day, '%Y-%m-%d'), model, any_value(model), "
+                  "coalesce(sum(estimated_input_tokens + estimated_output_tokens), 0)::BIGINT, "
+                  "coalesce(sum(billed_input_tokens + billed_output_tokens), 0)::BIGINT, "
+                  f"{_money('estimated_cost_usd')}, {_money('billed_cost')} FROM reconciliation GROUP BY 1, 2 ORDER BY 1, 2",
+                  "Billing days (IG1_BILLING_TIMEZONE)."),
+        RangeView("chargeback", "Team", (("allocated_cost", "Billed share (contract currency)", "amount"),
+                                         ("allocated_cost_usd", "Billed share (USD)", "money")),
+                  "SELECT strftime(day, '%Y-%m-%d'), team_id, coalesce(any_value(i.team_alias), max(c.team_alias), "
+                  f"CASE team_id {_bucket_labels()} END, team_id), {_money('allocated_cost')}, {_money('allocated_cost_usd')} "
+                  "FROM chargeback c LEFT JOIN inventory_teams i USING (team_id) GROUP BY 1, 2 ORDER BY 1, 2",
+                  "Exact shares over billing days, rounded here once per row; the statement of a range (usage-report export --type chargeback) "
+                  "rounds its lines so that they add up to the billed total to the cent."),
+        RangeView("quality", "Day", (("records_read", "Records read", "count"), ("rows", "Stored", "count"), ("rejected", "Rejected", "count"),
+                                     ("duplicates", "Duplicates", "count"), ("tokens_estimated", "Tokens estimated", "count")),
+                  "SELECT strftime(day, '%Y-%m-%d'), strftime(day, '%Y-%m-%d'), strftime(day, '%Y-%m-%d'), records_read, rows, rejected, duplicates, "
+                  "tokens_estimated FROM ingest_days ORDER BY 1"),
+    )
+
+
 def write_range_data(conn: duckdb.DuckDBPyConnection, folder: Path, *, hide_user_agent_tags: bool) -> int:
     """Write `range/<view>.js` for every view; returns the number of files."""
     folder.mkdir(parents=True, exist_ok=True)
-    views = range_views(hide_user_agent_tags)
+    views = range_views(hide_user_agent_tags) + _billing_views()
     for view in views:
         rows = conn.execute(view.sql).fetchall()
         days = sorted({row[0] for row in rows})
