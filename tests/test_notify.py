@@ -5,6 +5,7 @@ import datetime as dt
 import email
 import email.policy
 import json
+import logging
 import socket
 from decimal import Decimal
 from pathlib import Path
@@ -317,3 +318,84 @@ def test_every_site_run_of_a_day_requests_the_digest_of_the_last_complete_day_un
         requests = [_evaluate(defs, "digest_after_site_run", instance, _finished_run(instance, SITE_JOB)) for _ in range(2)]
     assert [r.run_key for r in requests] == [f"digest-{yesterday}"] * 2
     assert requests[0].run_config == {"ops": {"send_digest": {"config": {"day": yesterday}}}}
+
+
+# The code location of the daemon test: the product's digest job, sensor and resources, and a stand-in site_job
+# (a step that publishes nothing) that a `kick` sensor requests whenever the test leaves a file for it.
+DAEMON_LOCATION = """
+from pathlib import Path
+
+import dagster as dg
+
+from usage_jobs.definitions import DAILY_JOB, SITE_JOB, build_resources
+from usage_jobs.defs.notify.jobs import digest_job
+from usage_jobs.defs.notify.sensors import digest_sensor
+from usage_jobs.settings import load_settings
+
+settings = load_settings()
+KICK = Path(__file__).with_name("kick")
+
+
+@dg.op
+def publish():
+    pass
+
+
+@dg.job(name=SITE_JOB, executor_def=dg.in_process_executor)
+def site_job():
+    publish()
+
+
+@dg.sensor(job=site_job, minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING)
+def kick():
+    if KICK.exists():
+        KICK.unlink()
+        return dg.RunRequest()
+    return dg.SkipReason("no kick")
+
+
+digest = digest_job(DAILY_JOB)
+defs = dg.Definitions(jobs=[site_job, digest], sensors=[kick, digest_sensor(settings, site_job, digest)], resources=build_resources(settings))
+"""
+
+
+def test_the_sensor_daemon_launches_one_digest_run_per_day_however_often_the_site_is_rebuilt(warehouse_path, tmp_path, smtp, monkeypatch, caplog):
+    """Dagster's own sensor daemon (one iteration at a time, runs launched in process): two site runs, one digest run and one e-mail."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    caplog.set_level(logging.INFO, logger="sensor-daemon")
+    for name, value in _env(warehouse_path, tmp_path, smtp[0], None).items():
+        monkeypatch.setenv(name, value)
+    location = tmp_path / "location"
+    location.mkdir()
+    (location / "defs.py").write_text(DAEMON_LOCATION)
+    target = InProcessWorkspaceLoadTarget(InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(location / "defs.py"), attribute="defs")))
+    start = dt.datetime.now(dt.UTC)
+    with dg.instance_for_test(synchronous_run_launcher=True, synchronous_run_coordinator=True) as instance, \
+            create_test_daemon_workspace_context(target, instance) as workspace:
+
+        def tick(minute: int) -> None:
+            with freeze_time(start + dt.timedelta(minutes=minute)):
+                list(execute_sensor_iteration(workspace, logging.getLogger("sensor-daemon"), threadpool_executor=None, submit_threadpool_executor=None))
+
+        def runs(job: str) -> list[dg.DagsterRun]:
+            return instance.get_runs(filters=dg.RunsFilter(job_name=job))
+
+        tick(0)  # the run status sensor starts watching from here
+        for minute in (1, 3):  # the site published twice the same day
+            (location / "kick").touch()
+            tick(minute)
+            tick(minute + 1)
+        assert [run.status for run in runs(SITE_JOB)] == [dg.DagsterRunStatus.SUCCESS] * 2
+        (digest_run,) = runs(DIGEST_JOB)
+        assert digest_run.status == dg.DagsterRunStatus.SUCCESS
+        yesterday = (start - dt.timedelta(days=1)).date().isoformat()
+        assert digest_run.tags["dagster/run_key"] == f"digest-{yesterday}"
+    # The second site run's digest request was Dagster's to drop, by its run key.
+    assert f'Skipping 1 run for sensor digest_after_site_run already completed with run keys: ["digest-{yesterday}"]' in caplog.text
+    (mail,) = smtp[1].mails
+    assert mail["Subject"].startswith(f"IG1 usage {yesterday}: ")
