@@ -399,3 +399,28 @@ def test_the_sensor_daemon_launches_one_digest_run_per_day_however_often_the_sit
     assert f'Skipping 1 run for sensor digest_after_site_run already completed with run keys: ["digest-{yesterday}"]' in caplog.text
     (mail,) = smtp[1].mails
     assert mail["Subject"].startswith(f"IG1 usage {yesterday}: ")
+
+
+def test_the_checks_the_days_daily_run_did_not_pass_are_in_its_digest(warehouse_path, tmp_path, smtp, definitions):
+    """A stand-in daily job (the product's job name, one asset and a non-blocking check failing at ERROR) run for DAY and the day before."""
+    port, inbox = smtp
+    partitions = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+
+    @dg.asset(partitions_def=partitions, name="billing_reconciliation")
+    def reconciliation():
+        pass
+
+    @dg.asset_check(asset=reconciliation, name="billing_arrived")
+    def arrived(context: dg.AssetCheckExecutionContext):
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   description=f"IG1 billing is missing in the run of {context.run.tags['dagster/partition']}")
+
+    daily = dg.Definitions(assets=[reconciliation], asset_checks=[arrived], jobs=[dg.define_asset_job(DAILY_JOB, partitions_def=partitions)])
+    defs = definitions(_env(warehouse_path, tmp_path, port, None))
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in (DAY - dt.timedelta(days=1), DAY):
+            assert daily.resolve_job_def(DAILY_JOB).execute_in_process(partition_key=day.isoformat(), instance=instance).success
+        assert _send_digest(defs, instance).success
+    (mail,) = inbox.mails
+    assert mail["Subject"] == f"IG1 usage {DAY}: 5 items need attention"
+    assert f"billing_reconciliation: billing_arrived (ERROR): IG1 billing is missing in the run of {DAY}\r\n" in mail.get_body(("plain",)).get_content()
