@@ -22,12 +22,13 @@ from usage_jobs.definitions import DAILY_JOB, SITE_JOB, build_definitions
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
+from usage_jobs.defs.notify.command import digest_command
 from usage_jobs.defs.notify.digest import FailedCheck, build_digest
 from usage_jobs.defs.notify.jobs import DIGEST_JOB
 from usage_jobs.defs.notify.render import Links, digest_message
 from usage_jobs.defs.notify.resources import NOT_CONFIGURED
 from usage_jobs.defs.report.queries import page_name
-from usage_jobs.settings import load_settings
+from usage_jobs.settings import SettingsError, load_settings
 
 DAY = dt.date(2026, 11, 20)  # a Friday
 # Requests a day and the cost of each: the report day, the four Fridays before it, and a Thursday that is not "the usual".
@@ -330,7 +331,7 @@ import dagster as dg
 from usage_jobs.definitions import DAILY_JOB, SITE_JOB, build_resources
 from usage_jobs.defs.notify.jobs import digest_job
 from usage_jobs.defs.notify.sensors import digest_sensor
-from usage_jobs.settings import load_settings
+from usage_jobs.settings import SettingsError, load_settings
 
 settings = load_settings()
 KICK = Path(__file__).with_name("kick")
@@ -424,3 +425,24 @@ def test_the_checks_the_days_daily_run_did_not_pass_are_in_its_digest(warehouse_
     (mail,) = inbox.mails
     assert mail["Subject"] == f"IG1 usage {DAY}: 5 items need attention"
     assert f"billing_reconciliation: billing_arrived (ERROR): IG1 billing is missing in the run of {DAY}\r\n" in mail.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_digest_command_previews_a_day_and_sends_it_unless_dry_run(warehouse_path, tmp_path, smtp, capsys, dry_run):
+    port, inbox = smtp
+    assert digest_command(load_settings(_env(warehouse_path, tmp_path, port, None)), DAY, dry_run=dry_run) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Subject: IG1 usage {DAY}: 4 items need attention\n\n{DAY} (against the usual")
+    assert [mail["Subject"] for mail in inbox.mails] == ([] if dry_run else [f"IG1 usage {DAY}: 4 items need attention"])
+    assert dry_run or inbox.logins == [("reports", PASSWORD)]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"USAGE_SMTP_SECURITY": "tls"}, "USAGE_SMTP_SECURITY='tls' must be one of starttls, ssl, none"),
+    ({"USAGE_SMTP_HOST": "smtp.example.org"}, "USAGE_SMTP_HOST is set but USAGE_MAIL_TO is not"),
+    ({"USAGE_MAIL_TO": "admin@example.org"}, "USAGE_MAIL_TO is set but USAGE_SMTP_HOST is not"),
+    ({"REPORT_SITE_URL": "reports.example.org"}, "REPORT_SITE_URL='reports.example.org' is not an http"),
+])
+def test_a_bad_notification_setting_fails_fast_naming_it(env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
