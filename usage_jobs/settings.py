@@ -307,6 +307,8 @@ def _shown(name: str, value: Any, secret: bool, settings: Settings) -> str:
         return settings.first_day.isoformat() + ("" if value else f" ({settings.history_days} days ago)")
     if name == "inventory_file":
         value = settings.inventory
+    if isinstance(value, tuple):
+        return ", ".join(value) or "(not set)"
     if isinstance(value, dt.time):
         return value.strftime("%H:%M")
     if isinstance(value, float):

@@ -72,10 +72,6 @@ class Digest:
     def billing_path(self) -> str:
         return f"periods/{month_period(self.day).slug}/reconciliation.html"
 
-    @property
-    def needs_attention(self) -> bool:
-        return bool(self.attention or self.outliers or self.failed_checks or not self.ingested)
-
 
 def _usual(conn: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[Totals | None, int]:
     """The median requests, tokens and spend of the same weekday in the previous USUAL_WEEKS weeks that were ingested."""

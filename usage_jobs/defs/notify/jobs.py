@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from usage_jobs.cli import run_outcome
 from usage_jobs.defs.billing.resources import BillingResource
 from usage_jobs.defs.notify.digest import Digest, FailedCheck, build_digest
 from usage_jobs.defs.notify.render import digest_message
@@ -31,8 +32,6 @@ def sent_by(instance: dg.DagsterInstance, day: str) -> str | None:
 
 def day_run_checks(instance: dg.DagsterInstance, daily_job: str, day: dt.date) -> tuple[FailedCheck, ...]:
     """The checks that did not pass in the latest run of `daily_job` for `day`'s partition."""
-    from usage_jobs.cli import run_outcome  # the CLI's reading of a run's records; imported late, as the CLI imports the definitions
-
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_job, tags={"dagster/partition": day.isoformat()}), limit=1)
     if not runs:
         return ()

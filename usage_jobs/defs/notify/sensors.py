@@ -3,6 +3,7 @@ when a run of the product fails."""
 
 import dagster as dg
 
+from usage_jobs.cli import last_complete_day, run_outcome
 from usage_jobs.defs.notify.jobs import DIGEST_DAY_TAG
 from usage_jobs.defs.notify.render import failure_message
 from usage_jobs.defs.notify.resources import NOT_CONFIGURED, NotifyResource
@@ -20,8 +21,6 @@ def digest_sensor(settings: Settings, site_job: dg.JobDefinition, digest_job: dg
                           default_status=dg.DefaultSensorStatus.RUNNING,
                           description="Once per report day, after the site is published: the admins' digest of the last complete day.")
     def digest_after_site_run(context: dg.RunStatusSensorContext, notify: NotifyResource):
-        from usage_jobs.cli import last_complete_day  # the CLI's "yesterday in the report time zone"
-
         if not notify.configured:
             return dg.SkipReason(NOT_CONFIGURED)
         day = last_complete_day(settings).isoformat()
@@ -37,8 +36,6 @@ def failure_sensor(monitored_jobs: list[dg.JobDefinition]) -> dg.SensorDefinitio
     @dg.run_failure_sensor(monitored_jobs=monitored_jobs, name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
                            description="Alert the admins (e-mail and/or webhook) when a run of the product's jobs fails.")
     def alert_on_run_failure(context: dg.RunFailureSensorContext, notify: NotifyResource):
-        from usage_jobs.cli import run_outcome
-
         if not notify.configured:
             return dg.SkipReason(NOT_CONFIGURED)
         run = context.dagster_run
