@@ -162,7 +162,7 @@ def test_navigation_moves_between_periods_of_a_kind_and_between_kinds(demo_site)
     previous = (DEMO_END - dt.timedelta(days=1)).isoformat()
     assert f'rel="prev" href="../../periods/{previous}/teams.html"' in day
     assert "no later day" in day
-    for kind in ("2026-W47", "2026-11", "last-7-days", "last-30-days"):
+    for kind in ("2026-W47", "2026-11", "2026-Q4", "2026", "last-7-days", "last-30-days"):
         assert f'href="../../periods/{kind}/teams.html"' in day
 
 
@@ -234,5 +234,5 @@ def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp
     changed = build_site(conn, site, timezone="UTC", billing_configured=True)
     untouched = (site / "periods" / "2026-11-17" / "index.html").stat().st_mtime
     rendered = {p.name for p in (site / "periods").iterdir() if (p / "index.html").stat().st_mtime > untouched}
-    assert {day, "2026-W47", "2026-11", "last-7-days", "last-30-days"} <= rendered
-    assert changed.rendered_periods == 5 and changed.reused_periods == first.periods - 5
+    assert {day, "2026-W47", "2026-11", "2026-Q4", "2026", "last-7-days", "last-30-days"} <= rendered
+    assert changed.rendered_periods == 7 and changed.reused_periods == first.periods - 7
