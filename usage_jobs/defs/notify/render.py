@@ -121,7 +121,7 @@ def failure_message(job: str, run_id: str, failed_steps: list[tuple[str, str]], 
     """A run failed: its job, run id, the steps that failed and why, a link to the run in the Dagster UI."""
     lines = tuple(Line(message, step) for step, message in failed_steps) + tuple(Line(text) for text in failed_checks)
     run_url = f"{dagster_url.rstrip('/')}/runs/{run_id}" if dagster_url else None
-    section = Section(f"Run {run_id} of {job} failed", lines or (Line("the run failed before any step (see its logs)"),), run_url)
+    section = Section(f"Run {run_id} of {job} failed", lines, run_url)
     return compose(f"IG1 usage: {job} failed", [section], links)
 
 
