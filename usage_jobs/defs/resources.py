@@ -85,3 +85,4 @@ class SiteResource(dg.ConfigurableResource):
     timezone: str = "UTC"
     billing_configured: bool = False
     billing_timezone: str = "UTC"
+    chromium: str | None = None  # REPORT_CHROMIUM, prints the finance periods' PDFs; None: `chromium` or `google-chrome` on PATH

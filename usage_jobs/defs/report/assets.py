@@ -25,10 +25,13 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     warehouse holds, and its pages state a source that could not be refreshed."""
     with warehouse.connect() as conn:
         result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
-                            billing_timezone=site.billing_timezone,
+                            billing_timezone=site.billing_timezone, chromium=site.chromium,
                             progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))
+    for note in result.pdf_notes:  # no Chromium (said once), or a period whose PDF failed
+        context.log.warning(note)
     return dg.MaterializeResult(metadata={
         "pages": result.pages, "charts": result.charts, "export files": result.export_files, "periods": result.periods,
         "periods rendered": result.rendered_periods, "periods unchanged (copied)": result.reused_periods,
+        "pdfs": result.pdfs, "pdf notes": "\n".join(result.pdf_notes),
         "index": dg.MetadataValue.path(str(Path(site.site_dir).resolve() / "index.html")),
     })

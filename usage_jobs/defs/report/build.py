@@ -30,6 +30,7 @@ from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
+from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, find_chromium, is_pdf_kind, missing_note, pdf_name, print_pdfs, withdraw_link
 from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
@@ -75,6 +76,7 @@ class SiteContext:
     billing_configured: bool
     billing_timezone: str = "UTC"
     inventory_stale: bool = False  # an earlier snapshot is shown: the last refresh failed
+    pdf_note: str | None = None  # why the finance periods have no PDF (no Chromium); None: they have one
 
 
 @dataclass
@@ -86,6 +88,8 @@ class BuildResult:
     rendered_periods: int = 0
     reused_periods: int = 0
     rendered: list[str] = field(default_factory=list)
+    pdfs: int = 0
+    pdf_notes: list[str] = field(default_factory=list)  # no Chromium, or a period whose PDF failed
 
 
 @dataclass
@@ -100,6 +104,7 @@ class Rendered:
     pages: int = 0
     exports: int = 0
     charts: list[ChartJob] = field(default_factory=list)
+    pdfs: list[PdfJob] = field(default_factory=list)
 
 
 def _when(value) -> str:
@@ -296,7 +301,8 @@ class SiteBuilder:
         def chart_refs(here: str) -> dict:
             return {name: {"src": f"{here}charts/{name}.png", "alt": alt} for name, (_, alt) in jobs.items()}
 
-        common = dict(period=period, nav=nav, data=data, exports=exports, views=self.views(), freshness=freshness)
+        common = dict(period=period, nav=nav, data=data, exports=exports, views=self.views(), freshness=freshness,
+                      pdf=pdf_name(period.slug) if is_pdf_kind(period.kind) else None)
         top_level = [("index.html", "global.html.j2"), ("teams.html", "teams.html.j2"), ("keys.html", "keys.html.j2"), ("models.html", "models.html.j2")]
         status_counts = _status_counts(data)
         for file, template in top_level:
@@ -315,6 +321,12 @@ class SiteBuilder:
             self._write(folder / "keys" / f"{key_page.key.page}.html", "key.html.j2", **common, page=key_page, here="../", root="../../../",
                         view_file="keys.html")
         result.pages += len(data.team_pages) + len(data.key_pages)
+        if is_pdf_kind(period.kind):  # a finance period: its print page, printed to its PDF once every chart is drawn
+            self._write(folder / PRINT_PAGE, "print.html.j2", period=period, data=data, exports=exports, freshness=freshness, charts=chart_refs(""),
+                        statement=charges, billing_currency=billing.currency, here="", root="../../", pdf=None)
+            result.pages += 1
+            if self.context.pdf_note is None:
+                result.pdfs.append(PdfJob(period.slug, folder / PRINT_PAGE, folder / pdf_name(period.slug)))
         if period.slug == "last-7-days":  # the site's front page, with links rebased to the site root
             self._write(scratch / "index.html", "global.html.j2", **common, charts=chart_refs(f"periods/{period.slug}/"), here=f"periods/{period.slug}/",
                         root="", view_file="index.html")
@@ -348,12 +360,15 @@ def _draw_all(jobs: list[ChartJob]) -> None:
 
 
 def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, billing_timezone: str = "UTC",
-               generated_at: dt.datetime | None = None, progress=None, full: bool = False) -> BuildResult:
+               generated_at: dt.datetime | None = None, progress=None, full: bool = False, chromium: Path | str | None = None) -> BuildResult:
     """Render every period into a scratch folder, then swap it in; a failure leaves the old site.
 
-    Periods whose fingerprint matches the published site's are copied from it (unless `full`)."""
+    Periods whose fingerprint matches the published site's are copied from it (unless `full`). The finance periods are printed
+    to PDF with `chromium` (REPORT_CHROMIUM; None: found on PATH); without one, or should one fail, the build goes on and says so."""
     builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured,
                           generated_at=generated_at or dt.datetime.now(dt.UTC), billing_timezone=billing_timezone)
+    printer = find_chromium(chromium)
+    builder.context.pdf_note = None if printer else missing_note(chromium)  # before any fingerprint: the pages say it
     days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
     periods = report_periods(days)
     scratch = site_dir.with_name(site_dir.name + ".building")
@@ -368,6 +383,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         result.pages = 1
     navs = navigation(periods) if periods else {}
     jobs: list[ChartJob] = []
+    pdf_jobs: list[PdfJob] = []
     for index, period in enumerate(periods):
         views = builder.period_views(period)
         freshness = builder._freshness(period, views.data)
@@ -384,6 +400,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             rendered = builder.render(scratch, views, navs[period.slug], freshness)
             (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
             jobs += rendered.charts
+            pdf_jobs += rendered.pdfs
             result.rendered_periods += 1
             result.rendered.append(period.slug)
             result.pages += rendered.pages
@@ -392,6 +409,13 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         if progress:
             progress(index + 1, len(periods), period.slug)
     _draw_all(jobs)
+    if printer is None and any(is_pdf_kind(period.kind) for period in periods):
+        result.pdf_notes.append(builder.context.pdf_note)
+    for failure in print_pdfs(pdf_jobs, printer) if printer else []:  # the charts drawn: the print pages are complete
+        withdraw_link(scratch / "periods" / failure.slug, str(failure))
+        (scratch / "periods" / failure.slug / FINGERPRINT_FILE).unlink()  # rendered and printed again by the next build
+        result.pdf_notes.append(str(failure))
+    result.pdfs = sum(1 for _ in scratch.glob(f"periods/*/{pdf_name('*')}"))
     _swap(scratch, site_dir)
     return result
 
