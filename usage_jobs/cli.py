@@ -523,6 +523,12 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_digest(args) -> int:
+    from usage_jobs.defs.notify.command import digest_command
+
+    return digest_command(load_settings(), args.day, args.dry_run)
+
+
 def cmd_generate(args) -> int:
     from usage_jobs.demo.generator import default_days, generate
 
@@ -646,6 +652,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "json"), default=None, help="only CSV or only JSON (default: both)")
     export.add_argument("--out", type=Path, default=None, help="folder to write into (default: exports/<period>/)")
     export.set_defaults(handler=cmd_export)
+
+    digest = commands.add_parser("digest", help="print a day's admin digest and send it (e-mail and/or webhook) unless --dry-run")
+    digest.add_argument("--day", type=_date, required=True, help="the report day, YYYY-MM-DD")
+    digest.add_argument("--dry-run", action="store_true", help="print it only")
+    digest.set_defaults(handler=cmd_digest)
 
     serve = commands.add_parser("serve", help="serve the site to admins only (gateway role proxy_admin / proxy_admin_viewer, or an admin token)")
     serve.add_argument("--host", default=None, help="listen address (default USAGE_SERVE_HOST, 127.0.0.1)")
