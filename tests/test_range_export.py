@@ -4,6 +4,8 @@ import csv
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -165,6 +167,22 @@ def test_a_missing_warehouse_is_named(export_env, capsys, tmp_path, monkeypatch)
     code, _, err = _export(capsys, "--start", "2026-11-17", "--end", "2026-11-18")
     assert code == 2 and f"no warehouse at {tmp_path / 'nowhere.duckdb'}" in err
     assert not (tmp_path / "nowhere.duckdb").exists()
+
+
+def test_a_warehouse_being_written_is_named(export_env, capsys, tmp_path, monkeypatch):
+    """DuckDB refuses a reader while a run holds the file: the command says so instead of a lock error."""
+    copy = tmp_path / "busy.duckdb"
+    copy.write_bytes(export_env.warehouse.read_bytes())
+    writer = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); sys.stdin.read()",
+                               str(copy)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        monkeypatch.setenv("USAGE_WAREHOUSE", str(copy))
+        code, _, err = _export(capsys, "--period", "2026-11-20")
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=30)
+    assert code == 2 and f"the warehouse {copy} is being written by a run right now: export again once it has finished" in err
 
 
 def test_every_export_of_the_site_is_a_type(export_env, capsys):
