@@ -162,6 +162,14 @@ def test_clear_errors(export_env, capsys, tmp_path, argv, message):
     assert not (tmp_path / "exports").exists()
 
 
+def test_chargeback_without_billing_says_why(export_env, capsys, monkeypatch):
+    monkeypatch.delenv("IG1_MASTER_KEY")
+    code, _, err = _export(capsys, "--period", "2026-11-20", "--type", "chargeback")
+    assert code == 2 and "unknown export type chargeback" in err and "chargeback needs IG1 billing configured" in err
+    code, _, _ = _export(capsys, "--period", "2026-11-20", "--type", "focus", "--out", "estimates")
+    assert code == 0 and {p.name for p in Path("estimates").iterdir()} == {"focus.csv", "focus.json", "manifest.json"}
+
+
 def test_a_missing_warehouse_is_named(export_env, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("USAGE_WAREHOUSE", str(tmp_path / "nowhere.duckdb"))
     code, _, err = _export(capsys, "--start", "2026-11-17", "--end", "2026-11-18")

@@ -68,8 +68,11 @@ def select_tables(tables: list[ExportTable], types: list[str] | None) -> list[Ex
     known = [table.name for table in tables]
     unknown = [name for name in dict.fromkeys(types) if name not in known]
     if unknown:
+        # The one export the site writes only sometimes: the statement needs IG1 billing, in one contract currency.
+        why = (" (chargeback needs IG1 billing configured, IG1_MASTER_KEY, and one contract currency over the range)"
+               if "chargeback" in unknown else "")
         raise ExportError(f"unknown export type{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-                          f"the exports of this range are {', '.join(known)}")
+                          f"the exports of this range are {', '.join(known)}{why}")
     return [table for table in tables if table.name in types]
 
 
