@@ -85,4 +85,5 @@ class SiteResource(dg.ConfigurableResource):
     timezone: str = "UTC"
     billing_configured: bool = False
     billing_timezone: str = "UTC"
+    hide_user_agent_tags: bool = False
     chromium: str | None = None  # REPORT_CHROMIUM, prints the finance periods' PDFs; None: `chromium` or `google-chrome` on PATH

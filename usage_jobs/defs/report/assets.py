@@ -25,7 +25,7 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     warehouse holds, and its pages state a source that could not be refreshed."""
     with warehouse.connect() as conn:
         result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
-                            billing_timezone=site.billing_timezone, chromium=site.chromium,
+                            billing_timezone=site.billing_timezone, hide_user_agent_tags=site.hide_user_agent_tags, chromium=site.chromium,
                             progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))
     for note in result.pdf_notes:  # no Chromium (said once), or a period whose PDF failed
         context.log.warning(note)

@@ -30,6 +30,7 @@ from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
+from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
 from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, find_chromium, is_pdf_kind, missing_note, pdf_name, print_pdfs, withdraw_link
 from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
@@ -44,17 +45,20 @@ from usage_jobs.defs.report.queries import (
     PeriodData,
     period_data,
 )
+from usage_jobs.defs.report.range_data import write_range_data
 
 # Templates, stylesheet, script and icon ship inside the package: an installed wheel builds the site.
 TEMPLATES = importlib.resources.files("usage_jobs") / "report_templates"
 STATIC_FILES = ("style.css", "favicon.svg", "report.js")
-MONEY = frozenset({"spend_usd", "budget_spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
+MONEY = frozenset({"spend_usd", "savings_usd",
+                   "budget_spend_usd", "billed_cost", "billed_cost_usd", "billed_cost_allocated", "estimated_cost_usd", "usd_rate"}) | FOCUS_MONEY
 # Written with every decimal they have: the allocated shares (unrounded: money is rounded once, on the chargeback statement), and the
 # estimated and billed USD a variance is recomputed from (to 0.01 percentage point on the smallest cell).
 EXACT = frozenset({"billed_cost_allocated", "estimated_cost_usd", "billed_cost_usd"})
 # The statement: amounts already rounded to the cent, written as such (12.30), and the exact share beside them.
 STATEMENT_EXACT = frozenset({"billed_cost", "billed_cost_usd", "exact_cost"})
 FINGERPRINT_FILE = ".fingerprint"
+INSIGHT_VIEWS = [("tags.html", "Tags"), ("end-users.html", "End users"), ("errors.html", "Errors"), ("latency.html", "Latency"), ("cache.html", "Cache")]
 
 
 def _source_version() -> str:
@@ -76,6 +80,7 @@ class SiteContext:
     billing_configured: bool
     billing_timezone: str = "UTC"
     inventory_stale: bool = False  # an earlier snapshot is shown: the last refresh failed
+    hide_user_agent_tags: bool = False
     pdf_note: str | None = None  # why the finance periods have no PDF (no Chromium); None: they have one
 
 
@@ -168,10 +173,11 @@ class PeriodViews:
     quality: QualityView
     charges: Statement | None  # the chargeback statement (billing configured, one contract currency)
     focus: list[dict]
+    insights: Insights
 
 
 def period_views(conn: duckdb.DuckDBPyConnection, period: Period, *, timezone: str, billing_configured: bool,
-                 billing_timezone: str = "UTC") -> PeriodViews:
+                 billing_timezone: str = "UTC", hide_user_agent_tags: bool = False) -> PeriodViews:
     """A period's views; the statement and FOCUS rows are over its billing days with billing configured, else over its report
     days with the gateway's estimate."""
     data = period_data(conn, period)
@@ -184,7 +190,9 @@ def period_views(conn: duckdb.DuckDBPyConnection, period: Period, *, timezone: s
         except StatementError:
             charges = None  # two contract currencies in one period: no statement (the reconciliation shows both)
         focus = focus_rows(charge_cells(conn, period, billing_timezone=billing_timezone))
-    return PeriodViews(period, data, billing, quality_view(conn, period), charges, focus)
+    extra = insights(conn, period, team_names={team.team_id: team.team_alias for team in data.teams},
+                     key_aliases={key.key_hash: key.key_alias for key in data.keys}, hide_user_agent_tags=hide_user_agent_tags)
+    return PeriodViews(period, data, billing, quality_view(conn, period), charges, focus, extra)
 
 
 def export_metadata(views: PeriodViews, *, timezone: str, billing_configured: bool, billing_timezone: str = "UTC") -> dict:
@@ -212,13 +220,19 @@ def export_tables(views: PeriodViews) -> list[ExportTable]:
         ExportTable("focus", FOCUS_COLUMNS, MONEY, views.focus),
         ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, _records(data.anomalies)),
         ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, _records(quality.days)),
+        ExportTable("tags", TAG_COLUMNS, MONEY, [vars(row) | {"tag": row.label} for row in views.insights.tags.rows]),
+        ExportTable("end_users", END_USER_COLUMNS, MONEY, [vars(row) | {"end_user": row.label} for row in views.insights.end_users.rows]),
+        ExportTable("errors", ERROR_COLUMNS, MONEY, _records(views.insights.errors.rows)),
+        ExportTable("latency", LATENCY_COLUMNS, MONEY, _records(views.insights.latency.rows)),
+        ExportTable("cache", CACHE_COLUMNS, MONEY, _records((views.insights.cache.total, *views.insights.cache.rows))),
     ]
     if charges is not None:
         tables.append(ExportTable("chargeback", CHARGEBACK_COLUMNS, MONEY, _records(charges.lines), STATEMENT_EXACT))
     return tables
 
 
-def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: BillingView, show_commit: bool) -> dict[str, tuple[ChartJob, str]]:
+def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: BillingView, extra: Insights,
+                show_commit: bool) -> dict[str, tuple[ChartJob, str]]:
     """The charts of a period: name → (job, text alternative). Day periods skip per-day series of one bar."""
     jobs: dict[str, tuple[ChartJob, str]] = {}
 
@@ -236,9 +250,19 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
         add("daily-requests", "stacked_bars", "Requests per day: successful and failed", labels=days,
             series={"successful": [r.successful_requests for r in data.daily], "failed": [r.failed_requests for r in data.daily]},
             ylabel="requests", title="Requests")
+        add("failure-rate", "lines", "Share of requests that failed, per day (%)", labels=days,
+            series={"failed %": [100 * r.failed_requests / r.requests if r.requests else None for r in data.daily]}, ylabel="% failed",
+            title="Failure rate")
+        latency = {(row.date, row.stream): row.p95_ms for row in extra.latency.by_day}
+        add("latency-p95", "lines", "95th percentile of the duration of successful requests, per day (ms), streams and non-streams apart", labels=days,
+            series={label: [latency.get((d.isoformat(), stream)) for d in period.days] for stream, label in ((False, "non-stream"), (True, "stream"))},
+            ylabel="ms", title="Duration, 95th percentile")
     models = [m for m in data.models if m.requests]
     add("models-spend", "horizontal_bars", "Spend by model (USD, gateway estimate)", labels=[m.model for m in models] or ["(none)"],
         values=[float(m.spend_usd or 0) for m in models] or [0.0], xlabel="USD", title="Spend by model")
+    tags = [t for t in extra.tags.rows if t.value is not None][:15]
+    add("tags-spend", "horizontal_bars", "Spend by request tag (USD, gateway estimate), the 15 largest; a request under several tags counts under each",
+        labels=[t.label for t in tags] or ["(none)"], values=[float(t.spend_usd or 0) for t in tags] or [0.0], xlabel="USD", title="Spend by tag")
     teams = [t for t in data.teams if t.requests][:15]
     add("teams-spend", "horizontal_bars", "Spend by team (USD, gateway estimate), the 15 largest",
         labels=[t.team_alias or t.team_id for t in teams] or ["(none)"], values=[float(t.spend_usd or 0) for t in teams] or [0.0], xlabel="USD",
@@ -256,14 +280,15 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
 
 class SiteBuilder:
     def __init__(self, conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, generated_at: dt.datetime,
-                 billing_timezone: str = "UTC"):
+                 billing_timezone: str = "UTC", hide_user_agent_tags: bool = False):
         self.conn, self.site_dir, self.timezone = conn, site_dir, timezone
         self.env = _environment()
         self.context = _site_context(conn, timezone, billing_configured, generated_at, billing_timezone)
+        self.context.hide_user_agent_tags = hide_user_agent_tags
         self.version = _source_version()
 
     def views(self) -> list[tuple[str, str]]:
-        views = [("index.html", "Global"), ("teams.html", "Teams"), ("keys.html", "Keys"), ("models.html", "Models")]
+        views = [("index.html", "Global"), ("teams.html", "Teams"), ("keys.html", "Keys"), ("models.html", "Models")] + INSIGHT_VIEWS
         billing = [("reconciliation.html", "Estimated vs billed"), ("chargeback.html", "Chargeback")] if self.context.billing_configured else []
         return views + billing + [("quality.html", "Data quality")]
 
@@ -276,7 +301,7 @@ class SiteBuilder:
 
     def period_views(self, period: Period) -> PeriodViews:
         return period_views(self.conn, period, timezone=self.timezone, billing_configured=self.context.billing_configured,
-                            billing_timezone=self.context.billing_timezone)
+                            billing_timezone=self.context.billing_timezone, hide_user_agent_tags=self.context.hide_user_agent_tags)
 
     def fingerprint(self, views: PeriodViews, nav: Navigation, freshness: str) -> str:
         context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
@@ -292,7 +317,7 @@ class SiteBuilder:
         period, data, billing, quality, charges = views.period, views.data, views.billing, views.quality, views.charges
         folder = scratch / "periods" / period.slug
         show_commit = period.kind.startswith("last-")
-        jobs = _chart_jobs(folder, period, data, billing, show_commit)
+        jobs = _chart_jobs(folder, period, data, billing, views.insights, show_commit)
         metadata = export_metadata(views, timezone=self.timezone, billing_configured=self.context.billing_configured,
                                    billing_timezone=self.context.billing_timezone)
         exports = write_exports(folder / "exports", export_tables(views), metadata, generated_at=self.context.generated_at)
@@ -306,14 +331,24 @@ class SiteBuilder:
         top_level = [("index.html", "global.html.j2"), ("teams.html", "teams.html.j2"), ("keys.html", "keys.html.j2"), ("models.html", "models.html.j2")]
         status_counts = _status_counts(data)
         for file, template in top_level:
-            self._write(folder / file, template, **common, charts=chart_refs(""), here="", root="../../", view_file=file, status_counts=status_counts)
+            self._write(folder / file, template, **common, charts=chart_refs(""), here="", root="../../", view_file=file, status_counts=status_counts,
+                        range_view=file.removesuffix(".html"))
         if self.context.billing_configured:
             self._write(folder / "reconciliation.html", "reconciliation.html.j2", **common, billing=billing, charts=chart_refs(""), here="",
-                        root="../../", view_file="reconciliation.html", show_commit=show_commit)
+                        root="../../", view_file="reconciliation.html", range_view="reconciliation", show_commit=show_commit)
             self._write(folder / "chargeback.html", "chargeback.html.j2", **common, statement=charges, here="", root="../../",
-                        view_file="chargeback.html", billing_currency=billing.currency)
-        self._write(folder / "quality.html", "quality.html.j2", **common, quality=quality, here="", root="../../", view_file="quality.html")
-        result.pages += len(top_level) + 2 * int(self.context.billing_configured) + 1
+                        view_file="chargeback.html", range_view="chargeback", billing_currency=billing.currency)
+        self._write(folder / "quality.html", "quality.html.j2", **common, quality=quality, here="", root="../../", view_file="quality.html",
+                    range_view="quality")
+        for file, _ in INSIGHT_VIEWS:
+            self._write(folder / file, file.replace(".html", ".html.j2"), **common, insights=views.insights, charts=chart_refs(""), here="",
+                        root="../../", view_file=file, range_view=file.removesuffix(".html"))
+        result.pages += len(top_level) + len(INSIGHT_VIEWS) + 2 * int(self.context.billing_configured) + 1
+        for folder_name, view_file, dimension in (("tags", "tags.html", views.insights.tags), ("end-users", "end-users.html", views.insights.end_users)):
+            for page in dimension.pages:
+                self._write(folder / folder_name / f"{page.usage.page}.html", "dimension.html.j2", **common, page=page, dimension=folder_name,
+                            here="../", root="../../../", view_file=view_file)
+            result.pages += len(dimension.pages)
         for team_page in data.team_pages:
             self._write(folder / "teams" / f"{team_page.team.page}.html", "team.html.j2", **common, page=team_page, here="../", root="../../../",
                         view_file="teams.html")
@@ -329,7 +364,7 @@ class SiteBuilder:
                 result.pdfs.append(PdfJob(period.slug, folder / PRINT_PAGE, folder / pdf_name(period.slug)))
         if period.slug == "last-7-days":  # the site's front page, with links rebased to the site root
             self._write(scratch / "index.html", "global.html.j2", **common, charts=chart_refs(f"periods/{period.slug}/"), here=f"periods/{period.slug}/",
-                        root="", view_file="index.html")
+                        root="", view_file="index.html", range_view="index")
             result.pages += 1
         return result
 
@@ -360,13 +395,15 @@ def _draw_all(jobs: list[ChartJob]) -> None:
 
 
 def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, billing_timezone: str = "UTC",
-               generated_at: dt.datetime | None = None, progress=None, full: bool = False, chromium: Path | str | None = None) -> BuildResult:
+               generated_at: dt.datetime | None = None, progress=None, full: bool = False, hide_user_agent_tags: bool = False,
+               chromium: Path | str | None = None) -> BuildResult:
     """Render every period into a scratch folder, then swap it in; a failure leaves the old site.
 
     Periods whose fingerprint matches the published site's are copied from it (unless `full`). The finance periods are printed
     to PDF with `chromium` (REPORT_CHROMIUM; None: found on PATH); without one, or should one fail, the build goes on and says so."""
     builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured,
-                          generated_at=generated_at or dt.datetime.now(dt.UTC), billing_timezone=billing_timezone)
+                          generated_at=generated_at or dt.datetime.now(dt.UTC), billing_timezone=billing_timezone,
+                          hide_user_agent_tags=hide_user_agent_tags)
     printer = find_chromium(chromium)
     builder.context.pdf_note = None if printer else missing_note(chromium)  # before any fingerprint: the pages say it
     days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
@@ -409,6 +446,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         if progress:
             progress(index + 1, len(periods), period.slug)
     _draw_all(jobs)
+    write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
     if printer is None and any(is_pdf_kind(period.kind) for period in periods):
         result.pdf_notes.append(builder.context.pdf_note)
     for failure in print_pdfs(pdf_jobs, printer) if printer else []:  # the charts drawn: the print pages are complete

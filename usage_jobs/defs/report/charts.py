@@ -29,6 +29,13 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _day_ticks(ax, labels: list[str]) -> None:
+    """One label per day up to a month; a quarter's or a year's every 7th or 30th day, so the labels stay legible."""
+    step = 1 if len(labels) <= 31 else 7 if len(labels) <= 120 else 30
+    ax.set_xticks(range(0, len(labels), step), labels[::step])
+    ax.tick_params(axis="x", labelrotation=45 if len(labels) > 7 else 0)
+
+
 def stacked_bars(path: Path, labels: list[str], series: dict[str, list[float]], *, ylabel: str, title: str) -> None:
     """Bars per day, one stacked segment per series (legend outside, readable in print)."""
     with plt.rc_context(STYLE):
@@ -37,12 +44,13 @@ def stacked_bars(path: Path, labels: list[str], series: dict[str, list[float]], 
         series = dict(zip(chart_labels(list(series)), series.values()))
         bottom = [0.0] * len(labels)
         for index, (name, values) in enumerate(series.items()):
-            ax.bar(labels, values, bottom=bottom, label=name, color=PALETTE[index % len(PALETTE)],
-                   hatch=["", "//", "..", "xx", "\\\\", "oo", "--", "++", "**"][index // len(PALETTE) % 9], edgecolor="white", linewidth=0.4)
+            ax.bar(range(len(labels)), values, bottom=bottom, label=name, color=PALETTE[index % len(PALETTE)],
+                   hatch=["", "//", "..", "xx", "\\\\", "oo", "--", "++", "**"][index // len(PALETTE) % 9], edgecolor="white",
+                   linewidth=0.4 if len(labels) <= 31 else 0)  # thin bars of a quarter or a year: no edge to wash them out
             bottom = [b + v for b, v in zip(bottom, values)]
         ax.set_ylabel(ylabel)
         ax.set_title(title, loc="left")
-        ax.tick_params(axis="x", labelrotation=45 if len(labels) > 7 else 0)
+        _day_ticks(ax, labels)
         if len(series) > 1:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         _save(fig, path)
@@ -55,11 +63,10 @@ def lines(path: Path, labels: list[str], series: dict[str, list[float | None]], 
         for index, (name, values) in enumerate(zip(chart_labels(list(series)), series.values())):
             ax.plot(range(len(labels)), [float("nan") if v is None else v for v in values], label=name, color=PALETTE[index % len(PALETTE)],
                     linestyle=["-", "--", ":", "-."][index % 4], marker="o", markersize=3)
-        ax.set_xticks(range(len(labels)), labels)
+        _day_ticks(ax, labels)
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         ax.set_title(title, loc="left")
-        ax.tick_params(axis="x", labelrotation=45 if len(labels) > 7 else 0)
         if len(series) > 1:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         _save(fig, path)

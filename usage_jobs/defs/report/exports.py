@@ -101,13 +101,18 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
     return f'{{"metadata": {head},\n"data": [\n{rows}\n]}}\n'.encode()
 
 
-def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None) -> list[dict]:
-    """Write every table as CSV and JSON, and a manifest listing each file's rows and sha256,
+FORMATS = ("csv", "json")
+
+
+def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
+                  formats: tuple[str, ...] = FORMATS) -> list[dict]:
+    """Write every table as CSV and JSON (those of `formats`), and a manifest listing each file's rows and sha256,
     the period, its source days and the generation time (the data files carry no time)."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for table in tables:
-        for suffix, content in (("csv", render_csv(table)), ("json", render_json(table, metadata))):
+        for suffix in (f for f in FORMATS if f in formats):
+            content = render_csv(table) if suffix == "csv" else render_json(table, metadata)
             name = f"{table.name}.{suffix}"
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),

@@ -16,7 +16,7 @@ import duckdb
 
 from usage_jobs.defs.gateway.aggregates import LATENCY_BUCKET_RATIO, USER_AGENT_TAG
 from usage_jobs.defs.report.periods import Period
-from usage_jobs.defs.report.queries import page_name, rows_as_dicts
+from usage_jobs.defs.report.queries import MAX_DAYS_LISTED, page_name, rows_as_dicts
 
 NO_TAG, NO_END_USER = "(no tag)", "(no end user)"
 PERCENTILES = (50, 95, 99)
@@ -67,7 +67,7 @@ class DimensionPage:
     usage: DimensionUsage
     models: tuple[NamedUsage, ...]
     teams: tuple[NamedUsage, ...]
-    days: tuple[NamedUsage, ...]  # every day of the period
+    days: tuple[NamedUsage, ...]  # every day of the period (of a quarter or a year, the days with requests)
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,8 @@ def _dimension_view(conn: duckdb.DuckDBPyConnection, period: Period, table: str,
             tuple(sorted((NamedUsage(**_slice(m), name=m["model"]) for m in models), key=_by_spend)),
             tuple(sorted((NamedUsage(**_slice(t), name=team_names.get(t["team_id"]) or t["team_id"]) for t in parts.get(("team", value), [])),
                          key=_by_spend)),
-            tuple(NamedUsage(**(_slice(by_day[d.isoformat()]) if d.isoformat() in by_day else {}), name=d.isoformat()) for d in period.days)))
+            tuple(NamedUsage(**(_slice(by_day[d.isoformat()]) if d.isoformat() in by_day else {}), name=d.isoformat()) for d in period.days
+                  if d.isoformat() in by_day or period.length <= MAX_DAYS_LISTED)))
     order = sorted(usages, key=lambda u: (u.value is None, *_by_spend(u)))
     pages.sort(key=lambda p: order.index(p.usage))
     return DimensionView(tuple(order), tuple(pages), sum(u.requests for u in usages), hidden_user_agent)

@@ -18,6 +18,9 @@ from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, UNASSIGNED
 from usage_jobs.defs.keys.budgets import budget_flag, budget_window_days
 from usage_jobs.defs.report.periods import Period
 
+# A team's or key's page lists every day of a period up to a month long; a quarter's or a year's, the days it was used.
+MAX_DAYS_LISTED = 31
+
 
 def page_name(identifier: str) -> str:
     """A file name for a team or key page: hashed, so no text from the logs reaches a path."""
@@ -459,7 +462,8 @@ class _PeriodReader:
 
     def page_days(self, dimension: str, identifier: str, anomalies: dict[str, str]) -> tuple[PageDay, ...]:
         by_day = self.slices[("day", dimension)]
-        return tuple(PageDay(day, _usage(by_day.get((day.isoformat(), identifier))), anomalies.get(day.isoformat())) for day in self.period.days)
+        days = (PageDay(day, _usage(by_day.get((day.isoformat(), identifier))), anomalies.get(day.isoformat())) for day in self.period.days)
+        return tuple(day for day in days if day.usage or day.anomaly or self.period.length <= MAX_DAYS_LISTED)
 
     def team_page(self, team: TeamUsage, keys: dict[str, KeyUsage]) -> TeamPage:
         by_key = [(keys[key_hash], row) for (team_id, key_hash), row in self.slices[("team_id", "key_hash")].items() if team_id == team.team_id]

@@ -7,18 +7,14 @@ files, but for the metadata naming the period; `--period SLUG` gives byte-identi
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from usage_jobs.defs.report.build import export_metadata, export_tables, period_views
-from usage_jobs.defs.report.exports import ExportTable, render_csv, render_json
+from usage_jobs.defs.report.exports import FORMATS, ExportTable, write_exports
 from usage_jobs.defs.report.periods import Period
-
-FORMATS = ("csv", "json")
 
 
 class ExportError(ValueError):
@@ -76,25 +72,6 @@ def select_tables(tables: list[ExportTable], types: list[str] | None) -> list[Ex
     return [table for table in tables if table.name in types]
 
 
-def write_files(folder: Path, tables: list[ExportTable], metadata: dict, formats: tuple[str, ...] = FORMATS,
-                generated_at: str | None = None) -> list[dict]:
-    """The tables in the formats asked for, and a manifest of them, as `exports.write_exports` writes the site's."""
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for table in tables:
-        for suffix in FORMATS:
-            if suffix not in formats:
-                continue
-            content = render_csv(table) if suffix == "csv" else render_json(table, metadata)
-            name = f"{table.name}.{suffix}"
-            (folder / name).write_bytes(content)
-            entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
-                            "sha256": hashlib.sha256(content).hexdigest()})
-    manifest = {"metadata": {**metadata, "generated_at": generated_at}, "files": entries}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    return entries
-
-
 def export_period(conn: duckdb.DuckDBPyConnection, period: Period, folder: Path, *, types: list[str] | None = None,
                   formats: tuple[str, ...] = FORMATS, timezone: str, billing_configured: bool, billing_timezone: str = "UTC",
                   hide_user_agent_tags: bool = False, generated_at: dt.datetime | None = None) -> ExportResult:
@@ -105,5 +82,5 @@ def export_period(conn: duckdb.DuckDBPyConnection, period: Period, folder: Path,
     tables = select_tables(export_tables(views), types)
     metadata = export_metadata(views, timezone=timezone, billing_configured=billing_configured, billing_timezone=billing_timezone)
     when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")  # as the site's manifest says it
-    files = write_files(folder, tables, metadata, formats, generated_at=when)
+    files = write_exports(folder, tables, metadata, generated_at=when, formats=formats)
     return ExportResult(folder, period, files, list(metadata["missing_days"]))
