@@ -96,6 +96,18 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. A killed one waiting to be reaped (a zombie, its parent gone) runs no more:
+    on Linux /proc tells them apart, elsewhere any member counts."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+        return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -109,7 +121,7 @@ def print_pdf(job: PdfJob, chromium: Path, timeout: float | None = None) -> PdfF
     """Print one page; None when its PDF is written, else why not (the period named)."""
     timeout = TIMEOUT_SECONDS if timeout is None else timeout
     job.pdf.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="usage-report-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="usage-report-chromium-", ignore_cleanup_errors=True) as profile:
         command = [str(chromium), *FLAGS, f"--user-data-dir={profile}", f"--print-to-pdf={job.pdf}", job.html.resolve().as_uri()]
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
