@@ -392,8 +392,10 @@ def build_site(session: Session) -> list[tuple[str, str]]:
         return refreshed.failed_steps + outcome.failed_steps
     metadata = outcome.materialized["usage_report_site"]
     _say(f"Site built in {time.monotonic() - started:.1f} s: {metadata['pages'].value} pages, {metadata['charts'].value} charts, "
-         f"{metadata['export files'].value} export files; {metadata['periods rendered'].value} periods rendered, "
+         f"{metadata['export files'].value} export files, {metadata['pdfs'].value} PDFs; {metadata['periods rendered'].value} periods rendered, "
          f"{metadata['periods unchanged (copied)'].value} unchanged")
+    for note in filter(None, metadata["pdf notes"].value.splitlines()):  # no Chromium (said once), or a period whose PDF failed
+        _say(f"  {note}")
     if refreshed.failed_steps:
         _say(f"  from what the warehouse holds: its pages say that {' and '.join(SOURCE_NAMES.get(a, (a, a))[1] for a, _ in refreshed.failed_steps)} "
              "could not be refreshed")

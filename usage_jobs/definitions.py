@@ -86,7 +86,8 @@ def build_resources(settings: Settings, refetch: bool = False) -> dict:
             max_retries=settings.billing_max_retries, variance_warn_pct=settings.variance_warn_pct,
         ),
         "site": SiteResource(site_dir=str(settings.site_dir), timezone=settings.timezone, billing_configured=settings.billing_configured,
-                             billing_timezone=settings.billing_timezone, hide_user_agent_tags=settings.hide_user_agent_tags),
+                             billing_timezone=settings.billing_timezone, hide_user_agent_tags=settings.hide_user_agent_tags,
+                             chromium=str(settings.chromium) if settings.chromium else None),
         "notify": notify_resource(settings),
     }
 
