@@ -236,13 +236,13 @@ class Session:
         self.check()
         wait_for_pool(self.instance, WAREHOUSE_POOL, _say, self.check)
         self.check()
-        job = dg.build_reconstructable_job(__name__, cli_job.__name__, reconstructable_kwargs={"job_name": job_name, **self.job_arguments})
+        job = dg.build_reconstructable_job(__name__, cli_job.__name__, reconstructable_kwargs={
+            "job_name": job_name, "assets": [asset.key.to_user_string() for asset in assets] if assets else None, **self.job_arguments})
         run_tags = {**(tags or {}), RUN_KEY_TAG: key} | ({"dagster/partition": partition_key} if partition_key else {})
         self.stop.forward_to_dagster = True
         try:
             run_config = CLI_RUN_CONFIG | ({"ops": ops_config} if ops_config else {})
-            result = dg.execute_job(job, instance=self.instance, run_config=run_config, tags=cli_tags(**run_tags),
-                                    asset_selection=[asset.key for asset in assets] if assets else None)
+            result = dg.execute_job(job, instance=self.instance, run_config=run_config, tags=cli_tags(**run_tags))
         finally:
             self.stop.forward_to_dagster = False
         return run_outcome(self.instance, result.run_id)
@@ -265,12 +265,21 @@ class Session:
             yield conn
 
 
-def cli_job(job_name: str, settings_env: dict[str, str], refetch: bool):
-    """A job of the definitions built from `settings_env` and the process environment's secrets:
-    what dg.execute_job rebuilds for each run of the command."""
+def cli_job(job_name: str, settings_env: dict[str, str], refetch: bool, assets: list[str] | None = None):
+    """A job of the definitions built from `settings_env` and the process environment's secrets (some of its assets, with
+    the job's checks on them): what dg.execute_job rebuilds for each run of the command."""
+    import dagster as dg
+
     from usage_jobs.definitions import build_definitions
 
-    return build_definitions(load_settings({**os.environ, **settings_env}), refetch=refetch).resolve_job_def(job_name)
+    job = build_definitions(load_settings({**os.environ, **settings_env}), refetch=refetch).resolve_job_def(job_name)
+    if not assets:
+        return job
+    keys = {dg.AssetKey.from_user_string(name) for name in assets}
+    # The job's own checks on those assets: an asset selection alone would add every check of the assets, the freshness
+    # checks too, which are the freshness sensor's to run (they judge whether the runs came, not what a run stored).
+    checks = {check for check in job.asset_layer.asset_graph.asset_check_keys if check.asset_key in keys}
+    return job.get_subset(asset_selection=keys, asset_check_selection=checks)
 
 
 def run_days(session: Session, start: dt.date, end: dt.date, refetch_billing_month: str | None = None) -> list[tuple[dt.date | str, str]]:
