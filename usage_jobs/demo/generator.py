@@ -98,10 +98,17 @@ def _hex(rng: random.Random, n: int) -> str:
     return f"{rng.getrandbits(4 * n):0{n}x}"
 
 
-def build_organisation(seed: int, first_day: dt.date, last_day: dt.date, requests_per_day: int) -> DemoOrganisation:
+def team_names(count: int) -> list[str]:
+    """The demo's twelve team names, then numbered copies of them for a larger organisation."""
+    return [TEAM_NAMES[i % len(TEAM_NAMES)] + (f" {i // len(TEAM_NAMES) + 1}" if i >= len(TEAM_NAMES) else "") for i in range(count)]
+
+
+def build_organisation(seed: int, first_day: dt.date, last_day: dt.date, requests_per_day: int, *,
+                       n_keys: int = 60, n_teams: int = len(TEAM_NAMES)) -> DemoOrganisation:
+    """The teams and keys; `n_keys` and `n_teams` scale the organisation (the defaults are the demo's)."""
     rng = random.Random(f"org-{seed}")
     teams = []
-    for name in TEAM_NAMES:
+    for name in team_names(n_teams):
         teams.append({
             "team_id": str(uuid.UUID(int=rng.getrandbits(128))),
             "team_alias": name,
@@ -112,7 +119,6 @@ def build_organisation(seed: int, first_day: dt.date, last_day: dt.date, request
             "created_at": (first_day - dt.timedelta(days=rng.randint(60, 400))).isoformat() + "T09:00:00Z",
         })
     keys: list[DemoKey] = []
-    n_keys = 60
     for i in range(n_keys):
         if i == n_keys - 1:
             team = None  # one key with no team
@@ -335,12 +341,12 @@ def to_spendlogs_row(record: dict) -> dict:
         "endTime": _iso(record["endTime"]),
         "model": record["model"],
         "model_group": record["model_group"],
-        "model_id": record["model_id"],
+        "model_id": record.get("model_id"),
         "api_base": record["api_base"],
         "custom_llm_provider": record["custom_llm_provider"],
         "user": metadata.get("user_api_key_user_id"),
         "team_id": metadata.get("user_api_key_team_id"),
-        "end_user": record["end_user"],
+        "end_user": record.get("end_user", ""),
         "status": record["status"],
         "cache_hit": str(record["cache_hit"]),
         "request_tags": json.dumps(record["request_tags"]),
@@ -508,10 +514,15 @@ def inventory_document(org: DemoOrganisation, as_of: dt.date) -> dict:
     }
 
 
-def generate(out: Path, *, days: int, end: dt.date, seed: int = 7, requests_per_day: int = 1500, duplicate_share: float = 0.005, progress=None) -> dict:
-    """Write `days` days of logs ending on `end` (inclusive) plus inventory and ground truth under `out`."""
+def generate(out: Path, *, days: int, end: dt.date, seed: int = 7, requests_per_day: int = 1500, duplicate_share: float = 0.005, progress=None,
+             keys: int = 60, teams: int = len(TEAM_NAMES), lean: bool = False) -> dict:
+    """Write `days` days of logs ending on `end` (inclusive) plus inventory and ground truth under `out`.
+
+    `keys` and `teams` size the organisation (bench/scale.py); `lean` logs less per request
+    (`_lean`: no hidden params, short logged text), as the ingest benchmark's records. The
+    defaults write the demo, byte for byte as before."""
     first_day = end - dt.timedelta(days=days - 1)
-    org = build_organisation(seed, first_day, end, requests_per_day)
+    org = build_organisation(seed, first_day, end, requests_per_day, n_keys=keys, n_teams=teams)
     by_hash = {k.token_hash: k for k in org.keys}
     logs = out / "logs"
     rng = random.Random(f"files-{seed}")
@@ -525,6 +536,8 @@ def generate(out: Path, *, days: int, end: dt.date, seed: int = 7, requests_per_
             if billed:
                 ledger.add(_moment(record["startTime"]).date(), record["model_group"], billed)
             key = by_hash[record["metadata"]["user_api_key_hash"]]
+            if lean:
+                record = _lean(record)
             writer.write(key, record)
             if rng.random() < duplicate_share:
                 writer.write(key, record)  # the logger delivered the same request twice
