@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 WINDOW_DAYS = 28
@@ -79,13 +80,15 @@ def _same_kind(day: dt.date, other: dt.date) -> bool:
 
 
 def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date], org_median_requests: dict[dt.date, float], *,
-              created: dt.date | None, data_start: dt.date, first_day: dt.date | None = None) -> list[Finding]:
+              created: dt.date | None, data_start: dt.date, first_day: dt.date | None = None,
+              first_day_only: Collection[dt.date] = ()) -> list[Finding]:
     """Findings for one key on `days`, from its daily series (absent days are zeros).
 
     `first_day` is the key's first day ever, when the series starts later (default: the series'
     first day). `created` is the key's creation day from the inventory, if known: a key is new on
     its first day if it was created then (or, without an inventory, if it first appears well after
-    the data starts)."""
+    the data starts). On the days of `first_day_only` only a new key's first day is judged (the
+    one judgement that later days can change)."""
     if not series:
         return []
     first = first_day or min(series)
@@ -95,6 +98,10 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
     for day in days:
         today = series.get(day)
         if today is None or today.requests == 0:
+            continue
+        if day in first_day_only:
+            if day == first:
+                findings += _first_day(key_hash, series, first, today, last_known, new_key, org_median_requests)
             continue
         previous = [day - dt.timedelta(days=i) for i in range(1, WINDOW_DAYS + 1) if day - dt.timedelta(days=i) >= first]
         history = [series.get(d, KeyDay()) for d in previous if _same_kind(day, d)]
@@ -128,12 +135,20 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
                 if model not in seen_models and count >= NEW_MODEL_MIN_REQUESTS:
                     findings.append(Finding(key_hash, day, "new_model", count, 0, float(count),
                                             f"first use of {model} in {WINDOW_DAYS} days, {count} requests"))
-        if new_key and day == first and today.requests >= FIRST_DAY_MIN_REQUESTS:
-            after = [first + dt.timedelta(days=i) for i in range(1, FIRST_DAY_FOLLOWING + 1)]
-            following = [series.get(d, KeyDay()).requests for d in after if d <= last_known and _same_kind(first, d)]
-            baseline = statistics.median(following) if len(following) >= 2 else org_median_requests.get(day, 0.0)
-            if today.requests >= FIRST_DAY_RATIO * max(baseline, 1.0):
-                findings.append(Finding(key_hash, day, "first_day", today.requests, baseline, round(today.requests / max(baseline, 1.0), 2),
-                                        f"first day of a new key: {today.requests} requests against {baseline:,.3g} "
-                                        + ("on the days after it" if len(following) >= 2 else "for the median key that day")))
+        if day == first:
+            findings += _first_day(key_hash, series, first, today, last_known, new_key, org_median_requests)
     return findings
+
+
+def _first_day(key_hash: str, series: dict[dt.date, KeyDay], first: dt.date, today: KeyDay, last_known: dt.date, new_key: bool,
+               org_median_requests: dict[dt.date, float]) -> list[Finding]:
+    if not new_key or today.requests < FIRST_DAY_MIN_REQUESTS:
+        return []
+    after = [first + dt.timedelta(days=i) for i in range(1, FIRST_DAY_FOLLOWING + 1)]
+    following = [series.get(d, KeyDay()).requests for d in after if d <= last_known and _same_kind(first, d)]
+    baseline = statistics.median(following) if len(following) >= 2 else org_median_requests.get(first, 0.0)
+    if today.requests < FIRST_DAY_RATIO * max(baseline, 1.0):
+        return []
+    return [Finding(key_hash, first, "first_day", today.requests, baseline, round(today.requests / max(baseline, 1.0), 2),
+                    f"first day of a new key: {today.requests} requests against {baseline:,.3g} "
+                    + ("on the days after it" if len(following) >= 2 else "for the median key that day"))]

@@ -1,52 +1,94 @@
-"""Runs the anomaly method over the warehouse's daily usage and stores what it finds (no Dagster)."""
+"""Runs the anomaly method over the warehouse's daily usage and stores what it finds (no Dagster).
+
+Only what the judged days need is read, whatever the length of the history: the keys with
+traffic on those days (and the keys whose first day falls among the days re-judged for it),
+their daily totals over the 28 days before, and, per key and day judged, the models it had
+not used in those 28 days (found in SQL). A key's history before that window is asked for
+only for the keys that first appear inside it (is it new, or back after a pause?)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections import defaultdict
 
 import duckdb
 
 from usage_jobs.defs.keys.anomalies import WINDOW_DAYS, Finding, KeyDay, judge_key
 from usage_jobs.warehouse import transaction
 
+FIRST_DAY_METRIC = "first_day"
 
-def detect(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> list[Finding]:
-    """Findings for every key on the days start..end, from each key's history before them."""
+
+def detect(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, first_day_from: dt.date | None = None) -> list[Finding]:
+    """Findings for every key on the days start..end, from each key's history before them; with
+    `first_day_from`, also a new key's first-day finding on the days from then to start (its only
+    judgement that the days after it change)."""
     data_start = conn.execute("SELECT min(day) FROM daily_usage").fetchone()[0]
     if data_start is None:
         return []
-    series: dict[str, dict[dt.date, KeyDay]] = defaultdict(dict)
-    rows = conn.execute(
-        "SELECT key_hash, day, model, sum(requests), sum(failed_requests), coalesce(sum(spend_usd), 0) FROM daily_usage "
-        "WHERE day BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL", [start - dt.timedelta(days=WINDOW_DAYS + 1), end]).fetchall()
-    for key_hash, day, model, requests, failed, spend in rows:
-        key_day = series[key_hash].setdefault(day, KeyDay())
-        key_day.requests += requests
-        key_day.failed += failed
-        key_day.spend_usd += float(spend)
-        key_day.models[model] = key_day.models.get(model, 0) + requests
-    # A key's first day is its first day ever, not the first day of the history loaded here.
-    first_seen = dict(conn.execute("SELECT key_hash, min(day) FROM daily_usage GROUP BY key_hash").fetchall())
+    rejudged_from = min(first_day_from or start, start)
+    window_start = start - dt.timedelta(days=WINDOW_DAYS)  # the first day any judged day looks back to
+    # Per key × day of the window, for the keys with traffic on a judged day or whose first day in the window is a re-judged day:
+    # totals, spend per model (summed in model order in Python, as before), and on the judged days the models not used in the
+    # 28 days before (a model used then can never make a new-model finding, so only the unseen ones are passed on).
+    rows = conn.execute(f"""
+        WITH per_model AS (
+            SELECT key_hash, day, model, sum(requests) AS requests, sum(failed_requests) AS failed, coalesce(sum(spend_usd), 0) AS spend
+            FROM daily_usage WHERE day BETWEEN $window_start AND $end GROUP BY ALL),
+        keys AS (
+            SELECT key_hash FROM per_model GROUP BY key_hash
+            HAVING max(day) >= $start OR min(day) >= $rejudged_from),
+        marked AS (
+            SELECT p.*, count(*) OVER (PARTITION BY p.key_hash, p.model ORDER BY p.day
+                                       RANGE BETWEEN INTERVAL {WINDOW_DAYS} DAYS PRECEDING AND INTERVAL 1 DAYS PRECEDING) AS seen
+            FROM per_model p SEMI JOIN keys USING (key_hash))
+        SELECT key_hash, day, sum(requests), sum(failed), list(spend ORDER BY model),
+               list(model ORDER BY model) FILTER (WHERE day >= $start AND seen = 0),
+               list(requests ORDER BY model) FILTER (WHERE day >= $start AND seen = 0)
+        FROM marked GROUP BY key_hash, day ORDER BY key_hash, day""",
+                        {"window_start": window_start, "start": start, "end": end, "rejudged_from": rejudged_from}).fetchall()
+    series: dict[str, dict[dt.date, KeyDay]] = {}
+    for key_hash, day, requests, failed, spends, new_models, new_counts in rows:
+        spend = 0.0
+        for value in spends:
+            spend += float(value)
+        series.setdefault(key_hash, {})[day] = KeyDay(requests, failed, spend, dict(zip(new_models or (), new_counts or ())))
+    if not series:
+        return []
+    # A key's first day is its first day ever, not the first day of the window loaded here: asked for the keys that first
+    # appear in the window after its start; a key seen before the window counts as first seen the day before it.
+    appearing = [key for key, days in series.items() if min(days) > window_start]
+    earlier = set()
+    if appearing:
+        earlier = {key for (key,) in conn.execute("SELECT DISTINCT key_hash FROM daily_usage WHERE day < ? AND key_hash IN (SELECT unnest(?))",
+                                                   [window_start, appearing]).fetchall()}
+    first_seen = {key: (min(days) if key in appearing and key not in earlier else window_start - dt.timedelta(days=1))
+                  for key, days in series.items()}
     created = {k: c.date() for k, c in conn.execute("SELECT key_hash, created_at FROM inventory_keys WHERE created_at IS NOT NULL").fetchall()}
-    per_day: dict[dt.date, list[int]] = defaultdict(list)
-    for days in series.values():
-        for day, key_day in days.items():
-            per_day[day].append(key_day.requests)
-    org_median = {day: statistics.median(counts) for day, counts in per_day.items()}
-    window = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    # The organisation's median key (requests a day), only on the days a key is first seen (a new key's first day without two
+    # following days to compare with is judged against it).
+    first_days = sorted({day for day in first_seen.values() if rejudged_from <= day <= end})
+    org_median = {}
+    if first_days:
+        for day, counts in conn.execute("SELECT day, list(requests) FROM (SELECT day, key_hash, sum(requests) AS requests FROM daily_usage "
+                                        "WHERE day IN (SELECT unnest(?)) GROUP BY ALL) GROUP BY day", [first_days]).fetchall():
+            org_median[day] = statistics.median(counts)
+    judged = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    rejudged = [rejudged_from + dt.timedelta(days=i) for i in range((start - rejudged_from).days)]
     findings = []
     for key_hash in sorted(series):
-        findings += judge_key(key_hash, series[key_hash], window, org_median, created=created.get(key_hash), data_start=data_start,
-                              first_day=first_seen[key_hash])
+        findings += judge_key(key_hash, series[key_hash], rejudged + judged, org_median, created=created.get(key_hash), data_start=data_start,
+                              first_day=first_seen[key_hash], first_day_only=set(rejudged))
     return findings
 
 
-def store(conn: duckdb.DuckDBPyConnection, findings: list[Finding], start: dt.date, end: dt.date) -> None:
-    # The window's findings are replaced together: a re-run gives the same rows.
+def store(conn: duckdb.DuckDBPyConnection, findings: list[Finding], start: dt.date, end: dt.date, *, first_day_from: dt.date | None = None) -> None:
+    """The findings of days start..end replace theirs; on the days from `first_day_from` to start only the first-day
+    findings are replaced (the others were judged on their own day and stay): a re-run gives the same rows."""
     with transaction(conn):
         conn.execute("DELETE FROM key_anomalies WHERE day BETWEEN ? AND ?", [start, end])
+        if first_day_from is not None and first_day_from < start:
+            conn.execute("DELETE FROM key_anomalies WHERE metric = ? AND day >= ? AND day < ?", [FIRST_DAY_METRIC, first_day_from, start])
         if findings:
             conn.executemany("INSERT INTO key_anomalies VALUES (?, ?, ?, ?, ?, ?, ?)",
                              [(f.key_hash, f.day, f.metric, f.value, f.baseline, f.score, f.reason) for f in findings])
