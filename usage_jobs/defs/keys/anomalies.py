@@ -49,6 +49,9 @@ class KeyDay:
         return self.failed / self.requests if self.requests else 0.0
 
 
+_ABSENT = KeyDay()  # a day without requests (read only)
+
+
 @dataclass(frozen=True)
 class Finding:
     key_hash: str
@@ -104,7 +107,7 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
                 findings += _first_day(key_hash, series, first, today, last_known, new_key, org_median_requests)
             continue
         previous = [day - dt.timedelta(days=i) for i in range(1, WINDOW_DAYS + 1) if day - dt.timedelta(days=i) >= first]
-        history = [series.get(d, KeyDay()) for d in previous if _same_kind(day, d)]
+        history = [series.get(d, _ABSENT) for d in previous if _same_kind(day, d)]
         enough = len(history) >= (MIN_WEEKEND_DAYS if day.weekday() >= 5 else MIN_WEEKDAYS)
         if enough:
             for metric in ("requests", "spend_usd"):
@@ -129,7 +132,7 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
                     findings.append(Finding(key_hash, day, "failure_rate", round(today.failure_rate, 4), round(median, 4), round(z, 2),
                                             f"{today.failed} of {today.requests} requests failed ({today.failure_rate:.0%}) "
                                             f"against a median of {median:.0%} (robust z {z:.1f})"))
-        seen_models = {m for d in previous for m in series.get(d, KeyDay()).models}
+        seen_models = {m for d in previous if d in series for m in series[d].models}
         if len([d for d in previous if d in series]) >= NEW_MODEL_MIN_HISTORY:
             for model, count in sorted(today.models.items()):
                 if model not in seen_models and count >= NEW_MODEL_MIN_REQUESTS:
@@ -145,7 +148,7 @@ def _first_day(key_hash: str, series: dict[dt.date, KeyDay], first: dt.date, tod
     if not new_key or today.requests < FIRST_DAY_MIN_REQUESTS:
         return []
     after = [first + dt.timedelta(days=i) for i in range(1, FIRST_DAY_FOLLOWING + 1)]
-    following = [series.get(d, KeyDay()).requests for d in after if d <= last_known and _same_kind(first, d)]
+    following = [series.get(d, _ABSENT).requests for d in after if d <= last_known and _same_kind(first, d)]
     baseline = statistics.median(following) if len(following) >= 2 else org_median_requests.get(first, 0.0)
     if today.requests < FIRST_DAY_RATIO * max(baseline, 1.0):
         return []

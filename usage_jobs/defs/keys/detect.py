@@ -29,30 +29,29 @@ def detect(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, fir
     rejudged_from = min(first_day_from or start, start)
     window_start = start - dt.timedelta(days=WINDOW_DAYS)  # the first day any judged day looks back to
     # Per key × day of the window, for the keys with traffic on a judged day or whose first day in the window is a re-judged day:
-    # totals, spend per model (summed in model order in Python, as before), and on the judged days the models not used in the
-    # 28 days before (a model used then can never make a new-model finding, so only the unseen ones are passed on).
+    # totals, the spend, and on the judged days the models not used in the 28 days before (a model used then can never make a
+    # new-model finding, so only the unseen ones are passed on). The spend is summed as before: each model's exact sum as the
+    # nearest double (exact below $900,000 a key, day and model: n / 10¹⁰ of two exact doubles), added in model order.
     rows = conn.execute(f"""
         WITH per_model AS (
-            SELECT key_hash, day, model, sum(requests) AS requests, sum(failed_requests) AS failed, coalesce(sum(spend_usd), 0) AS spend
+            SELECT key_hash, day, model, sum(requests) AS requests, sum(failed_requests) AS failed,
+                   CAST(coalesce(sum(spend_usd), 0) * 10000000000 AS HUGEINT)::DOUBLE / 10000000000.0::DOUBLE AS spend
             FROM daily_usage WHERE day BETWEEN $window_start AND $end GROUP BY ALL),
         keys AS (
-            SELECT key_hash FROM per_model GROUP BY key_hash
-            HAVING max(day) >= $start OR min(day) >= $rejudged_from),
-        marked AS (
-            SELECT p.*, count(*) OVER (PARTITION BY p.key_hash, p.model ORDER BY p.day
-                                       RANGE BETWEEN INTERVAL {WINDOW_DAYS} DAYS PRECEDING AND INTERVAL 1 DAYS PRECEDING) AS seen
-            FROM per_model p SEMI JOIN keys USING (key_hash))
-        SELECT key_hash, day, sum(requests), sum(failed), list(spend ORDER BY model),
-               list(model ORDER BY model) FILTER (WHERE day >= $start AND seen = 0),
-               list(requests ORDER BY model) FILTER (WHERE day >= $start AND seen = 0)
-        FROM marked GROUP BY key_hash, day ORDER BY key_hash, day""",
+            SELECT key_hash FROM per_model GROUP BY key_hash HAVING max(day) >= $start OR min(day) >= $rejudged_from),
+        mine AS (SELECT p.* FROM per_model p SEMI JOIN keys USING (key_hash)),
+        unseen AS (
+            SELECT j.key_hash, j.day, j.model FROM mine j
+            WHERE j.day >= $start AND NOT EXISTS (SELECT 1 FROM mine h WHERE h.key_hash = j.key_hash AND h.model = j.model
+                                                  AND h.day BETWEEN j.day - {WINDOW_DAYS} AND j.day - 1))
+        SELECT m.key_hash, m.day, sum(m.requests), sum(m.failed), list_reduce(list(m.spend ORDER BY m.model), lambda a, b: a + b),
+               list(m.model ORDER BY m.model) FILTER (WHERE u.model IS NOT NULL),
+               list(m.requests ORDER BY m.model) FILTER (WHERE u.model IS NOT NULL)
+        FROM mine m LEFT JOIN unseen u USING (key_hash, day, model) GROUP BY m.key_hash, m.day ORDER BY m.key_hash, m.day""",
                         {"window_start": window_start, "start": start, "end": end, "rejudged_from": rejudged_from}).fetchall()
     series: dict[str, dict[dt.date, KeyDay]] = {}
-    for key_hash, day, requests, failed, spends, new_models, new_counts in rows:
-        spend = 0.0
-        for value in spends:
-            spend += float(value)
-        series.setdefault(key_hash, {})[day] = KeyDay(requests, failed, spend, dict(zip(new_models or (), new_counts or ())))
+    for key_hash, day, requests, failed, spend, new_models, new_counts in rows:
+        series.setdefault(key_hash, {})[day] = KeyDay(requests, failed, spend, dict(zip(new_models, new_counts)) if new_models else {})
     if not series:
         return []
     # A key's first day is its first day ever, not the first day of the window loaded here: asked for the keys that first
