@@ -7,6 +7,7 @@ import hashlib
 import html
 import json
 import re
+import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -227,12 +228,41 @@ def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp
     conn = warehouse.connect(db)
     first = build_site(conn, site, timezone="UTC", billing_configured=True)
     assert first.rendered_periods == first.periods
+    files = {p: p.stat().st_mtime_ns for p in site.rglob("*") if p.is_file() and p.parent.name != site.name}
+    began = time.perf_counter()
     unchanged = build_site(conn, site, timezone="UTC", billing_configured=True)
-    assert (unchanged.rendered_periods, unchanged.reused_periods) == (1, first.periods - 1)  # last-7-days always carries the front page
+    assert time.perf_counter() - began < 1.0  # nothing read but the stamps: nothing rendered, copied or rewritten
+    assert (unchanged.rendered_periods, unchanged.reused_periods) == (0, first.periods)
+    assert (unchanged.pages, unchanged.charts, unchanged.export_files) == (first.pages, first.charts, first.export_files)
+    assert {p: p.stat().st_mtime_ns for p in site.rglob("*") if p.is_file() and p.parent.name != site.name} == files
     day = DEMO_END.isoformat()
     conn.execute("DELETE FROM daily_usage WHERE day = ? AND model = 'bge-m3'", [day])  # the day changes
     changed = build_site(conn, site, timezone="UTC", billing_configured=True)
     untouched = (site / "periods" / "2026-11-17" / "index.html").stat().st_mtime
     rendered = {p.name for p in (site / "periods").iterdir() if (p / "index.html").stat().st_mtime > untouched}
-    assert {day, "2026-W47", "2026-11", "2026-Q4", "2026", "last-7-days", "last-30-days"} <= rendered
+    assert {day, "2026-W47", "2026-11", "2026-Q4", "2026", "last-7-days", "last-30-days"} == rendered == set(changed.rendered)
     assert changed.rendered_periods == 7 and changed.reused_periods == first.periods - 7
+
+
+def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site, tmp_path):
+    """Key statuses read every request up to a period's end, the KPI deltas the span before: a period reads every day up to its
+    end. A change written straight into any per-day table (no writer has to stamp it) re-renders those periods, no other."""
+    db = tmp_path / "usage.duckdb"
+    db.write_bytes(demo_site.warehouse.read_bytes())
+    site = tmp_path / "site"
+    conn = warehouse.connect(db)
+    first = build_site(conn, site, timezone="UTC", billing_configured=True)
+    periods = {p.name: json.loads((p / "exports" / "manifest.json").read_text())["metadata"] for p in (site / "periods").iterdir()}
+    old = DEMO_END - dt.timedelta(days=2)  # the demo holds 4 days
+    for table, change in (("daily_usage", "DELETE FROM daily_usage WHERE day = ? AND rowid IN (SELECT min(rowid) FROM daily_usage WHERE day = ?)"),
+                          ("billed_usage", "UPDATE billed_usage SET cost = cost + 1 WHERE day = ? AND model IN "
+                                           "(SELECT min(model) FROM billed_usage WHERE day = ?)")):
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE day = ?", [old]).fetchone()[0], table
+        conn.execute(change, [old, old])
+        changed = build_site(conn, site, timezone="UTC", billing_configured=True)
+        expected = {slug for slug, meta in periods.items() if meta["end_date"] >= old.isoformat()}
+        assert set(changed.rendered) == expected, table
+        assert changed.reused_periods == first.periods - len(expected)
+        assert {old.isoformat(), "2026-11", "last-30-days"} <= expected and (DEMO_END - dt.timedelta(days=3)).isoformat() not in expected
+    billed = _csv(site / "periods" / old.isoformat() / "exports" / "reconciliation.csv")
+    assert billed  # the re-rendered day shows the changed bill

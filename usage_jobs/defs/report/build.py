@@ -58,6 +58,9 @@ EXACT = frozenset({"billed_cost_allocated", "estimated_cost_usd", "billed_cost_u
 # The statement: amounts already rounded to the cent, written as such (12.30), and the exact share beside them.
 STATEMENT_EXACT = frozenset({"billed_cost", "billed_cost_usd", "exact_cost"})
 FINGERPRINT_FILE = ".fingerprint"
+# The kinds with a page per team and key; a day's or week's tables link the team's or key's page of the month holding its last
+# day in the period, at that day's row (keys × every day and week made most of the site's pages).
+PAGE_KINDS = frozenset({"month", "quarter", "year", "last-7-days", "last-30-days"})
 INSIGHT_VIEWS = [("tags.html", "Tags"), ("end-users.html", "End users"), ("errors.html", "Errors"), ("latency.html", "Latency"), ("cache.html", "Cache")]
 
 
@@ -180,7 +183,7 @@ def period_views(conn: duckdb.DuckDBPyConnection, period: Period, *, timezone: s
                  billing_timezone: str = "UTC", hide_user_agent_tags: bool = False) -> PeriodViews:
     """A period's views; the statement and FOCUS rows are over its billing days with billing configured, else over its report
     days with the gateway's estimate."""
-    data = period_data(conn, period)
+    data = period_data(conn, period, pages=period.kind in PAGE_KINDS)
     billing = billing_view(conn, period, with_forecast=period.kind.startswith("last-"))
     if not billing_configured:
         charges, focus = None, focus_rows(report_day_cells(data.team_model_daily, timezone=timezone))
@@ -303,9 +306,14 @@ class SiteBuilder:
         return period_views(self.conn, period, timezone=self.timezone, billing_configured=self.context.billing_configured,
                             billing_timezone=self.context.billing_timezone, hide_user_agent_tags=self.context.hide_user_agent_tags)
 
-    def fingerprint(self, views: PeriodViews, nav: Navigation, freshness: str) -> str:
+    def fingerprint(self, stamps: Stamps, period: Period, nav: Navigation, reach: dt.timedelta) -> str:
+        """What a period's pages and exports are made of, without reading them: code, site context, navigation, and the stamps of
+        every day up to its end (a rolling period: of every day, and the commit)."""
         context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
-        document = {"version": self.version, "context": context, "freshness": freshness, "views": vars(views),
+        rolling = period.kind.startswith("last-")
+        document = {"version": self.version, "context": context, "period": [period.slug, period.start.isoformat(), period.end.isoformat()],
+                    "days": stamps.up_to(dt.date.max if rolling else period.end + reach), "global": stamps.global_digest,
+                    "rolling": stamps.rolling_digest if rolling else None,
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
         return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
 
@@ -327,7 +335,8 @@ class SiteBuilder:
             return {name: {"src": f"{here}charts/{name}.png", "alt": alt} for name, (_, alt) in jobs.items()}
 
         common = dict(period=period, nav=nav, data=data, exports=exports, views=self.views(), freshness=freshness,
-                      pdf=pdf_name(period.slug) if is_pdf_kind(period.kind) else None)
+                      pdf=pdf_name(period.slug) if is_pdf_kind(period.kind) else None, page_href=_page_links(period, data),
+                      export_files={f"{entry['export']}.{entry['format']}": entry["file"] for entry in exports})
         top_level = [("index.html", "global.html.j2"), ("teams.html", "teams.html.j2"), ("keys.html", "keys.html.j2"), ("models.html", "models.html.j2")]
         status_counts = _status_counts(data)
         for file, template in top_level:
@@ -358,7 +367,7 @@ class SiteBuilder:
         result.pages += len(data.team_pages) + len(data.key_pages)
         if is_pdf_kind(period.kind):  # a finance period: its print page, printed to its PDF once every chart is drawn
             self._write(folder / PRINT_PAGE, "print.html.j2", period=period, data=data, exports=exports, freshness=freshness, charts=chart_refs(""),
-                        statement=charges, billing_currency=billing.currency, here="", root="../../", pdf=None)
+                        statement=charges, billing_currency=billing.currency, here="", root="../../", pdf=None, page_href=common["page_href"])
             result.pages += 1
             if self.context.pdf_note is None:
                 result.pdfs.append(PdfJob(period.slug, folder / PRINT_PAGE, folder / pdf_name(period.slug)))
@@ -367,6 +376,27 @@ class SiteBuilder:
                         root="", view_file="index.html", range_view="index")
             result.pages += 1
         return result
+
+
+def _page_links(period: Period, data: PeriodData):
+    """`page_href(folder, page, here, root)`: the link to a team's ("teams") or key's ("keys") page from a page of this period."""
+    if period.kind in PAGE_KINDS:
+        return lambda folder, page, here, root: f"{here}{folder}/{page}.html"
+    from usage_jobs.defs.report.queries import page_name
+    last: dict[tuple[str, str], str] = {}
+    for cell in data.team_model_daily:
+        if cell.requests or cell.billed_cost_allocated is not None:
+            last[("teams", cell.team_id)] = max(last.get(("teams", cell.team_id), ""), cell.date)
+    for cell in data.key_model_daily:
+        last[("keys", cell.key_hash)] = max(last.get(("keys", cell.key_hash), ""), cell.date)
+    days = {(folder, page_name(identifier)): date for (folder, identifier), date in last.items()}
+    fallback = data.last_ingested or period.end.isoformat()
+
+    def href(folder: str, page: str, here: str, root: str) -> str:
+        day = days.get((folder, page), fallback)
+        return f"{root}periods/{day[:7]}/{folder}/{page}.html#d-{day}"
+
+    return href
 
 
 def _status_counts(data: PeriodData) -> list[str]:
@@ -394,13 +424,77 @@ def _draw_all(jobs: list[ChartJob]) -> None:
         list(pool.map(_draw, jobs, chunksize=4))
 
 
+# What a period reads beyond its own days is found by day: the tables with a `day` column are digested per day (a count and a
+# sum of row hashes, one pass over each table), and a period's fingerprint takes the digests of every day up to its end (key
+# statuses read every request up to the end; the KPI deltas the span before). `requests` is digested on the columns the report
+# reads from it (the other tables are per-day aggregates, digested whole). Any write to any of them re-renders exactly the
+# periods that end on or after its day, whoever wrote it: no writer has to remember a stamp.
+REQUEST_COLUMNS = "key_hash, start_time, team_id, team_alias, model, total_tokens, spend_usd, unpriced"
+# The tables without days the pages read: the inventory's columns shown (not the gateway's running spend), the status note, the
+# closed invoice months; the commit only on the rolling periods (its forecast).
+GLOBAL_SOURCES = ("SELECT count(*), sum(hash(team_id, team_alias, max_budget, budget_duration)::HUGEINT) FROM inventory_teams",
+                  "SELECT count(*), sum(hash(key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration)"
+                  "::HUGEINT) FROM inventory_keys",
+                  "SELECT count(*), sum(hash(t)::HUGEINT) FROM inventory_status t",
+                  "SELECT count(*), sum(hash(t)::HUGEINT) FROM billing_months t")
+ROLLING_SOURCES = ("SELECT count(*), sum(hash(t)::HUGEINT) FROM commit_status t",)
+COUNTS_FILE = ".counts.json"
+
+
+@dataclass
+class Stamps:
+    """The warehouse's change stamps: a digest per day (cumulative, so a period's is one lookup) and of the global tables."""
+
+    days: list[dt.date]
+    cumulative: list[str]  # digest of every day up to days[i]
+    global_digest: str
+    rolling_digest: str
+
+    def up_to(self, day: dt.date) -> str:
+        import bisect
+        index = bisect.bisect_right(self.days, day) - 1
+        return self.cumulative[index] if index >= 0 else ""
+
+
+def warehouse_stamps(conn: duckdb.DuckDBPyConnection) -> Stamps:
+    tables = [row[0] for row in conn.execute(
+        "SELECT table_name FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name) "
+        "WHERE c.table_schema = 'main' AND c.column_name = 'day' AND c.data_type = 'DATE' AND t.table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
+    parts = [f"SELECT '{table}' AS source, day, count(*) AS n, sum(hash({REQUEST_COLUMNS if table == 'requests' else 't'})::HUGEINT) AS h "
+             f"FROM {table} t WHERE day IS NOT NULL GROUP BY day" for table in tables]
+    by_day: dict[dt.date, list] = {}
+    if parts:
+        for source, day, n, h in conn.execute(" UNION ALL ".join(parts) + " ORDER BY day, source").fetchall():
+            by_day.setdefault(day, []).append((source, n, str(h)))
+    days = sorted(by_day)
+    cumulative, running = [], hashlib.sha256()
+    for day in days:
+        running.update(json.dumps([day.isoformat(), by_day[day]]).encode())
+        cumulative.append(running.copy().hexdigest())
+
+    def digest(queries) -> str:
+        return hashlib.sha256(json.dumps([[str(v) for v in conn.execute(query).fetchone()] for query in queries]).encode()).hexdigest()
+
+    return Stamps(days, cumulative, digest(GLOBAL_SOURCES), digest(ROLLING_SOURCES))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
 def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, billing_timezone: str = "UTC",
                generated_at: dt.datetime | None = None, progress=None, full: bool = False, hide_user_agent_tags: bool = False,
                chromium: Path | str | None = None) -> BuildResult:
-    """Render every period into a scratch folder, then swap it in; a failure leaves the old site.
+    """Render the periods whose inputs changed into a scratch folder beside the site, then publish each by rename.
 
-    Periods whose fingerprint matches the published site's are copied from it (unless `full`). The finance periods are printed
-    to PDF with `chromium` (REPORT_CHROMIUM; None: found on PATH); without one, or should one fail, the build goes on and says so."""
+    A period whose fingerprint (code, site context, navigation and the warehouse's stamps of the days it reads) matches the
+    published one's is left in place, untouched (unless `full`). Publishing renames each rendered period's folder over the
+    published one, then the picker's data, the static files and the front page; a failure before that leaves every published
+    period as it was. The finance periods are printed to PDF with `chromium` (REPORT_CHROMIUM; None: found on PATH); without
+    one, or should one fail, the build goes on and says so."""
     builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured,
                           generated_at=generated_at or dt.datetime.now(dt.UTC), billing_timezone=billing_timezone,
                           hide_user_agent_tags=hide_user_agent_tags)
@@ -408,6 +502,9 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     builder.context.pdf_note = None if printer else missing_note(chromium)  # before any fingerprint: the pages say it
     days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
     periods = report_periods(days)
+    stamps = warehouse_stamps(conn)
+    # A report day in another zone than UTC reads UTC-dated rows (billing days, the gateway's totals) of the day after too.
+    reach = dt.timedelta(days=0 if timezone == "UTC" and (billing_timezone == "UTC" or not billing_configured) else 1)
     scratch = site_dir.with_name(site_dir.name + ".building")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -421,21 +518,30 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     navs = navigation(periods) if periods else {}
     jobs: list[ChartJob] = []
     pdf_jobs: list[PdfJob] = []
+    counts: dict[str, dict] = {}
     for index, period in enumerate(periods):
-        views = builder.period_views(period)
-        freshness = builder._freshness(period, views.data)
-        fingerprint = builder.fingerprint(views, navs[period.slug], freshness)
+        nav = navs[period.slug]
+        fingerprint = builder.fingerprint(stamps, period, nav, reach)
         published = site_dir / "periods" / period.slug
-        reusable = not full and (published / FINGERPRINT_FILE).is_file() and (published / FINGERPRINT_FILE).read_text() == fingerprint
-        if reusable and period.slug != "last-7-days":
-            shutil.copytree(published, scratch / "periods" / period.slug)
+        if not full and _read(published / FINGERPRINT_FILE) == fingerprint:
             result.reused_periods += 1
-            result.pages += sum(1 for _ in published.rglob("*.html"))
-            result.charts += sum(1 for _ in published.glob("charts/*.png"))
-            result.export_files += sum(1 for _ in published.glob("exports/*"))
+            try:
+                known = json.loads((published / COUNTS_FILE).read_text())
+            except (OSError, ValueError):
+                known = {"pages": sum(1 for _ in published.rglob("*.html")), "charts": sum(1 for _ in published.glob("charts/*.png")),
+                         "exports": sum(1 for _ in published.glob("exports/*"))}
+            result.pages += known["pages"]
+            result.charts += known["charts"]
+            result.export_files += known["exports"]
         else:
-            rendered = builder.render(scratch, views, navs[period.slug], freshness)
-            (scratch / "periods" / period.slug / FINGERPRINT_FILE).write_text(fingerprint)
+            views = builder.period_views(period)
+            freshness = builder._freshness(period, views.data)
+            rendered = builder.render(scratch, views, nav, freshness)
+            folder = scratch / "periods" / period.slug
+            (folder / FINGERPRINT_FILE).write_text(fingerprint)
+            own_pages = rendered.pages - int(period.slug == "last-7-days")  # the front page is the site's, not the period's
+            counts[period.slug] = {"pages": own_pages, "charts": len(rendered.charts), "exports": rendered.exports}
+            (folder / COUNTS_FILE).write_text(json.dumps(counts[period.slug]))
             jobs += rendered.charts
             pdf_jobs += rendered.pdfs
             result.rendered_periods += 1
@@ -445,17 +551,54 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             result.export_files += rendered.exports
         if progress:
             progress(index + 1, len(periods), period.slug)
+    if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
+        result.pages += 1  # the published front page stays
     _draw_all(jobs)
-    write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
+    range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.up_to(dt.date.max),
+                                                   stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
+    new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
+    if new_range:
+        write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
+        (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
     if printer is None and any(is_pdf_kind(period.kind) for period in periods):
         result.pdf_notes.append(builder.context.pdf_note)
     for failure in print_pdfs(pdf_jobs, printer) if printer else []:  # the charts drawn: the print pages are complete
         withdraw_link(scratch / "periods" / failure.slug, str(failure))
         (scratch / "periods" / failure.slug / FINGERPRINT_FILE).unlink()  # rendered and printed again by the next build
         result.pdf_notes.append(str(failure))
-    result.pdfs = sum(1 for _ in scratch.glob(f"periods/*/{pdf_name('*')}"))
-    _swap(scratch, site_dir)
+    if full or not (site_dir / "periods").is_dir():
+        result.pdfs = sum(1 for _ in scratch.glob(f"periods/*/{pdf_name('*')}"))
+        _swap(scratch, site_dir)  # a first (or full) build: the whole site at once
+    else:
+        _publish(scratch, site_dir, rendered=result.rendered, keep={period.slug for period in periods}, new_range=new_range)
+        result.pdfs = sum(1 for _ in site_dir.glob(f"periods/*/{pdf_name('*')}"))
     return result
+
+
+def _publish(scratch: Path, site_dir: Path, *, rendered: list[str], keep: set[str], new_range: bool) -> None:
+    """Each rendered period renamed over its published folder (the old one moved aside first, then removed), periods no longer
+    in the site removed, then the picker's data, the static files and the front page: a reader sees a period whole, old or new."""
+    trash = site_dir.with_name(site_dir.name + ".previous")
+    shutil.rmtree(trash, ignore_errors=True)
+    (trash / "periods").mkdir(parents=True)
+    periods = site_dir / "periods"
+    for slug in rendered:
+        target = periods / slug
+        if target.exists():
+            target.rename(trash / "periods" / slug)
+        (scratch / "periods" / slug).rename(target)
+    for folder in list(periods.iterdir()):
+        if folder.name not in keep:
+            folder.rename(trash / "periods" / folder.name)
+    if new_range:
+        if (site_dir / "range").exists():
+            (site_dir / "range").rename(trash / "range")
+        (scratch / "range").rename(site_dir / "range")
+    for item in scratch.iterdir():  # static files and the front page (if rendered): each replaced by one rename
+        if item.is_file():
+            os.replace(item, site_dir / item.name)
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _swap(built: Path, site_dir: Path) -> None:

@@ -4,11 +4,14 @@ CSV: UTF-8, header row, dot decimals, text cells that a spreadsheet would run as
 formula, in any locale, neutralised with a quote (see `spreadsheet_safe`). JSON:
 `{"metadata": {...}, "data": [...]}`. Nothing time-dependent is written in them, so
 rebuilding a period gives byte-identical files; only the manifest says when it was built.
+A file larger than COMPRESS_OVER is written gzip-compressed (`focus.json.gz`; no name or time
+in the gzip header, so still byte-identical), the manifest saying so.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -102,6 +105,8 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
 
 
 FORMATS = ("csv", "json")
+# The largest exports (a rolling period's focus or key_model_daily of thousands of keys: tens of MB, ~10× smaller compressed).
+COMPRESS_OVER = 4_000_000
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
@@ -113,10 +118,13 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
     for table in tables:
         for suffix in (f for f in FORMATS if f in formats):
             content = render_csv(table) if suffix == "csv" else render_json(table, metadata)
-            name = f"{table.name}.{suffix}"
+            name, extra = f"{table.name}.{suffix}", {}
+            if len(content) > COMPRESS_OVER:
+                extra = {"compression": "gzip", "uncompressed_bytes": len(content), "uncompressed_sha256": hashlib.sha256(content).hexdigest()}
+                name, content = name + ".gz", gzip.compress(content, compresslevel=1, mtime=0)
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
-                            "sha256": hashlib.sha256(content).hexdigest()})
+                            "sha256": hashlib.sha256(content).hexdigest(), **extra})
     manifest = {"metadata": {**metadata, "generated_at": generated_at}, "files": entries}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return entries

@@ -402,7 +402,14 @@ class _PeriodReader:
 
     def ranked_models(self, dimension: str, identifier: str, limit: int | None = None) -> tuple[ModelUsage, ...]:
         """A team's or key's models, largest spender first."""
-        rows = [ModelUsage(**_counts(row), model=model) for (owner, model), row in self.slices[(dimension, "model")].items() if owner == identifier]
+        if not hasattr(self, "_by_owner"):
+            self._by_owner: dict[str, dict[str, list]] = {}
+        if dimension not in self._by_owner:  # grouped once per dimension, not scanned for every team or key
+            grouped: dict[str, list] = {}
+            for (owner, model), row in self.slices[(dimension, "model")].items():
+                grouped.setdefault(owner, []).append((model, row))
+            self._by_owner[dimension] = grouped
+        rows = [ModelUsage(**_counts(row), model=model) for model, row in self._by_owner[dimension].get(identifier, [])]
         return tuple(sorted(rows, key=lambda m: _by_spend(m, m.total_tokens, m.model))[:limit])
 
     def teams(self) -> list[TeamUsage]:
@@ -472,8 +479,11 @@ class _PeriodReader:
                         tuple(TeamKey(key, _usage(row)) for key, row in top_keys))
 
     def key_page(self, key: KeyUsage) -> KeyPage:
-        reasons = {date: reason for date, key_hash, *_, reason in self.anomaly_rows if key_hash == key.key_hash}  # the one listed last on a day
-        return KeyPage(key, self.page_days("key_hash", key.key_hash, reasons), self.ranked_models("key_hash", key.key_hash))
+        if not hasattr(self, "_reasons"):  # per key, once for all keys: the one listed last on a day
+            self._reasons: dict[str, dict[str, str]] = {}
+            for date, key_hash, *_, reason in self.anomaly_rows:
+                self._reasons.setdefault(key_hash, {})[date] = reason
+        return KeyPage(key, self.page_days("key_hash", key.key_hash, self._reasons.get(key.key_hash, {})), self.ranked_models("key_hash", key.key_hash))
 
     def spend_series(self) -> tuple[SpendSeries, ...]:
         by_model_day = self.slices[("day", "model")]
@@ -488,7 +498,8 @@ def _billed(values: tuple | None) -> dict:
     return dict(zip(("billed_input_tokens", "billed_output_tokens", "billed_cost", "billed_currency"), values))
 
 
-def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
+def period_data(conn: duckdb.DuckDBPyConnection, period: Period, *, pages: bool = True) -> PeriodData:
+    """A period's data; without `pages`, no team or key page (the site links a day's or week's to its month's)."""
     reader = _PeriodReader(conn, period)
     teams, keys = reader.teams(), reader.keys()
     key_list = tuple(sorted(keys.values(), key=lambda k: _by_spend(k, k.requests, k.key_hash)))
@@ -505,7 +516,8 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period) -> PeriodData:
         models=reader.models(), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list, top_keys=used_keys[:10],
         team_model_daily=reader.team_model_daily(), key_model_daily=reader.key_model_daily(),
         anomalies=anomalies, attention=_attention(anomalies, key_list, teams),
-        team_pages=tuple(reader.team_page(team, keys) for team in teams), key_pages=tuple(reader.key_page(key) for key in used_keys),
+        team_pages=tuple(reader.team_page(team, keys) for team in teams) if pages else (),
+        key_pages=tuple(reader.key_page(key) for key in used_keys) if pages else (),
         spend_series=reader.spend_series(),
         missing_days=tuple(d.isoformat() for d in period.days if d.isoformat() not in ingested), rejected=int(rejected), duplicates=int(duplicates),
         last_ingested=last_ingested,
