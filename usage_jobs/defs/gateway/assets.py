@@ -130,18 +130,25 @@ def rejected_share_below_limit(context: dg.AssetCheckExecutionContext, warehouse
     )
 
 
+def requests_stored_twice(conn, first: dt.date, last: dt.date) -> tuple[int, str | None]:
+    """Requests of the days first..last stored twice (same request id and start time), and one such id.
+
+    Only those days and the day on either side are read, whatever the length of the history: a
+    request's day is its start time's day in the report time zone, so its re-delivery is stored on
+    the same day (or, after a change of time zone, on the day next to it); a copy on a neighbouring
+    day counts, twins within that day do not (they are that day's)."""
+    return conn.execute(
+        "SELECT count(*), min(request_id) FROM (SELECT request_id FROM requests WHERE day BETWEEN $before AND $after "
+        "GROUP BY request_id, start_time HAVING count(*) > 1 AND bool_or(day BETWEEN $first AND $last))",
+        {"before": first - dt.timedelta(days=1), "after": last + dt.timedelta(days=1), "first": first, "last": last}).fetchone()
+
+
 @dg.asset_check(asset=gateway_requests, name=UNIQUE_REQUESTS_CHECK, pool=WAREHOUSE_POOL,
                 description="No request (request id and start time) is stored twice; ids reused with another start time are counted as collisions.")
 def requests_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    # Only the run's days and the day on either side are read, whatever the length of the history: a request's
-    # day is its start time's day in the report time zone, so its re-delivery is stored on the same day (or, after
-    # a change of time zone, on the day next to it); a copy on a neighbouring day counts, twins within it do not.
     days = partition_days(context)
     with warehouse.connect() as conn:
-        twice, example = conn.execute(
-            "SELECT count(*), min(request_id) FROM (SELECT request_id FROM requests WHERE day BETWEEN $before AND $after "
-            "GROUP BY request_id, start_time HAVING count(*) > 1 AND bool_or(day BETWEEN $first AND $last))",
-            {"before": days[0] - dt.timedelta(days=1), "after": days[-1] + dt.timedelta(days=1), "first": days[0], "last": days[-1]}).fetchone()
+        twice, example = requests_stored_twice(conn, days[0], days[-1])
         collisions = conn.execute("SELECT coalesce(sum(id_collisions), 0) FROM ingest_days WHERE day BETWEEN ? AND ?", [days[0], days[-1]]).fetchone()[0]
     return dg.AssetCheckResult(
         passed=twice == 0, metadata={"requests stored twice": twice, "id collisions": collisions},
