@@ -5,6 +5,12 @@ warehouse, runs the detection over every day and compares the flagged key-days w
 `anomalies.json` (written by the generator beside the logs). Prints precision, recall,
 the misses and the false alarms per 1,000 key-days. Goal: every injected anomaly found,
 at most one false alarm per 1,000 key-days.
+
+`--history 10,60` instead measures the daily cost against the length of history (issue 14):
+for each length it fills a warehouse with that many days of the same size (`--keys` keys × 3
+models in `daily_usage`, `--requests-per-day` rows in `requests`), then times the last day's
+`requests_unique` check query and its key anomaly step (detect + store, as the asset runs it),
+best of 3. Both should be flat once the history is longer than the 28-day window.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path("bench_data/anomalies"))
+    parser.add_argument("--history", default=None, help="days of history, comma-separated: time one day's check and anomaly step on each")
+    parser.add_argument("--keys", type=int, default=3000, help="with --history: keys")
+    parser.add_argument("--requests-per-day", type=int, default=100_000, help="with --history: rows a day in requests")
     args = parser.parse_args()
+    if args.history:
+        history_cost(args.work, [int(d) for d in args.history.split(",")], args.keys, args.requests_per_day)
+        return
 
     from usage_jobs import warehouse
     from usage_jobs.defs.gateway.aggregates import aggregate_day
@@ -71,6 +83,57 @@ def main() -> None:
     for key in false_alarms:
         print(f"  false alarm: {key[1]} {flagged[key][0].reason}")
     print("goal: recall 1.000 and at most 1 false alarm per 1,000 key-days")
+
+
+def history_cost(work: Path, lengths: list[int], keys: int, per_day: int) -> None:
+    from usage_jobs import warehouse
+    from usage_jobs.defs.gateway.assets import requests_stored_twice
+    from usage_jobs.defs.keys.anomalies import FIRST_DAY_FOLLOWING
+    from usage_jobs.defs.keys.detect import detect, store
+
+    work.mkdir(parents=True, exist_ok=True)
+    first = dt.date(2026, 1, 1)
+
+    def best(step, *arguments) -> float:
+        seconds = []
+        for _ in range(3):
+            began = time.perf_counter()
+            step(*arguments)
+            seconds.append(time.perf_counter() - began)
+        return min(seconds)
+
+    def one_day(conn, day: dt.date, since: dt.date) -> None:  # as the asset runs it
+        store(conn, detect(conn, day, day, first_day_from=since), day, day, first_day_from=since)
+
+    for days in lengths:
+        path = work / f"history-{days}d-{keys}k-{per_day}.duckdb"
+        path.unlink(missing_ok=True)
+        conn = warehouse.connect(path)
+        started = time.perf_counter()
+        for index in range(days):
+            day = first + dt.timedelta(days=index)
+            conn.execute("""INSERT INTO requests (day, request_id, start_time, status, model, key_hash, team_id, input_tokens, output_tokens,
+                total_tokens, cached_input_tokens, cache_creation_tokens, tokens_estimated, tokens_missing, spend_repriced, unpriced,
+                metadata_unreadable, source_file)
+                SELECT $day, 'chatcmpl-' || md5($day::VARCHAR || i::VARCHAR), $day::TIMESTAMPTZ + to_milliseconds(i * (86400000 // $n)), 'success',
+                       'm' || (i % 5)::VARCHAR, 'key-' || (i % $keys)::VARCHAR, 't', 1, 1, 2, 0, 0, false, false, false, false, false, 'f'
+                FROM range($n) t(i)""", {"day": day, "n": per_day, "keys": keys})
+            conn.execute("""INSERT INTO daily_usage (day, team_id, key_hash, model, requests, successful_requests, failed_requests, input_tokens,
+                output_tokens, total_tokens, cached_input_tokens, spend_usd, unpriced_requests, estimated_requests, repriced_requests)
+                SELECT $day, 't', 'key-' || k::VARCHAR, 'm' || m::VARCHAR, 1 + (hash(k, m, $day) % 20)::BIGINT, 1, 0, 0, 0, 0, 0,
+                       (hash(k, m, $day) % 1000)::DECIMAL(18, 10) / 1000, 0, 0, 0
+                FROM range($keys) a(k), range(3) b(m)""", {"day": day, "keys": keys})
+        last = first + dt.timedelta(days=days - 1)
+        since = max(last - dt.timedelta(days=FIRST_DAY_FOLLOWING), first)
+        rows = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        check = best(requests_stored_twice, conn, last, last)
+        anomalies = best(one_day, conn, last, since)
+        whole = best(detect, conn, since, last)
+        print(f"{days:>4} days of history ({rows:,} requests, {keys:,} keys, filled in {time.perf_counter() - started:.0f} s): "
+              f"requests_unique {check * 1000:,.0f} ms; key anomalies of the day {anomalies * 1000:,.0f} ms "
+              f"(judging the {FIRST_DAY_FOLLOWING} days before it again too, as before: {whole * 1000:,.0f} ms)", flush=True)
+        conn.close()
+        path.unlink()
 
 
 if __name__ == "__main__":
