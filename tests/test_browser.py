@@ -70,7 +70,7 @@ def test_every_kind_of_page_loads_cleanly(browser, served, demo_site):
     pages = {
         "front": "index.html", "day-global": f"periods/{day}/index.html", "week-teams": "periods/2026-W47/teams.html",
         "month-keys": "periods/2026-11/keys.html", "rolling-models": "periods/last-30-days/models.html",
-        "reconciliation": "periods/last-7-days/reconciliation.html", "team": f"periods/{day}/teams/{page_name(team_id)}.html",
+        "reconciliation": "periods/last-7-days/reconciliation.html", "team": f"periods/2026-11/teams/{page_name(team_id)}.html",
         "key": f"periods/2026-11/keys/{page_name(key_hash)}.html", "week-quality": "periods/2026-W47/quality.html",
         "month-chargeback": "periods/2026-11/chargeback.html",
         "week-tags": "periods/2026-W47/tags.html", "tag": f"periods/2026-W47/tags/{page_name('env:prod')}.html",
@@ -94,6 +94,26 @@ def test_links_move_between_periods_and_views(browser, served):
     assert "Estimated vs billed" in browser.find_element(By.TAG_NAME, "h1").text
     browser.find_element(By.LINK_TEXT, "IG1 usage report").click()
     assert browser.current_url.endswith("/index.html") and "Last 7 days" in browser.find_element(By.TAG_NAME, "h1").text
+
+
+def test_a_days_key_and_team_open_their_page_of_the_month_at_that_days_row(browser, served, demo_site):
+    """Team and key pages are the month's: a day's tables link them at the day's row, which the page marks."""
+    import duckdb
+
+    conn = duckdb.connect(str(demo_site.warehouse), read_only=True)
+    day = (DEMO_END - dt.timedelta(days=1)).isoformat()
+    key_hash = conn.execute("SELECT key_hash FROM daily_usage WHERE day = ? GROUP BY key_hash ORDER BY sum(requests) DESC LIMIT 1", [day]).fetchone()[0]
+    team_id = conn.execute("SELECT team_id FROM daily_usage WHERE day = ? GROUP BY team_id ORDER BY sum(requests) DESC LIMIT 1", [day]).fetchone()[0]
+    conn.close()
+    for view, folder, identifier in (("keys.html", "keys", key_hash), ("teams.html", "teams", team_id)):
+        _visit(browser, served, f"periods/{day}/{view}", f"day-{folder}-link")
+        browser.find_element(By.CSS_SELECTOR, f'a[href$="/periods/2026-11/{folder}/{page_name(identifier)}.html#d-{day}"]').click()
+        assert browser.current_url.endswith(f"/periods/2026-11/{folder}/{page_name(identifier)}.html#d-{day}")
+        row = browser.find_element(By.CSS_SELECTOR, "tr:target")
+        assert row.get_attribute("id") == f"d-{day}" and row.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
+        assert not (demo_site.site_dir / "periods" / day / folder).exists()  # no page per key or team and day
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "month-key-at-day.png"))
 
 
 def test_the_team_filter_works_without_a_server_round_trip(browser, served):

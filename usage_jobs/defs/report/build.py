@@ -1,13 +1,15 @@
-"""Builds the static report site from the warehouse, into a scratch folder swapped in at the end.
+"""Builds the static report site from the warehouse: the periods whose inputs changed, each published by rename.
 
-Every period (day, ISO week, month, last 7 and last 30 days) gets the views global,
-teams (+ a page per team), keys (+ a page per key used in the period), models, with
-billing estimated vs billed, and data quality; and its exports. A period whose inputs have not changed
-since the published build (same fingerprint) is copied from it instead of rendered again.
+Every period (day, ISO week, month, quarter, year, last 7 and last 30 days) gets the views global, teams, keys, models,
+tags, end users, errors, latency, cache, with billing estimated vs billed and chargeback, and data quality; and its exports.
+Months, quarters, years and the rolling periods also get a page per team and per key used in them; a day's or week's tables
+link those of the month. A period whose fingerprint (code, context, navigation and the warehouse's stamps of the days it
+reads) matches the published one's is left as it is.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import importlib.resources
@@ -451,7 +453,6 @@ class Stamps:
     rolling_digest: str
 
     def up_to(self, day: dt.date) -> str:
-        import bisect
         index = bisect.bisect_right(self.days, day) - 1
         return self.cumulative[index] if index >= 0 else ""
 
