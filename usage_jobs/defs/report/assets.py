@@ -31,7 +31,7 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         context.log.warning(note)
     return dg.MaterializeResult(metadata={
         "pages": result.pages, "charts": result.charts, "export files": result.export_files, "periods": result.periods,
-        "periods rendered": result.rendered_periods, "periods unchanged (left in place)": result.reused_periods,
+        "periods rendered": result.rendered_periods, "periods unchanged (copied)": result.reused_periods,
         "pdfs": result.pdfs, "pdf notes": "\n".join(result.pdf_notes),
         "index": dg.MetadataValue.path(str(Path(site.site_dir).resolve() / "index.html")),
     })
