@@ -1,7 +1,8 @@
 """Ingest speed and memory on one large day, beside a bare DuckDB baseline measured in the same run.
 
-Generates a day of N requests (default 1,000,000, ~1 KB each) as NDJSON plus a gzip copy,
-then for each file runs, in a fresh process each:
+Generates a day of N requests (default 1,000,000, ~1 KB each) as NDJSON, a gzip copy, and a
+copy where every successful request has its token counts (no estimate needed), then for each
+file runs, in a fresh process each:
   * baseline: DuckDB `read_json` of the file + `GROUP BY model_group` (sums of tokens and cost);
   * product:  `ingest_day` into a fresh warehouse (validation, de-duplication, estimates, write).
 Prints seconds, rows/s, peak RSS of each, and `ratio: product / baseline`.
@@ -56,6 +57,19 @@ def _run(code: str, *args: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def _with_token_counts(source: Path, target: Path) -> None:
+    """The same day with token counts on every successful request, so that nothing needs an estimate."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, encoding="utf-8") as lines, open(target, "w", encoding="utf-8") as out:
+        for line in lines:
+            record = json.loads(line)
+            prompt, completion = record.get("prompt_tokens"), record.get("completion_tokens")
+            if prompt is None or completion is None or (not prompt and not completion):
+                record["prompt_tokens"], record["completion_tokens"] = prompt or 120, completion or 40
+                line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+            out.write(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1_000_000)
@@ -68,6 +82,7 @@ def main() -> None:
     work = args.work
     plain = work / "plain" / "gcs" / DAY.isoformat() / "day.ndjson"
     packed = work / "gzip" / "gcs" / DAY.isoformat() / "day.ndjson.gz"
+    counted = work / "counted" / "gcs" / DAY.isoformat() / "day.ndjson"
     started = time.perf_counter()
     marker = work / f"generated-{args.requests}"
     if not (args.keep and marker.exists()):
@@ -76,6 +91,7 @@ def main() -> None:
         packed.parent.mkdir(parents=True)
         with open(plain, "rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
             shutil.copyfileobj(source, target, 1 << 20)
+        _with_token_counts(plain, counted)
         marker.touch()
     for stale in work.glob("*.duckdb*"):
         stale.unlink()
@@ -84,9 +100,10 @@ def main() -> None:
     print(f"generated {written:,} requests, {size / 1e6:,.0f} MB plain ({size / written:,.0f} B/record), "
           f"{packed.stat().st_size / 1e6:,.0f} MB gzip, in {time.perf_counter() - started:.1f} s")
 
-    for label, root, data_file in (("plain NDJSON", work / "plain", plain), ("gzip NDJSON", work / "gzip", packed)):
+    for label, root, data_file in (("plain NDJSON", work / "plain", plain), ("gzip NDJSON", work / "gzip", packed),
+                                   ("plain NDJSON, no estimate needed", work / "counted", counted)):
         baseline = _run(BASELINE, str(data_file))
-        product = _run(PRODUCT, str(root), str(work / f"{label.split()[0]}.duckdb"), DAY.isoformat())
+        product = _run(PRODUCT, str(root), str(work / f"{root.name}.duckdb"), DAY.isoformat())
         print(f"\n{label}")
         print(f"  baseline (bare DuckDB read_json + GROUP BY): {baseline['seconds']:.2f} s, {baseline['rows'] / baseline['seconds']:,.0f} rows/s, "
               f"peak RSS {baseline['rss_mb']:,.0f} MB")

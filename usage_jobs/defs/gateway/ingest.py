@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,8 +41,10 @@ from usage_jobs.warehouse import transaction
 
 # A folded shard keeps each record's original file here (the shard itself names no request's source).
 SOURCE_FILE_FIELD = "__source_file"
-# Per-request files folded into one NDJSON shard at most this many at a time.
-FOLD_SHARD_FILES = 50_000
+# Per-request files folded into one NDJSON shard at most this many at a time (a shard DuckDB refuses
+# sends its files back to the per-file reader), by this many threads.
+FOLD_SHARD_FILES = 10_000
+FOLD_THREADS = 4
 
 MAX_TOKENS = 100_000_000
 MAX_COST_USD = 10_000
@@ -508,21 +511,31 @@ class _Loader:
         groups: dict[tuple[dt.date, str], list[LogFile]] = {}
         for log_file in files:
             groups.setdefault((log_file.folder_day, log_file.folder_kind), []).append(log_file)
+        tasks = [(self.scratch / f"folded-{len(self.paths)}-{number}.ndjson", folder_day, folder_kind, members[start:start + FOLD_SHARD_FILES])
+                 for number, ((folder_day, folder_kind), members) in enumerate(groups.items())
+                 for start in range(0, len(members), FOLD_SHARD_FILES)]
+        prefix = SOURCE_FILE_FIELD.encode()
+
+        def write_shard(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
+            shard, _, _, members = task
+            folded, unfolded = [], []
+            with open(shard, "wb") as stream:
+                for log_file in members:
+                    line = _foldable(str(log_file.path))
+                    if line is None:
+                        unfolded.append(log_file)
+                        continue
+                    name = json.dumps(_relative(log_file.path, self.logs_dir), ensure_ascii=False).encode()
+                    stream.write(b'{"' + prefix + b'":' + name + b"," + line[1:] + b"\n")
+                    folded.append(log_file)
+            return folded, unfolded
+
         left: list[LogFile] = []
         shards: dict[str, list[LogFile]] = {}
-        for (folder_day, folder_kind), members in groups.items():
-            for start in range(0, len(members), FOLD_SHARD_FILES):
-                shard = self.scratch / f"folded-{len(self.paths)}.ndjson"
-                folded: list[LogFile] = []
-                with open(shard, "wb") as stream:
-                    for log_file in members[start:start + FOLD_SHARD_FILES]:
-                        line = _foldable(log_file.path)
-                        if line is None:
-                            left.append(log_file)
-                            continue
-                        name = json.dumps(_relative(log_file.path, self.logs_dir), ensure_ascii=False).encode()
-                        stream.write(b'{"' + SOURCE_FILE_FIELD.encode() + b'":' + name + b"," + line[1:] + b"\n")
-                        folded.append(log_file)
+        # Reading small files waits on the file system more than on Python: a few threads overlap the waits.
+        with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
+            for (shard, folder_day, folder_kind, _), (folded, unfolded) in zip(tasks, pool.map(write_shard, tasks)):
+                left += unfolded
                 if not folded:
                     shard.unlink()
                     continue
@@ -562,10 +575,11 @@ class _Loader:
         self.conn.unregister("read_paths_np")
 
 
-def _foldable(path: Path) -> bytes | None:
+def _foldable(path: str) -> bytes | None:
     """The file's bytes if it is plainly one non-empty JSON object on one line (UTF-8); None otherwise."""
     try:
-        content = path.read_bytes().strip(b" \t\r\n")
+        with open(path, "rb") as stream:
+            content = stream.read().strip(b" \t\r\n")
         content.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
@@ -576,6 +590,9 @@ def _foldable(path: Path) -> bytes | None:
 
 
 def _relative(path: Path, root: Path) -> str:
+    text, prefix = str(path), f"{root}{'' if str(root).endswith('/') else '/'}"
+    if text.startswith(prefix) and "/../" not in text and "/./" not in text:
+        return text[len(prefix):]  # what relative_to gives, without parsing a Path per file
     try:
         return path.relative_to(root).as_posix()
     except ValueError:

@@ -206,10 +206,17 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
                     folders.append(folder / name)
                     # Hourly partitions (S3_PARTITION_GRANULARITY=hour) nest `HH/` folders inside the day.
                     for inner, _, inner_files in _walk(folder / name, errors):
+                        prefix = f"{inner}{os.sep}"
                         for inner_name in inner_files:
-                            status = stat(inner / inner_name, folder_day)
-                            if status is not None:
-                                add(inner / inner_name, folder_day, status.st_size, dated_kind)
+                            # os.stat on the name: a Path per call costs more than the system call (200,000 files a day).
+                            try:
+                                size = os.stat(prefix + inner_name).st_size
+                            except OSError:
+                                status = stat(inner / inner_name, folder_day)
+                                if status is None:
+                                    continue
+                                size = status.st_size
+                            add(inner / inner_name, folder_day, size, dated_kind)
             dirnames[:] = keep
     # A folder that cannot be listed belongs to the date folder it is in (or is), else to every day that reads it.
     unreadable += [UnreadableEntry(Path(error.filename), _date_in(Path(error.filename)), f"folder cannot be read: {error.strerror or error}")
