@@ -44,3 +44,21 @@ def test_a_shard_duckdb_refuses_falls_back_to_its_files(tmp_path):
     files = [r[0] for r in conn.execute("SELECT source_file FROM rejected_records").fetchall()]
     assert files == ["s3/2026-11-10/time-09-00-02-000000_broken.json"]
     assert stats.records_read == stats.rows + stats.rejected + stats.duplicates
+
+
+def test_every_shard_is_read(tmp_path, monkeypatch):
+    from usage_jobs.defs.gateway import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "FOLD_SHARD_FILES", 7)
+    logs = tmp_path / "logs"
+    for day in ("2026-11-10", "2026-11-11"):
+        for i in range(40):
+            write(logs / "s3" / day / f"time-09-00-00-{i:06d}_{day}-{i}.json", json.dumps(payload(f"{day}-{i}")))
+    write(logs / "s3" / "2026-11-10" / "time-09-00-02-000000_broken.json", '{"id": "broken", "prompt_tokens": 1,,}')
+
+    conn, stats = ingest(logs, tmp_path)
+    stored = {r[0] for r in conn.execute("SELECT request_id FROM requests").fetchall()}
+    # The payloads start on the 10th: the 11th's folder holds requests written a day late.
+    assert stored == {f"{day}-{i}" for day in ("2026-11-10", "2026-11-11") for i in range(40)}
+    assert stats.records_read == 81
+    assert stats.rejected == 1

@@ -511,9 +511,9 @@ class _Loader:
         groups: dict[tuple[dt.date, str], list[LogFile]] = {}
         for log_file in files:
             groups.setdefault((log_file.folder_day, log_file.folder_kind), []).append(log_file)
-        tasks = [(self.scratch / f"folded-{len(self.paths)}-{number}.ndjson", folder_day, folder_kind, members[start:start + FOLD_SHARD_FILES])
-                 for number, ((folder_day, folder_kind), members) in enumerate(groups.items())
-                 for start in range(0, len(members), FOLD_SHARD_FILES)]
+        slices = [(folder_day, folder_kind, members[start:start + FOLD_SHARD_FILES])
+                  for (folder_day, folder_kind), members in groups.items() for start in range(0, len(members), FOLD_SHARD_FILES)]
+        tasks = [(self.scratch / f"folded-{len(self.paths)}-{number}.ndjson", *piece) for number, piece in enumerate(slices)]
         prefix = SOURCE_FILE_FIELD.encode()
 
         def write_shard(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
