@@ -43,7 +43,7 @@ def main() -> None:
     from usage_jobs import warehouse
     from usage_jobs.cli import CLI_RUN_CONFIG
     from usage_jobs.definitions import DAILY_JOB, REFRESH_JOB, build_definitions
-    from usage_jobs.defs.report.build import build_site
+    from usage_jobs.defs.report.build import build_site, warehouse_stamps
     from usage_jobs.demo.emulator import IG1Emulator
     from usage_jobs.demo.generator import generate
     from usage_jobs.settings import load_settings
@@ -70,8 +70,20 @@ def main() -> None:
         assert defs.resolve_job_def(REFRESH_JOB).execute_in_process(instance=instance, run_config=CLI_RUN_CONFIG).success
         print(f"ingested and reconciled {args.days} days in {time.perf_counter() - started:.1f} s", flush=True)
 
+        stamps: list = []
+
         def timed_build(label: str) -> None:
             with warehouse.session(settings.warehouse, read_only=True) as conn:
+                stamps.append(warehouse_stamps(conn))
+                if len(stamps) > 1:  # which days' tables the daily run changed: the periods ending on or after them are rendered
+                    before, after = stamps[-2], stamps[-1]
+                    changed = sorted({(day.isoformat(), table) for day in set(before.by_day) | set(after.by_day)
+                                      for table in {t for t, *_ in before.by_day.get(day, [])} | {t for t, *_ in after.by_day.get(day, [])}
+                                      if [r for r in before.by_day.get(day, []) if r[0] == table] != [r for r in after.by_day.get(day, []) if r[0] == table]})
+                    days = sorted({day for day, _ in changed})
+                    print(f"\n  stamps changed: {len(days)} days ({', '.join(days[:3])}{' …' if len(days) > 3 else ''}), tables "
+                          f"{', '.join(sorted({table for _, table in changed}))}; inventory {before.global_digest != after.global_digest}, "
+                          f"commit {before.rolling_digest != after.rolling_digest}")
                 began = time.perf_counter()
                 result = build_site(conn, settings.site_dir, timezone="UTC", billing_configured=True)
                 seconds = time.perf_counter() - began

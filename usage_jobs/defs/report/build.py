@@ -432,13 +432,14 @@ def _draw_all(jobs: list[ChartJob]) -> None:
 # reads from it (the other tables are per-day aggregates, digested whole). Any write to any of them re-renders exactly the
 # periods that end on or after its day, whoever wrote it: no writer has to remember a stamp.
 REQUEST_COLUMNS = "key_hash, start_time, team_id, team_alias, model, total_tokens, spend_usd, unpriced"
-# The tables without days the pages read: the inventory's columns shown (not the gateway's running spend), the status note, the
-# closed invoice months; the commit only on the rolling periods (its forecast).
+# The tables without days the pages read: the inventory's columns shown (not the gateway's running spend), its status; the commit
+# only on the rolling periods (its forecast). Not `billing_months` (when each invoice month was fetched again: the billing writer's
+# own bookkeeping, rewritten by every run; what it fetched lands in the day tables) nor `source_refreshes` (the outage notes are in
+# the site's context).
 GLOBAL_SOURCES = ("SELECT count(*), sum(hash(team_id, team_alias, max_budget, budget_duration)::HUGEINT) FROM inventory_teams",
                   "SELECT count(*), sum(hash(key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration)"
                   "::HUGEINT) FROM inventory_keys",
-                  "SELECT count(*), sum(hash(t)::HUGEINT) FROM inventory_status t",
-                  "SELECT count(*), sum(hash(t)::HUGEINT) FROM billing_months t")
+                  "SELECT count(*), sum(hash(t)::HUGEINT) FROM inventory_status t")
 ROLLING_SOURCES = ("SELECT count(*), sum(hash(t)::HUGEINT) FROM commit_status t",)
 COUNTS_FILE = ".counts.json"
 
@@ -449,6 +450,7 @@ class Stamps:
 
     days: list[dt.date]
     cumulative: list[str]  # digest of every day up to days[i]
+    by_day: dict[dt.date, list]  # each day's (table, rows, hash sum): what changed between two builds
     global_digest: str
     rolling_digest: str
 
@@ -476,7 +478,7 @@ def warehouse_stamps(conn: duckdb.DuckDBPyConnection) -> Stamps:
     def digest(queries) -> str:
         return hashlib.sha256(json.dumps([[str(v) for v in conn.execute(query).fetchone()] for query in queries]).encode()).hexdigest()
 
-    return Stamps(days, cumulative, digest(GLOBAL_SOURCES), digest(ROLLING_SOURCES))
+    return Stamps(days, cumulative, by_day, digest(GLOBAL_SOURCES), digest(ROLLING_SOURCES))
 
 
 def _read(path: Path) -> str | None:
