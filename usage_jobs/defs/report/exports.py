@@ -105,8 +105,8 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
 
 
 FORMATS = ("csv", "json")
-# The largest exports (a rolling period's focus or key_model_daily of thousands of keys: tens of MB, ~10× smaller compressed).
-COMPRESS_OVER = 4_000_000
+# The large exports (a rolling period's focus of 3,000 keys is 83 MB, a day's keys or focus 2-3 MB): ~10× smaller compressed.
+COMPRESS_OVER = 1_000_000
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
