@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/site.py
 	$(BIN)/python bench/anomalies.py
 	$(BIN)/python bench/bucket.py
+	$(BIN)/python bench/files.py
 	test -f warehouse/usage.duckdb || $(MAKE) demo
 	$(BIN)/python bench/nowcast.py
 

@@ -32,7 +32,7 @@ def _run(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200_000)
-    parser.add_argument("--work", type=Path, default=Path("bench_files"))
+    parser.add_argument("--work", type=Path, default=Path("bench_data/files"))
     parser.add_argument("--keep", action="store_true", help="keep the generated files (and reuse them next time)")
     args = parser.parse_args()
 

@@ -507,7 +507,8 @@ def cmd_export(args) -> int:
     """Export files for any range of days or any period, as the site's (same tables, columns and rules)."""
     import duckdb
 
-    from usage_jobs.defs.report.range_export import ExportError, day_runs, export_period
+    from usage_jobs.defs.report.periods import day_runs
+    from usage_jobs.defs.report.range_export import ExportError, export_period
 
     settings = load_settings()
     formats = (args.format,) if args.format else ("csv", "json")

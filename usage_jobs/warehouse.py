@@ -30,7 +30,16 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA = """
+# The measures of the tag and end-user tables (the same as daily_usage's first ones).
+_SLICE_MEASURES = """requests BIGINT NOT NULL,
+    successful_requests BIGINT NOT NULL,
+    failed_requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    spend_usd DECIMAL(18, 10),
+    unpriced_requests BIGINT NOT NULL"""
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests (
     day DATE NOT NULL,
     request_id VARCHAR NOT NULL,
@@ -131,14 +140,7 @@ CREATE TABLE IF NOT EXISTS daily_tag_usage (
     user_agent_only BOOLEAN NOT NULL,
     team_id VARCHAR NOT NULL,
     model VARCHAR NOT NULL,
-    requests BIGINT NOT NULL,
-    successful_requests BIGINT NOT NULL,
-    failed_requests BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    total_tokens BIGINT NOT NULL,
-    spend_usd DECIMAL(18, 10),
-    unpriced_requests BIGINT NOT NULL,
+    {_SLICE_MEASURES},
     shared_requests BIGINT NOT NULL,  -- also under another tag
     shared_requests_without_user_agent BIGINT NOT NULL  -- also under another tag that is not a `User-Agent:` tag
 );
@@ -147,14 +149,7 @@ CREATE TABLE IF NOT EXISTS daily_end_user_usage (
     end_user VARCHAR,  -- NULL: requests that name no end user
     team_id VARCHAR NOT NULL,
     model VARCHAR NOT NULL,
-    requests BIGINT NOT NULL,
-    successful_requests BIGINT NOT NULL,
-    failed_requests BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    total_tokens BIGINT NOT NULL,
-    spend_usd DECIMAL(18, 10),
-    unpriced_requests BIGINT NOT NULL
+    {_SLICE_MEASURES}
 );
 CREATE TABLE IF NOT EXISTS daily_errors (
     day DATE NOT NULL,

@@ -34,7 +34,7 @@ from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
 from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
 from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, find_chromium, is_pdf_kind, missing_note, pdf_name, print_pdfs, withdraw_link
-from usage_jobs.defs.report.periods import Navigation, Period, navigation, report_periods
+from usage_jobs.defs.report.periods import Navigation, Period, day_runs, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
     ANOMALY_COLUMNS,
@@ -136,6 +136,7 @@ def _environment() -> jinja2.Environment:
     env.filters["money"] = lambda v, currency=None: "—" if v is None else f"{Decimal(v):,.2f} {currency or ''}".strip()
     env.filters["money4"] = lambda v: "—" if v is None else f"{Decimal(v):,.4f}"
     env.filters["when"] = _when
+    env.filters["day_runs"] = day_runs
     env.filters["name"] = names.name_html  # every name from the logs/inventory: escaped, in <bdi>
     env.filters["name_text"] = names.name_text  # the same in <title>, isolated with FSI … PDI
     return env

@@ -9,44 +9,34 @@ so any span's percentiles come from its days' rows, in the site, the range picke
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 
 import duckdb
 
 from usage_jobs.defs.gateway.aggregates import LATENCY_BUCKET_RATIO, USER_AGENT_TAG
 from usage_jobs.defs.report.periods import Period
-from usage_jobs.defs.report.queries import MAX_DAYS_LISTED, page_name, rows_as_dicts
+from usage_jobs.defs.report.queries import MAX_DAYS_LISTED, Usage, page_name, rows_as_dicts
 
 NO_TAG, NO_END_USER = "(no tag)", "(no end user)"
 PERCENTILES = (50, 95, 99)
 
 
-@dataclass(frozen=True, kw_only=True)
-class SliceUsage:
-    requests: int = 0
-    successful_requests: int = 0
-    failed_requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    spend_usd: Decimal | None = Decimal(0)
-    unpriced_requests: int = 0
-
-
-SLICE_FIELDS = tuple(f.name for f in fields(SliceUsage))
+# The measures the tag and end-user tables hold (a Usage without cached and estimated counts).
+SLICE_FIELDS = ("requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend_usd",
+                "unpriced_requests")
 _SUMS = ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in SLICE_FIELDS if name != "spend_usd") + ", sum(spend_usd) AS spend_usd"
 
 
 @dataclass(frozen=True, kw_only=True)
-class NamedUsage(SliceUsage):
+class NamedUsage(Usage):
     """A model's, team's or day's share of a tag or an end user."""
 
     name: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class DimensionUsage(SliceUsage):
+class DimensionUsage(Usage):
     """One tag or end user over the period (None: the requests without one)."""
 
     value: str | None

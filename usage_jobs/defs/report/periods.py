@@ -170,3 +170,18 @@ def navigation(periods: list[Period]) -> dict[str, Navigation]:
             kinds.append((KIND_LABELS[kind], match))
         result[period.slug] = Navigation(same[index - 1] if index > 0 else None, same[index + 1] if index + 1 < len(same) else None, tuple(kinds))
     return result
+
+
+def day_runs(days: list[dt.date] | list[str], limit: int = 6) -> str:
+    """Days as runs of consecutive days: `2026-11-01 to 2026-11-16, 2026-11-21`; past `limit` runs, the first and last ones."""
+    dates = sorted({dt.date.fromisoformat(d) if isinstance(d, str) else d for d in days})
+    runs: list[list[dt.date]] = []
+    for day in dates:
+        if runs and (day - runs[-1][-1]).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    text = [run[0].isoformat() if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs]
+    if len(text) > limit:
+        text = text[: limit // 2] + [f"… ({len(text) - 2 * (limit // 2)} more runs) …"] + text[-(limit // 2):]
+    return ", ".join(text)

@@ -14,7 +14,7 @@ import duckdb
 
 from usage_jobs.defs.report.build import export_metadata, export_tables, period_views
 from usage_jobs.defs.report.exports import FORMATS, ExportTable, write_exports
-from usage_jobs.defs.report.periods import Period
+from usage_jobs.defs.report.periods import Period, day_runs
 
 
 class ExportError(ValueError):
@@ -31,21 +31,6 @@ class ExportResult:
 
 def ingested_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
     return [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
-
-
-def day_runs(days: list[dt.date] | list[str], limit: int = 6) -> str:
-    """Days as runs of consecutive days: `2026-11-01 to 2026-11-16, 2026-11-21`; past `limit` runs, the first and last ones."""
-    dates = sorted({dt.date.fromisoformat(d) if isinstance(d, str) else d for d in days})
-    runs: list[list[dt.date]] = []
-    for day in dates:
-        if runs and (day - runs[-1][-1]).days == 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    text = [run[0].isoformat() if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs]
-    if len(text) > limit:
-        text = text[: limit // 2] + [f"… ({len(text) - 2 * (limit // 2)} more runs) …"] + text[-(limit // 2):]
-    return ", ".join(text)
 
 
 def check_period(period: Period, days: list[dt.date]) -> list[dt.date]:
