@@ -127,7 +127,7 @@ def test_a_long_name_is_whole_in_the_tables_and_shortened_with_a_title_in_headin
     models = (day / "models.html").read_text(encoding="utf-8")
     assert f"<bdi>{LONG}</bdi>" in models
     headings = []
-    for page in (day / "keys").glob("*.html"):
+    for page in (odd_site / "periods" / DAY.strftime("%Y-%m") / "keys").glob("*.html"):  # a key's page is its month's
         text = page.read_text(encoding="utf-8")
         if f'title="{LONG}"' in text:
             headings.append(text)
