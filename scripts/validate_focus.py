@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import gzip
 import hashlib
 import json
 import os
@@ -242,14 +243,18 @@ def summary(report: Report, data_file: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_file", type=Path, help="a focus.csv export")
+    parser.add_argument("data_file", type=Path, help="a focus.csv export (or focus.csv.gz: a large one is written compressed)")
     parser.add_argument("--junit", type=Path, help="where to keep the validator's JUnit XML (default: a temporary file)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help=f"the validator's environment (default: {DEFAULT_VENV})")
     args = parser.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="focus-validator-") as scratch:
             junit = args.junit or Path(scratch) / "focus-validator.xml"
-            report = validate(args.data_file, junit, args.venv)
+            data_file = args.data_file
+            if data_file.suffix == ".gz" and data_file.is_file():  # the validator reads plain CSV only
+                data_file = Path(scratch) / data_file.stem
+                data_file.write_bytes(gzip.decompress(args.data_file.read_bytes()))
+            report = validate(data_file, junit, args.venv)
     except (SetupError, subprocess.TimeoutExpired) as problem:
         print(f"validate_focus: {problem}", file=sys.stderr)
         return 2
