@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -206,11 +206,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is a file, not a folder")
         return value
 
-    @field_validator("logs_source")
+    @field_validator("logs_source", "smtp_security")
     @classmethod
-    def _known_source(cls, value: str) -> str:
-        if value not in LOGS_SOURCES:
-            raise ValueError(f"{value!r} must be one of {', '.join(LOGS_SOURCES)}")
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        allowed = {"logs_source": LOGS_SOURCES, "smtp_security": SMTP_SECURITY}[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"{value!r} must be one of {', '.join(allowed)}")
         return value
 
     @field_validator("warehouse")
@@ -225,13 +226,6 @@ class Settings(BaseSettings):
     def _site_folder(cls, value: Path) -> Path:
         if value.exists() and not value.is_dir():
             raise ValueError(f"{str(value)!r} is a file, not a folder")
-        return value
-
-    @field_validator("smtp_security")
-    @classmethod
-    def _smtp_security(cls, value: str) -> str:
-        if value not in SMTP_SECURITY:
-            raise ValueError(f"{value!r} must be one of {', '.join(SMTP_SECURITY)}")
         return value
 
     @field_validator("duckdb_memory_limit")

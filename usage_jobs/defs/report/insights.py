@@ -236,11 +236,15 @@ def _dimension_view(conn: duckdb.DuckDBPyConnection, period: Period, table: str,
     return DimensionView(tuple(order), tuple(pages), sum(u.requests for u in usages), hidden_user_agent)
 
 
-def _tags(conn: duckdb.DuckDBPyConnection, period: Period, team_names: dict, hide_user_agent: bool) -> DimensionView:
+def tag_rows(hide_user_agent: bool) -> tuple[str, str]:
+    """The `daily_tag_usage` rows a tags view shows (a WHERE condition) and its column of requests also under another tag."""
     if hide_user_agent:  # a request with only User-Agent tags is one without a tag
-        where, shared = f"NOT coalesce(starts_with(tag, '{USER_AGENT_TAG}'), false)", "shared_requests_without_user_agent"
-    else:
-        where, shared = "tag IS NOT NULL OR NOT user_agent_only", "shared_requests"
+        return f"NOT coalesce(starts_with(tag, '{USER_AGENT_TAG}'), false)", "shared_requests_without_user_agent"
+    return "tag IS NOT NULL OR NOT user_agent_only", "shared_requests"
+
+
+def _tags(conn: duckdb.DuckDBPyConnection, period: Period, team_names: dict, hide_user_agent: bool) -> DimensionView:
+    where, shared = tag_rows(hide_user_agent)
     return _dimension_view(conn, period, "daily_tag_usage", "tag", NO_TAG, where, shared, team_names, hide_user_agent)
 
 

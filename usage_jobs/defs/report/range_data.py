@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 
 from usage_jobs.defs.billing.reconcile import BUCKET_LABELS
-from usage_jobs.defs.gateway.aggregates import LATENCY_BUCKET_RATIO, USER_AGENT_TAG
-from usage_jobs.defs.report.insights import NO_END_USER, NO_TAG
+from usage_jobs.defs.gateway.aggregates import LATENCY_BUCKET_RATIO
+from usage_jobs.defs.report.insights import NO_END_USER, NO_TAG, tag_rows
 
 MONEY_UNITS = 10**10  # DECIMAL(18, 10)
 _USAGE = ("requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens")
@@ -50,9 +50,7 @@ def _usage_view(name: str, noun: str, table: str, identity: str, label: str, whe
 
 
 def range_views(hide_user_agent_tags: bool) -> tuple[RangeView, ...]:
-    tag_filter = (f"NOT coalesce(starts_with(tag, '{USER_AGENT_TAG}'), false)" if hide_user_agent_tags
-                  else "tag IS NOT NULL OR NOT user_agent_only")
-    tag_shared = "shared_requests_without_user_agent" if hide_user_agent_tags else "shared_requests"
+    tag_filter, tag_shared = tag_rows(hide_user_agent_tags)
     return (
         _usage_view("index", "Day", "daily_usage", "strftime(day, '%Y-%m-%d')", "any_value(strftime(day, '%Y-%m-%d'))"),
         # Teams named as the site names them: the inventory, else the logs, else the bucket's label ("no team").
