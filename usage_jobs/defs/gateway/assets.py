@@ -2,12 +2,13 @@
 
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import dagster as dg
 
 from usage_jobs.defs.gateway.aggregates import aggregate_day, totals_mismatch
-from usage_jobs.defs.gateway.ingest import IngestStats, MissingLogsError, ingest_day
+from usage_jobs.defs.gateway.ingest import DaySource, IngestStats, MissingLogsError, ingest_days
 from usage_jobs.defs.gateway.landing import LandingError, LandingStats, land_bucket_day
 from usage_jobs.defs.gateway.layout import GATEWAY_API
 from usage_jobs.defs.gateway.pricing import load_prices
@@ -74,19 +75,21 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     reason. Files that are not request logs are named in `unrecognised_files`; each day's
     counts are in `ingest_days`. Prompt and response text is never stored."""
     prices = load_prices(Path(gateway_logs.prices_file) if gateway_logs.prices_file else None)
-    root = gateway_logs.local_root()
+    where = DaySource(logs_dir=gateway_logs.local_root(), timezone=gateway_logs.timezone, prices=prices,
+                      max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000), source=gateway_logs.source_kind)
+    days = partition_days(context)
     all_stats: list[IngestStats] = []
     with warehouse.connect() as conn:
-        for day in partition_days(context):
-            try:
-                stats = ingest_day(conn, logs_dir=root, day=day, timezone=gateway_logs.timezone, prices=prices,
-                                   max_record_bytes=int(gateway_logs.max_record_mb * 1_000_000),
-                                   source=gateway_logs.source_kind)
-            except MissingLogsError as exc:
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
-            context.log.info(f"{day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates, "
-                             f"{stats.id_collisions:,} id collisions from {stats.files:,} files; {stats.unrecognised_files:,} unrecognised files")
-            all_stats.append(stats)
+        # A range (a backfill) is read and validated a few days ahead in worker processes; this step stores each day in turn.
+        began = time.monotonic()
+        try:
+            for stats in ingest_days(conn, where, days):
+                context.log.info(f"{stats.day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates, "
+                                 f"{stats.id_collisions:,} id collisions from {stats.files:,} files; {stats.unrecognised_files:,} unrecognised "
+                                 f"files ({len(all_stats) + 1}/{len(days)} days in {time.monotonic() - began:.1f} s)")
+                all_stats.append(stats)
+        except MissingLogsError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         first, last = all_stats[0].day, all_stats[-1].day
         reasons = conn.execute(
             "SELECT reason, count(*) AS records FROM rejected_records WHERE day BETWEEN ? AND ? GROUP BY reason ORDER BY records DESC, reason LIMIT 10",

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
+import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -262,7 +267,6 @@ WHERE (CASE WHEN in_window THEN local_day ELSE folder_day END) = $day
 
 
 _PUBLISH_SQL = """
-INSERT INTO requests BY NAME
 SELECT
     s.owner_day AS day, s.request_id, s.start_time, s.end_time, s.call_type, s.status, s.stream,
     s.model, s.deployment, s.provider, s.api_base, s.key_hash, s.key_alias, s.team_id, s.team_alias, s.user_id, s.end_user,
@@ -381,6 +385,36 @@ def _estimate(conn: duckdb.DuckDBPyConnection) -> None:
     conn.unregister("token_estimates")
 
 
+@dataclass(frozen=True)
+class DaySource:
+    """Where a day's logs are and how to read them: everything staging a day needs (picklable, for a worker process)."""
+
+    logs_dir: Path
+    timezone: str
+    prices: dict[str, ModelPrice]
+    max_record_bytes: int
+    source: str = FOLDER  # layout.FOLDER, BUCKET or GATEWAY_API: what the folder dates and modification times mean
+
+
+@dataclass(frozen=True)
+class StagedDay:
+    """A day read and validated but not stored: its rows in the connection's temp tables STAGED_TABLES."""
+
+    day: dt.date
+    folders: int
+    files: int
+    unrecognised_files: int
+    unrecognised_with_data: int
+    records_read: int
+    rejected: int
+
+
+# What staging leaves for store_day: the day's request rows, its rejections, its files that are not request logs.
+STAGED_TABLES = ("day_requests", "day_rejections", "day_unrecognised")
+# Processes staging days ahead of the writer in a multi-day run (each holds a day in memory).
+MAX_STAGING_WORKERS = 4
+
+
 def ingest_day(
     conn: duckdb.DuckDBPyConnection,
     *,
@@ -395,11 +429,17 @@ def ingest_day(
 
     `source`: where `logs_dir` comes from (layout.FOLDER, BUCKET or GATEWAY_API), which says
     what its folder dates and modification times mean."""
-    found = files_for_day(logs_dir, day, timezone, source)
-    required = {day} if source == GATEWAY_API else set(candidate_folder_days(day, timezone)[:-1])
+    where = DaySource(logs_dir, timezone, prices, max_record_bytes, source)
+    return store_day(conn, stage_day(conn, where, day))
+
+
+def stage_day(conn: duckdb.DuckDBPyConnection, where: DaySource, day: dt.date) -> StagedDay:
+    """Read and validate one report day into the connection's temp tables (STAGED_TABLES); nothing is stored."""
+    found = files_for_day(where.logs_dir, day, where.timezone, where.source)
+    required = {day} if where.source == GATEWAY_API else set(candidate_folder_days(day, where.timezone)[:-1])
     if not _has_folder(found.folders_found, required) and not any(f.folder_kind == UNDATED for f in found.files):
         wanted = ", ".join(d.isoformat() for d in sorted(required))
-        raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {logs_dir}, "
+        raise MissingLogsError(f"No gateway logs for {day}: no folder named {wanted} under {where.logs_dir}, "
                                "and no log file outside date folders modified since the day began")
 
     conn.execute(_MACROS)
@@ -408,14 +448,14 @@ def ingest_day(
     insertion_order = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     conn.execute("SET preserve_insertion_order = false")
     try:
-        return _ingest_day(conn, logs_dir, day, timezone, prices, max_record_bytes, source, found)
+        return _stage_day(conn, where, day, found)
     finally:
         conn.execute(f"SET preserve_insertion_order = {'true' if insertion_order else 'false'}")
 
 
-def _ingest_day(conn, logs_dir: Path, day: dt.date, timezone: str, prices: dict[str, ModelPrice], max_record_bytes: int,
-                source: str, found: DayFiles) -> IngestStats:
-    register_prices(conn, prices)
+def _stage_day(conn, where: DaySource, day: dt.date, found: DayFiles) -> StagedDay:
+    logs_dir, max_record_bytes = where.logs_dir, where.max_record_bytes
+    register_prices(conn, where.prices)
     columns = ", ".join(f'"{name}" JSON' for name in SOURCE_COLUMNS)
     conn.execute(f"CREATE OR REPLACE TEMP TABLE raw_records ({columns}, filename VARCHAR)")
 
@@ -428,7 +468,7 @@ def _ingest_day(conn, logs_dir: Path, day: dt.date, timezone: str, prices: dict[
         line_files = [str(f.path) for f in found.files if f.line_delimited and f.size > 0]
         loader.salvage([f for f in found.files if f.size == 0])  # an empty file reads as zero rows; salvage names it
         loader.publish_paths()
-        values = {"tz": timezone, "day": day, "undated": UNDATED, "report_day": REPORT_DAY, "no_model": NO_MODEL}
+        values = {"tz": where.timezone, "day": day, "undated": UNDATED, "report_day": REPORT_DAY, "no_model": NO_MODEL}
         try:
             # Clean files (the usual case) are parsed once, straight into the staging table.
             if line_files:
@@ -452,26 +492,88 @@ def _ingest_day(conn, logs_dir: Path, day: dt.date, timezone: str, prices: dict[
            "ORDER BY source_file, source_line NULLS LAST, end_time, prompt_tokens, completion_tokens, cost) = 1" if repeated else "")
     )
     conn.register("file_rejections", _rejection_arrays(rejections, day))
-    conn.register("day_unrecognised", _unrecognised_arrays([f for f in found.unrecognised if f.folder_day == day], logs_dir))
-    day_sql = day.isoformat()
+    own_unrecognised = [f for f in found.unrecognised if f.folder_day == day]
+    conn.register("unrecognised_arrays", _unrecognised_arrays(own_unrecognised, logs_dir))
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE day_requests AS {_PUBLISH_SQL}")
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE day_rejections AS "
+        "SELECT owner_day AS day, source_file, source_line, request_id, reason FROM staged WHERE reason IS NOT NULL "
+        "UNION ALL SELECT CAST(day AS DATE), source_file, nullif(source_line, -1), NULL, reason FROM file_rejections")
+    conn.execute("CREATE OR REPLACE TEMP TABLE day_unrecognised AS SELECT CAST($day AS DATE) AS day, source_file, bytes, holds_data "
+                 "FROM unrecognised_arrays", {"day": day})
+    staged_rows, staged_rejected = conn.execute("SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM staged").fetchall()[0]
+    conn.unregister("file_rejections")
+    conn.unregister("unrecognised_arrays")
+    conn.execute("DROP VIEW deduplicated")
+    conn.execute("DROP TABLE staged")
+    return StagedDay(day=day, folders=len(found.folders_found), files=len(found.files), unrecognised_files=len(own_unrecognised),
+                     unrecognised_with_data=sum(f.holds_data for f in own_unrecognised),
+                     records_read=staged_rows + len(rejections), rejected=staged_rejected + len(rejections))
+
+
+def ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[dt.date], *, workers: int | None = None) -> Iterator[IngestStats]:
+    """Each day ingested as by ingest_day, yielded in order. With several days, `workers` processes (default: one a core, at
+    most 4) read and validate the days ahead, each into Parquet files of its own, while this connection, the warehouse's
+    only writer, stores them one at a time. A day that fails (no logs) raises when its turn comes: the days before it are
+    stored, the ones after it are not."""
+    workers = min(workers or os.cpu_count() or 1, MAX_STAGING_WORKERS, len(days))
+    if workers < 2:
+        for day in days:
+            yield store_day(conn, stage_day(conn, where, day))
+        return
+    context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
+    context.set_forkserver_preload(["usage_jobs.defs.gateway.ingest"])
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ahead: deque[tuple[dt.date, Path, Future]] = deque()
+    queue = iter(days)
+    with tempfile.TemporaryDirectory(prefix="usage-staging-") as scratch, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        def submit() -> None:
+            day = next(queue, None)
+            if day is not None:
+                folder = Path(scratch) / day.isoformat()
+                folder.mkdir()
+                ahead.append((day, folder, pool.submit(_stage_to_files, where, day, folder, threads)))
+
+        try:
+            for _ in range(workers + 1):  # a bounded look-ahead: at most this many staged days wait on disk
+                submit()
+            while ahead:
+                day, folder, future = ahead.popleft()
+                staged = future.result()
+                for table in STAGED_TABLES:
+                    conn.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet(?)", [str(folder / f"{table}.parquet")])
+                shutil.rmtree(folder)
+                submit()
+                yield store_day(conn, staged)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _stage_to_files(where: DaySource, day: dt.date, folder: Path, threads: int) -> StagedDay:
+    """A worker's part: one day staged in a DuckDB of its own, its tables written to `folder` as Parquet."""
+    with duckdb.connect(config={"threads": threads, "temp_directory": str(folder / "spill")}) as conn:
+        staged = stage_day(conn, where, day)
+        for table in STAGED_TABLES:
+            conn.execute(f"COPY {table} TO '{folder / table}.parquet' (FORMAT parquet)")
+    return staged
+
+
+def store_day(conn: duckdb.DuckDBPyConnection, staged: StagedDay) -> IngestStats:
+    """Replace the day's stored rows by its staged ones (the temp tables STAGED_TABLES, dropped after)."""
+    day_sql = staged.day.isoformat()
     # Re-running a day replaces it in one transaction, so a day is never counted twice.
     with transaction(conn):
         conn.execute("DELETE FROM requests WHERE day = ?", [day_sql])
         conn.execute("DELETE FROM rejected_records WHERE day = ?", [day_sql])
         conn.execute("DELETE FROM ingest_days WHERE day = ?", [day_sql])
         conn.execute("DELETE FROM unrecognised_files WHERE day = ?", [day_sql])
-        conn.execute("INSERT INTO unrecognised_files SELECT CAST(? AS DATE), source_file, bytes, holds_data FROM day_unrecognised", [day_sql])
-        conn.execute(_PUBLISH_SQL)
-        conn.execute(
-            "INSERT INTO rejected_records SELECT owner_day, source_file, source_line, request_id, reason FROM staged WHERE reason IS NOT NULL "
-            "UNION ALL SELECT CAST(day AS DATE), source_file, nullif(source_line, -1), NULL, reason FROM file_rejections"
-        )
-        stats = _stats(conn, day, found, len(rejections))
+        conn.execute("INSERT INTO unrecognised_files SELECT day, source_file, bytes, holds_data FROM day_unrecognised")
+        conn.execute("INSERT INTO requests BY NAME SELECT * FROM day_requests")
+        conn.execute("INSERT INTO rejected_records SELECT day, source_file, source_line, request_id, reason FROM day_rejections")
+        stats = _stats(conn, staged)
         conn.execute(f"INSERT INTO ingest_days BY NAME SELECT {', '.join(f'? AS {name}' for name in asdict(stats))}", list(asdict(stats).values()))
-    conn.unregister("file_rejections")
-    conn.unregister("day_unrecognised")
-    conn.execute("DROP VIEW deduplicated")
-    conn.execute("DROP TABLE staged")
+    for table in STAGED_TABLES:
+        conn.execute(f"DROP TABLE {table}")
     return stats
 
 
@@ -616,34 +718,31 @@ def _unrecognised_arrays(files: list[UnrecognisedFile], root: Path) -> dict:
     }
 
 
-def _stats(conn: duckdb.DuckDBPyConnection, day: dt.date, found: DayFiles, file_rejections: int) -> IngestStats:
-    staged_rows, staged_rejected = conn.execute("SELECT count(*), count(*) FILTER (reason IS NOT NULL) FROM staged").fetchone()
+def _stats(conn: duckdb.DuckDBPyConnection, staged: StagedDay) -> IngestStats:
     rows, estimated, missing, repriced, unpriced, unreadable = conn.execute(
         "SELECT count(*), count(*) FILTER (tokens_estimated), count(*) FILTER (tokens_missing), count(*) FILTER (spend_repriced), "
         "count(*) FILTER (unpriced), count(*) FILTER (metadata_unreadable) FROM requests WHERE day = ?",
-        [day.isoformat()],
+        [staged.day.isoformat()],
     ).fetchone()
     # Ids of the day met with another start time, that day or on another day already ingested.
     collisions = conn.execute(
         "SELECT count(*) FROM (SELECT request_id FROM requests WHERE request_id IN (SELECT request_id FROM requests WHERE day = ?) "
-        "GROUP BY request_id HAVING count(*) > 1)", [day.isoformat()],
+        "GROUP BY request_id HAVING count(*) > 1)", [staged.day.isoformat()],
     ).fetchone()[0]
-    own_unrecognised = [f for f in found.unrecognised if f.folder_day == day]
-    rejected = staged_rejected + file_rejections
     return IngestStats(
-        day=day.isoformat(),
-        folders=len(found.folders_found),
-        files=len(found.files),
-        unrecognised_files=len(own_unrecognised),
-        records_read=staged_rows + file_rejections,
+        day=staged.day.isoformat(),
+        folders=staged.folders,
+        files=staged.files,
+        unrecognised_files=staged.unrecognised_files,
+        records_read=staged.records_read,
         rows=rows,
-        rejected=rejected,
-        duplicates=staged_rows - staged_rejected - rows,
+        rejected=staged.rejected,
+        duplicates=staged.records_read - staged.rejected - rows,
         tokens_estimated=estimated,
         tokens_missing=missing,
         spend_repriced=repriced,
         unpriced=unpriced,
         metadata_unreadable=unreadable,
         id_collisions=collisions,
-        unrecognised_with_data=sum(f.holds_data for f in own_unrecognised),
+        unrecognised_with_data=staged.unrecognised_with_data,
     )
