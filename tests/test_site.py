@@ -244,25 +244,38 @@ def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp
     assert changed.rendered_periods == 7 and changed.reused_periods == first.periods - 7
 
 
+def _rendered_after(conn, site, change: str, params: list) -> set[str]:
+    conn.execute(change, params)
+    return set(build_site(conn, site, timezone="UTC", billing_configured=True).rendered)
+
+
 def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site, tmp_path):
-    """Key statuses read every request up to a period's end, the KPI deltas the span before: a period reads every day up to its
-    end. A change written straight into any per-day table (no writer has to stamp it) re-renders those periods, no other."""
+    """A change written straight into a per-day table (no writer has to stamp it) re-renders the periods that read its day, no
+    other: a table read within the period's own days (key anomalies, billed usage), the periods holding that day; one read from
+    history (key statuses and budgets read every day up to a period's end), every period ending on or after it; the ingested
+    days (the KPI deltas count those of the span before), the periods holding it or the day after."""
     db = tmp_path / "usage.duckdb"
     db.write_bytes(demo_site.warehouse.read_bytes())
     site = tmp_path / "site"
     conn = warehouse.connect(db)
-    first = build_site(conn, site, timezone="UTC", billing_configured=True)
-    periods = {p.name: json.loads((p / "exports" / "manifest.json").read_text())["metadata"] for p in (site / "periods").iterdir()}
+    build_site(conn, site, timezone="UTC", billing_configured=True)
+    spans = {p.name: json.loads((p / "exports" / "manifest.json").read_text())["metadata"] for p in (site / "periods").iterdir()}
     old = DEMO_END - dt.timedelta(days=2)  # the demo holds 4 days
-    for table, change in (("daily_usage", "DELETE FROM daily_usage WHERE day = ? AND rowid IN (SELECT min(rowid) FROM daily_usage WHERE day = ?)"),
-                          ("billed_usage", "UPDATE billed_usage SET cost = cost + 1 WHERE day = ? AND model IN "
-                                           "(SELECT min(model) FROM billed_usage WHERE day = ?)")):
-        assert conn.execute(f"SELECT count(*) FROM {table} WHERE day = ?", [old]).fetchone()[0], table
-        conn.execute(change, [old, old])
-        changed = build_site(conn, site, timezone="UTC", billing_configured=True)
-        expected = {slug for slug, meta in periods.items() if meta["end_date"] >= old.isoformat()}
-        assert set(changed.rendered) == expected, table
-        assert changed.reused_periods == first.periods - len(expected)
-        assert {old.isoformat(), "2026-11", "last-30-days"} <= expected and (DEMO_END - dt.timedelta(days=3)).isoformat() not in expected
-    billed = _csv(site / "periods" / old.isoformat() / "exports" / "reconciliation.csv")
-    assert billed  # the re-rendered day shows the changed bill
+    holding = {slug for slug, meta in spans.items() if meta["start_date"] <= old.isoformat() <= meta["end_date"]}
+    assert {old.isoformat(), "2026-W47", "2026-11", "last-30-days"} <= holding and (old + dt.timedelta(days=1)).isoformat() not in holding
+
+    key = conn.execute("SELECT min(key_hash) FROM daily_usage WHERE day = ?", [old]).fetchone()[0]
+    finding = "INSERT INTO key_anomalies VALUES (?, ?, 'requests', 99, 3, 9.9, 'requests 99 against a median of 3 (test)')"
+    assert _rendered_after(conn, site, finding, [key, old]) == holding
+    anomalies = _csv(site / "periods" / old.isoformat() / "exports" / "anomalies.csv")
+    assert [row["key_hash"] for row in anomalies if row["reason"].endswith("(test)")] == [key]  # the re-rendered day shows it
+
+    bill = "UPDATE billed_usage SET cost = cost + 1 WHERE day = ? AND model IN (SELECT min(model) FROM billed_usage WHERE day = ?)"
+    assert conn.execute("SELECT count(*) FROM billed_usage WHERE day = ?", [old]).fetchone()[0]
+    assert _rendered_after(conn, site, bill, [old, old]) == holding
+
+    usage = "DELETE FROM daily_usage WHERE day = ? AND rowid IN (SELECT min(rowid) FROM daily_usage WHERE day = ?)"
+    assert _rendered_after(conn, site, usage, [old, old]) == {slug for slug, meta in spans.items() if meta["end_date"] >= old.isoformat()}
+
+    ingested = "UPDATE ingest_days SET files = files + 1 WHERE day = ?"
+    assert _rendered_after(conn, site, ingested, [old]) == holding | {(old + dt.timedelta(days=1)).isoformat()}

@@ -26,6 +26,7 @@ import duckdb
 import jinja2
 
 from usage_jobs import names
+from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS, UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report import charts
@@ -311,11 +312,11 @@ class SiteBuilder:
 
     def fingerprint(self, stamps: Stamps, period: Period, nav: Navigation, reach: dt.timedelta) -> str:
         """What a period's pages and exports are made of, without reading them: code, site context, navigation, and the stamps of
-        every day up to its end (a rolling period: of every day, and the commit)."""
+        the days it reads (a rolling period: of every day, and the commit)."""
         context = {k: v for k, v in vars(self.context).items() if k not in ("generated_at", "last_day")}
         rolling = period.kind.startswith("last-")
         document = {"version": self.version, "context": context, "period": [period.slug, period.start.isoformat(), period.end.isoformat()],
-                    "days": stamps.up_to(dt.date.max if rolling else period.end + reach), "global": stamps.global_digest,
+                    "days": period_reads(stamps, period, reach), "global": stamps.global_digest,
                     "rolling": stamps.rolling_digest if rolling else None,
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
         return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
@@ -427,12 +428,21 @@ def _draw_all(jobs: list[ChartJob]) -> None:
         list(pool.map(_draw, jobs, chunksize=4))
 
 
-# What a period reads beyond its own days is found by day: the tables with a `day` column are digested per day (a count and a
-# sum of row hashes, one pass over each table), and a period's fingerprint takes the digests of every day up to its end (key
-# statuses read every request up to the end; the KPI deltas the span before). `requests` is digested on the columns the report
-# reads from it (the other tables are per-day aggregates, digested whole). Any write to any of them re-renders exactly the
-# periods that end on or after its day, whoever wrote it: no writer has to remember a stamp.
+# Each table with a `day` column is digested per day (a count and a sum of row hashes, one pass over each table); a period's
+# fingerprint takes, per table, the sums over the days it reads of it (running totals: one lookup per table). `requests` is
+# digested on the columns the report reads from it (the other tables are per-day aggregates, digested whole). Any write to any of
+# them re-renders exactly the periods that read its day, whoever wrote it: no writer has to remember a stamp.
 REQUEST_COLUMNS = "key_hash, start_time, team_id, team_alias, model, total_tokens, spend_usd, unpriced"
+# The tables the pages read over the period's own days only (queries.py, insights.py, billing_view.py, quality_view.py, focus.py,
+# billing/statement.py read them `WHERE day BETWEEN` its bounds). Every other table is read from its first day: key statuses read
+# every request up to the period's end, budgets the spend of their window in `daily_usage`, the freshness line the last billed
+# day in `billing_days`; a table not named here counts as read from its first day (a new reader cannot make a page stale).
+IN_PERIOD_TABLES = frozenset({"billed_usage", "chargeback", "daily_end_user_usage", "daily_errors", "daily_latency", "daily_tag_usage",
+                              "gateway_completeness", "key_anomalies", "rejected_records", "unrecognised_files"})
+# Read before the period's own days: the days the KPI deltas count (the span before), and, in a period holding a day IG1 has not
+# billed yet, the reconciled days its calibrated estimate learns from (nowcast.py).
+SPAN_BEFORE_TABLES = frozenset({"ingest_days"})
+NOWCAST_TABLE = "reconciliation"
 # The tables without days the pages read: the inventory's columns shown (not the gateway's running spend), its status; the commit
 # only on the rolling periods (its forecast). Not `billing_months` (when each invoice month was fetched again: the billing writer's
 # own bookkeeping, rewritten by every run; what it fetched lands in the day tables) nor `source_refreshes` (the outage notes are in
@@ -446,18 +456,32 @@ COUNTS_FILE = ".counts.json"
 
 
 @dataclass
-class Stamps:
-    """The warehouse's change stamps: a digest per day (cumulative, so a period's is one lookup) and of the global tables."""
+class TableStamps:
+    """One table's days and its running totals of rows and row hashes up to each of them."""
 
     days: list[dt.date]
-    cumulative: list[str]  # digest of every day up to days[i]
+    running: list[tuple[int, int]]
+
+    def over(self, first: dt.date, last: dt.date) -> tuple[int, int]:
+        """Rows and hash sum of the days first..last."""
+        high, low = bisect.bisect_right(self.days, last) - 1, bisect.bisect_left(self.days, first) - 1
+        (rows, total), (rows_before, total_before) = (self.running[high] if high >= 0 else (0, 0)), (self.running[low] if low >= 0 else (0, 0))
+        return rows - rows_before, total - total_before
+
+
+@dataclass
+class Stamps:
+    """The warehouse's change stamps: per table and day, and of the global tables."""
+
+    tables: dict[str, TableStamps]
     by_day: dict[dt.date, list]  # each day's (table, rows, hash sum): what changed between two builds
+    unbilled_days: list[dt.date]  # reconciled days IG1 has not billed yet
     global_digest: str
     rolling_digest: str
 
-    def up_to(self, day: dt.date) -> str:
-        index = bisect.bisect_right(self.days, day) - 1
-        return self.cumulative[index] if index >= 0 else ""
+    def over(self, first: dt.date, last: dt.date, first_by_table: dict[str, dt.date] | None = None) -> dict[str, tuple[int, int]]:
+        """Every table's rows and hash sum from its first day read (`first_by_table`, else `first`) to `last`."""
+        return {table: stamps.over((first_by_table or {}).get(table, first), last) for table, stamps in self.tables.items()}
 
 
 def warehouse_stamps(conn: duckdb.DuckDBPyConnection) -> Stamps:
@@ -467,19 +491,32 @@ def warehouse_stamps(conn: duckdb.DuckDBPyConnection) -> Stamps:
     parts = [f"SELECT '{table}' AS source, day, count(*) AS n, sum(hash({REQUEST_COLUMNS if table == 'requests' else 't'})::HUGEINT) AS h "
              f"FROM {table} t WHERE day IS NOT NULL GROUP BY day" for table in tables]
     by_day: dict[dt.date, list] = {}
+    by_table = {table: TableStamps([], []) for table in tables}  # an empty table too: its first row changes only the periods reading it
     if parts:
         for source, day, n, h in conn.execute(" UNION ALL ".join(parts) + " ORDER BY day, source").fetchall():
             by_day.setdefault(day, []).append((source, n, str(h)))
-    days = sorted(by_day)
-    cumulative, running = [], hashlib.sha256()
-    for day in days:
-        running.update(json.dumps([day.isoformat(), by_day[day]]).encode())
-        cumulative.append(running.copy().hexdigest())
+            stamps = by_table[source]
+            rows, total = stamps.running[-1] if stamps.running else (0, 0)
+            stamps.days.append(day)
+            stamps.running.append((rows + n, total + int(h)))
+    unbilled = [row[0] for row in conn.execute(f"SELECT DISTINCT day FROM {NOWCAST_TABLE} WHERE status = ? ORDER BY day", [UNBILLED_STATUS]).fetchall()] \
+        if NOWCAST_TABLE in by_table else []
 
     def digest(queries) -> str:
         return hashlib.sha256(json.dumps([[str(v) for v in conn.execute(query).fetchone()] for query in queries]).encode()).hexdigest()
 
-    return Stamps(days, cumulative, by_day, digest(GLOBAL_SOURCES), digest(ROLLING_SOURCES))
+    return Stamps(by_table, by_day, unbilled, digest(GLOBAL_SOURCES), digest(ROLLING_SOURCES))
+
+
+def period_reads(stamps: Stamps, period: Period, reach: dt.timedelta) -> dict[str, tuple[int, int]]:
+    """The stamps of the days a period's pages and exports read, per table (a rolling period: every day, for its forecast)."""
+    if period.kind.startswith("last-"):
+        return stamps.over(dt.date.min, dt.date.max)
+    first, last = period.start - reach, period.end + reach
+    first_by_table = {table: first for table in IN_PERIOD_TABLES} | {table: period.previous_span()[0] - reach for table in SPAN_BEFORE_TABLES}
+    holds_unbilled = bisect.bisect_right(stamps.unbilled_days, last) > bisect.bisect_left(stamps.unbilled_days, first)
+    first_by_table[NOWCAST_TABLE] = first - dt.timedelta(days=NOWCAST_HISTORY_DAYS) if holds_unbilled else first
+    return stamps.over(dt.date.min, last, first_by_table)
 
 
 def _read(path: Path) -> str | None:
@@ -558,7 +595,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
         result.pages += 1  # the published front page stays
     _draw_all(jobs)
-    range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.up_to(dt.date.max),
+    range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
                                                    stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
     new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
     if new_range:
