@@ -52,3 +52,20 @@ def test_focus_marks_a_row_holding_unpriced_requests_whatever_its_failures_cost(
     [row] = focus_rows(report_day_cells([cell], timezone="UTC"))
     assert row["x_Unpriced"] is flagged
     assert row["BilledCost"] == (spend_usd or Decimal(0))
+
+
+def test_a_column_of_mixed_values_writes_each_value_as_its_type():
+    """Columns are formatted a column at a time: one holding several types still writes each cell by its own type's rule."""
+    table = ExportTable("mixed", ["value", "cost", "share"], frozenset({"cost", "share"}), [
+        {"value": True, "cost": Decimal("1.5"), "share": Decimal("0.000800000000000000")},
+        {"value": 1, "cost": 2, "share": None},
+        {"value": Decimal("1.50"), "cost": None, "share": Decimal("8E-4")},
+        {"value": "-1", "cost": 0.25, "share": 3},
+        {"value": [1, 2], "cost": Decimal("7"), "share": Decimal("1.10")},
+        {"value": None},
+    ], frozenset({"share"}))
+    lines = render_csv(table).decode("utf-8").splitlines()
+    assert lines[1:] == ["true,1.500000,0.000800000000000000", "1,2.000000,", "1.50,,0.0008", "'-1,0.250000,3", '"[1, 2]",7.000000,1.10', ",,"]
+    data = __import__("json").loads(render_json(table, {}))["data"]
+    assert [row["value"] for row in data] == [True, 1, 1.5, "-1", [1, 2], None]
+    assert [row["share"] for row in data] == [0.0008, None, 0.0008, 3.0, 1.1, None]
