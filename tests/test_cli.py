@@ -20,10 +20,11 @@ def test_run_reports_progress_and_builds_the_site(cli_env, capsys):
     assert "telemetry:\n  enabled: false" in (cli_env / "dagster_home" / "dagster.yaml").read_text()
     # The defined jobs ran on the instance in DAGSTER_HOME: what `dagster dev` shows.
     with dg.DagsterInstance.from_config(str(cli_env / "dagster_home")) as instance:
-        runs = [(run.job_name, run.tags.get("dagster/partition"), run.status) for run in reversed(instance.get_runs())]
-    assert runs == [("daily_usage_job", str(DEMO_END - dt.timedelta(days=1)), dg.DagsterRunStatus.SUCCESS),
-                    ("daily_usage_job", str(DEMO_END), dg.DagsterRunStatus.SUCCESS),
-                    ("refresh_sources_job", None, dg.DagsterRunStatus.SUCCESS), ("site_job", None, dg.DagsterRunStatus.SUCCESS)]
+        runs = [(run.job_name, run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end"), run.status)
+                for run in reversed(instance.get_runs())]
+    # The two days in one run (a single-run backfill), then the sources' refresh and the site.
+    assert runs == [("daily_usage_job", str(DEMO_END - dt.timedelta(days=1)), str(DEMO_END), dg.DagsterRunStatus.SUCCESS),
+                    ("refresh_sources_job", None, None, dg.DagsterRunStatus.SUCCESS), ("site_job", None, None, dg.DagsterRunStatus.SUCCESS)]
 
 
 def test_run_exits_non_zero_naming_the_failed_day(cli_env, capsys):
@@ -31,6 +32,9 @@ def test_run_exits_non_zero_naming_the_failed_day(cli_env, capsys):
     out = capsys.readouterr().out
     missing = DEMO_END + dt.timedelta(days=2)
     assert f"FAILED: No gateway logs for {missing}: no folder named {missing}" in out
+    # The days run together failed: each one ran again on its own, the good ones stored, the bad one named.
+    assert "The 3 days run together failed: each one is run again on its own" in out
+    assert f"[1/3] {DEMO_END}  " in out and f"[3/3] {missing}  FAILED: No gateway logs" in out and "1/3 days ingested" in out
     assert "Traceback" not in out
 
 

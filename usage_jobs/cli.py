@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -192,6 +193,22 @@ class Session:
                 return (f"stopped by {name} during {day}; {', '.join(stored)} of that day were stored and the step in progress "
                         f"was rolled back (run the day again), nothing was published")
             return f"stopped by {name} during {day}; that day was rolled back, nothing was published"
+        if kind == "days":
+            days, key, lines = what
+            materialized = {}
+            with contextlib.suppress(Exception):  # as above
+                lines.poll()
+                materialized = run_outcome(self.instance, self.run_id(key)).materialized
+            if "gateway_requests" in materialized:
+                stored = [node for node in DAY_WRITERS if node in materialized]
+                return (f"stopped by {name} during {days[0]} to {days[-1]}; {', '.join(stored)} of those days were stored and the step in "
+                        f"progress was rolled back (run the days again), nothing was published")
+            done = lines.stored  # stored one at a time, in order: their requests, not yet their aggregates
+            text = f"stopped by {name} during {days[min(len(done), len(days) - 1)]}; that day was rolled back"
+            if done:
+                text += (f", {done[0]} was stored without its aggregates (run it again)" if len(done) == 1 else
+                         f", {done[0]} to {done[-1]} were stored without their aggregates (run them again)")
+            return text + ", nothing was published"
         if kind == "after":
             (day,) = what
             return f"stopped by {name} after {day} was stored; no later day was started, nothing was published"
@@ -283,60 +300,152 @@ def cli_job(job_name: str, settings_env: dict[str, str], refetch: bool, assets: 
 
 
 def run_days(session: Session, start: dt.date, end: dt.date, refetch_billing_month: str | None = None) -> list[tuple[dt.date | str, str]]:
-    """Run the daily job's gateway assets for every day from start to end (inclusive), one run
-    per day, with progress; then its billing assets over the whole range in one run.
+    """Run the daily job's gateway assets for every day from start to end (inclusive), with progress; then its billing
+    assets over the whole range in one run.
 
-    One run per day, not one range run: a range is one step per asset, so a day that fails
-    (logs missing, too many rejected records) would fail its asset for every day of the range
-    and skip the later assets of the good days; a run per day stores every good day.
-    Failures are (day, message) for a day and (asset, message) for billing."""
-    from usage_jobs.definitions import DAILY_JOB, GATEWAY_ASSETS
-
-    settings = session.settings
+    Several days run together, in one run (a single-run backfill: the days read and validated by worker processes, stored
+    one at a time), which spares a run's overhead per day. Should that run fail, each day is run again on its own: a range
+    is one step per asset, so one bad day (logs missing, too many records rejected) fails the range, and a run per day
+    stores every good day and names each bad one. Failures are (day, message) for a day and (asset, message) for billing."""
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    failures: list[tuple[dt.date | str, str]] = []
     began = time.monotonic()
-    for index, day in enumerate(days, start=1):
-        session.check()
-        started = time.monotonic()
-        key = str(uuid.uuid4())
-        session.doing = ("day", day, key)
-        outcome = session.run_job(DAILY_JOB, key, assets=GATEWAY_ASSETS, partition_key=day.isoformat())
-        if outcome.success:
-            session.doing = ("after", day)
-        session.check()
-        problems = outcome.problems()
-        prefix = f"[{index:>{len(str(len(days)))}}/{len(days)}] {day}"
-        if problems:
-            failures.append((day, "; ".join(problems)))
-            _say(f"{prefix}  FAILED: {'; '.join(problems)}")
-            session.doing = ("failed", day)
-            continue
-        stats = {name: value.value for name, value in outcome.materialized["gateway_requests"].items()}
-        with session.warehouse(outcome.run_id) as conn:
-            unrecognised = conn.execute("SELECT source_file, bytes, holds_data FROM unrecognised_files WHERE day = ? ORDER BY source_file",
-                                        [day]).fetchall()
-        _say(f"{prefix}  {stats['rows']:>9,} requests  {stats['rejected']:>5,} rejected  {stats['duplicates']:>4,} duplicates  "
-             f"{stats['id collisions']:>3,} id collisions  {stats['tokens estimated']:>5,} estimated  {stats['unpriced']:>4,} unpriced  "
-             f"({time.monotonic() - started:.1f} s){_landed(outcome.materialized['raw_gateway_logs'])}")
-        for name, size, holds_data in unrecognised:
-            _say(f"    not a request log{' (holds data!)' if holds_data else ''}: {name} ({size:,} bytes)")
-        for warning in outcome.check_lines("WARN"):
-            _say(f"    warning: {warning}")
+    failures = _run_together(session, days) if len(days) > 1 else None
+    if failures is None:
+        failures = [failure for index, day in enumerate(days, start=1) if (failure := _run_day(session, day, index, len(days)))]
     _say(f"{len(days) - len(failures)}/{len(days)} days ingested in {time.monotonic() - began:.1f} s")
-    if settings.billing_configured:
+    if session.settings.billing_configured:
         failures += run_billing(session, start, end, refetch_billing_month)
     else:
         _say("Billing: not configured (IG1_MASTER_KEY not set); the report shows gateway estimates only")
     return failures
 
 
+def _run_day(session: Session, day: dt.date, index: int, count: int) -> tuple[dt.date, str] | None:
+    """One day in a run of its own; its line printed; (day, message) if it failed."""
+    from usage_jobs.definitions import DAILY_JOB, GATEWAY_ASSETS
+
+    session.check()
+    started = time.monotonic()
+    key = str(uuid.uuid4())
+    session.doing = ("day", day, key)
+    outcome = session.run_job(DAILY_JOB, key, assets=GATEWAY_ASSETS, partition_key=day.isoformat())
+    if outcome.success:
+        session.doing = ("after", day)
+    session.check()
+    problems = outcome.problems()
+    prefix = f"[{index:>{len(str(count))}}/{count}] {day}"
+    if problems:
+        _say(f"{prefix}  FAILED: {'; '.join(problems)}")
+        session.doing = ("failed", day)
+        return day, "; ".join(problems)
+    stats = {name: value.value for name, value in outcome.materialized["gateway_requests"].items()}
+    figures = _day_figures(stats["rows"], stats["rejected"], stats["duplicates"], stats["id collisions"], stats["tokens estimated"], stats["unpriced"])
+    _say(f"{prefix}  {figures}  ({time.monotonic() - started:.1f} s){_landed(outcome.materialized['raw_gateway_logs'])}")
+    _after_days(session, outcome, [day])
+    return None
+
+
+def _run_together(session: Session, days: list[dt.date]) -> list[tuple[dt.date, str]] | None:
+    """The days in one run, each one's line printed as it is stored; [] once done, None if the run failed (after saying so)."""
+    from usage_jobs.definitions import DAILY_JOB, GATEWAY_ASSETS
+
+    session.check()
+    key = str(uuid.uuid4())
+    lines = DayLines(session, key, days)
+    session.doing = ("days", days, key, lines)
+    with lines:
+        outcome = session.run_job(DAILY_JOB, key, assets=GATEWAY_ASSETS, tags={
+            "dagster/asset_partition_range_start": days[0].isoformat(), "dagster/asset_partition_range_end": days[-1].isoformat()})
+    session.check()
+    problems = outcome.problems()
+    if problems:
+        _say(f"  FAILED: {'; '.join(problems)}")
+        _say(f"  The {len(days)} days run together failed: each one is run again on its own, so that every good day is stored")
+        return None
+    session.doing = ("after", days[-1])
+    _after_days(session, outcome, days)
+    return []
+
+
+def _after_days(session: Session, outcome: RunOutcome, days: list[dt.date]) -> None:
+    """The files of the days that are not request logs, and the warnings of the run's checks."""
+    with session.warehouse(outcome.run_id) as conn:
+        unrecognised = conn.execute("SELECT day, source_file, bytes, holds_data FROM unrecognised_files WHERE day BETWEEN ? AND ? "
+                                    "ORDER BY day, source_file", [days[0], days[-1]]).fetchall()
+    for day, name, size, holds_data in unrecognised:
+        _say(f"    not a request log{' (holds data!)' if holds_data else ''}: {name} ({size:,} bytes)" + (f", {day}" if len(days) > 1 else ""))
+    for warning in outcome.check_lines("WARN"):
+        _say(f"    warning: {warning}")
+
+
+def _day_figures(rows: int, rejected: int, duplicates: int, collisions: int, estimated: int, unpriced: int) -> str:
+    return (f"{rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  {collisions:>3,} id collisions  "
+            f"{estimated:>5,} estimated  {unpriced:>4,} unpriced")
+
+
+class DayLines:
+    """While the days of a run are stored, each one's line, from the run's own log (what gateway_requests and
+    raw_gateway_logs say of each day), printed as it comes; polled by a thread of its own."""
+
+    def __init__(self, session: Session, key: str, days: list[dt.date]):
+        self.session, self.key, self.days = session, key, days
+        self.stored: list[dt.date] = []
+        self.landed: dict[str, str] = {}
+        self.last = time.monotonic()
+        self._cursor = None
+        self._run_id = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> DayLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self.poll()
+
+    def _follow(self) -> None:
+        while not self._done.wait(0.25):
+            with contextlib.suppress(Exception):  # the instance's SQLite file may be busy with the run's writes: next time
+                self.poll()
+
+    def poll(self) -> None:
+        from usage_jobs.defs.gateway.assets import DAY_LANDED, DAY_STORED, parse_day_log
+
+        with self._lock:
+            self._run_id = self._run_id or self.session.run_id(self.key)
+            if self._run_id is None:
+                return
+            while True:
+                result = self.session.instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=1000)
+                self._cursor = result.cursor
+                for record in result.records:
+                    message = record.event_log_entry.user_message if record.event_log_entry.dagster_event is None else ""
+                    if landed := parse_day_log(DAY_LANDED, message):
+                        self.landed[landed["day"]] = _landed_text(landed["fetched"], landed["mb"], landed["already"])
+                    elif day := parse_day_log(DAY_STORED, message):
+                        self.stored.append(dt.date.fromisoformat(day["day"]))
+                        now = time.monotonic()
+                        _say(f"[{len(self.stored):>{len(str(len(self.days)))}}/{len(self.days)}] {day['day']}  "
+                             f"{_day_figures(day['rows'], day['rejected'], day['duplicates'], day['id_collisions'], day['tokens_estimated'], day['unpriced'])}"
+                             f"  ({now - self.last:.1f} s){self.landed.get(day['day'], '')}")
+                        self.last = now
+                if not result.has_more:
+                    return
+
+
 def _landed(metadata: dict) -> str:
     """What landing a remote source cost, from raw_gateway_logs' metadata; empty for a local folder."""
     if "objects fetched" not in metadata:
         return ""
-    return (f"; landed {metadata['objects fetched'].value:,} objects ({metadata['MB fetched'].value:,.1f} MB), "
-            f"{metadata['already landed'].value:,} already there")
+    return _landed_text(metadata["objects fetched"].value, metadata["MB fetched"].value, metadata["already landed"].value)
+
+
+def _landed_text(fetched: int, mb: float, already: int) -> str:
+    return f"; landed {fetched:,} objects ({mb:,.1f} MB), {already:,} already there"
 
 
 def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.date:

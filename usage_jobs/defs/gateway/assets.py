@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import re
 import time
 from pathlib import Path
 
@@ -27,6 +28,22 @@ STATS_COLUMNS = ("rows", "rejected", "duplicates", "id_collisions", "tokens_esti
                  "files", "records_read", "unrecognised_files")
 
 
+# What the two steps log of each day, read back by `usage-report run` to print a day's line as soon as it is stored.
+DAY_LANDED = re.compile(r"^(?P<day>\d{4}-\d{2}-\d{2}): [\d,]+ objects listed, (?P<fetched>[\d,]+) fetched \((?P<mb>[\d.,]+) MB\), "
+                        r"(?P<already>[\d,]+) already landed, ")
+DAY_STORED = re.compile(r"^(?P<day>\d{4}-\d{2}-\d{2}): (?P<rows>[\d,]+) requests, (?P<rejected>[\d,]+) rejected, (?P<duplicates>[\d,]+) duplicates, "
+                        r"(?P<id_collisions>[\d,]+) id collisions, (?P<tokens_estimated>[\d,]+) estimated, (?P<unpriced>[\d,]+) unpriced from ")
+
+
+def parse_day_log(pattern: re.Pattern, message: str) -> dict | None:
+    """The figures of a day's line of the run's log (`day` as text, numbers as int), or None for another line."""
+    found = pattern.match(message or "")
+    if found is None:
+        return None
+    return {name: value if name == "day" else float(value.replace(",", "")) if name == "mb" else int(value.replace(",", ""))
+            for name, value in found.groupdict().items()}
+
+
 @dg.asset(**DAILY, group_name="gateway", kinds={"s3", "gcs", "azure"}, retry_policy=NETWORK_RETRY)
 def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLogsResource):
     """The day's raw gateway logs as local files: a local folder is read in place; a bucket
@@ -43,7 +60,7 @@ def raw_gateway_logs(context: dg.AssetExecutionContext, gateway_logs: GatewayLog
         except LandingError as exc:
             raise dg.Failure(description=f"{day}: {exc}", allow_retries=False) from None
         context.log.info(f"{day}: {stats.listed:,} objects listed, {stats.fetched:,} fetched ({stats.bytes_fetched / 1e6:.1f} MB), "
-                         f"{stats.already_landed:,} already landed, in {stats.seconds:.1f} s")
+                         f"{stats.already_landed:,} already landed, in {stats.seconds:.1f} s")  # read back by DAY_LANDED
         landed.append(stats)
     totals = {field: sum(getattr(s, field) for s in landed) for field in ("listed", "fetched", "already_landed", "bytes_fetched", "retries")}
     return dg.MaterializeResult(metadata={
@@ -85,8 +102,9 @@ def gateway_requests(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         try:
             for stats in ingest_days(conn, where, days):
                 context.log.info(f"{stats.day}: {stats.rows:,} requests, {stats.rejected:,} rejected, {stats.duplicates:,} duplicates, "
-                                 f"{stats.id_collisions:,} id collisions from {stats.files:,} files; {stats.unrecognised_files:,} unrecognised "
-                                 f"files ({len(all_stats) + 1}/{len(days)} days in {time.monotonic() - began:.1f} s)")
+                                 f"{stats.id_collisions:,} id collisions, {stats.tokens_estimated:,} estimated, {stats.unpriced:,} unpriced "
+                                 f"from {stats.files:,} files; {stats.unrecognised_files:,} unrecognised files "
+                                 f"({len(all_stats) + 1}/{len(days)} days in {time.monotonic() - began:.1f} s)")  # read back by DAY_STORED
                 all_stats.append(stats)
         except MissingLogsError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None

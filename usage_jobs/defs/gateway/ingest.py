@@ -17,11 +17,13 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 import duckdb
@@ -524,29 +526,33 @@ def ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[dt
     context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
     context.set_forkserver_preload(["usage_jobs.defs.gateway.ingest"])
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ahead: deque[tuple[dt.date, Path, Future]] = deque()
+    ahead: deque[tuple[dt.date, Path, AsyncResult]] = deque()
     queue = iter(days)
-    with tempfile.TemporaryDirectory(prefix="usage-staging-") as scratch, ProcessPoolExecutor(workers, mp_context=context) as pool:
+    # Leaving the block (done, failed or interrupted) terminates the workers, whatever they were staging.
+    with tempfile.TemporaryDirectory(prefix="usage-staging-") as scratch, context.Pool(workers, initializer=_leave_interrupts_to_parent) as pool:
+
         def submit() -> None:
             day = next(queue, None)
             if day is not None:
                 folder = Path(scratch) / day.isoformat()
                 folder.mkdir()
-                ahead.append((day, folder, pool.submit(_stage_to_files, where, day, folder, threads)))
+                ahead.append((day, folder, pool.apply_async(_stage_to_files, (where, day, folder, threads))))
 
-        try:
-            for _ in range(workers + 1):  # a bounded look-ahead: at most this many staged days wait on disk
-                submit()
-            while ahead:
-                day, folder, future = ahead.popleft()
-                staged = future.result()
-                for table in STAGED_TABLES:
-                    conn.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet(?)", [str(folder / f"{table}.parquet")])
-                shutil.rmtree(folder)
-                submit()
-                yield store_day(conn, staged)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        for _ in range(workers + 1):  # a bounded look-ahead: at most this many staged days wait on disk
+            submit()
+        while ahead:
+            day, folder, staging = ahead.popleft()
+            staged = staging.get()
+            for table in STAGED_TABLES:
+                conn.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet(?)", [str(folder / f"{table}.parquet")])
+            shutil.rmtree(folder)
+            submit()
+            yield store_day(conn, staged)
+
+
+def _leave_interrupts_to_parent() -> None:
+    """A staging worker ignores Ctrl-C (sent to the whole terminal's process group): the parent decides, and terminates it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stage_to_files(where: DaySource, day: dt.date, folder: Path, threads: int) -> StagedDay:
