@@ -313,3 +313,48 @@ def test_run_reads_a_litellm_bucket_end_to_end_and_lands_it_once(client, s3, tmp
     fetched = [int(line.split("landed ")[1].split(" objects")[0]) for line in first.splitlines() if "landed " in line]
     assert sum(fetched) == objects  # each object once, though two days read the 2026-11-11 folder
     assert all("landed 0 objects" in line for line in second.splitlines() if line.startswith("["))
+
+
+def _ingested(logs: Path, day: dt.date, database: Path) -> tuple[list, list]:
+    from usage_jobs import warehouse
+    from usage_jobs.defs.gateway.ingest import ingest_day
+    from usage_jobs.defs.gateway.pricing import load_prices
+
+    with warehouse.session(database) as conn:
+        ingest_day(conn, logs_dir=logs, day=day, timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+        return (conn.execute("SELECT * EXCLUDE (source_line) FROM requests ORDER BY request_id, start_time").fetchall(),
+                conn.execute("SELECT source_file, request_id, reason FROM rejected_records ORDER BY ALL").fetchall())
+
+
+def test_a_complete_folder_lands_folded_and_ingest_reads_it_as_the_objects_litellm_wrote(client, s3, tmp_path):
+    """LiteLLM's S3 logger writes an object per request: a day's folder, once landed whole, holds them as a few NDJSON shards
+    (each line naming its object), which ingest reads exactly as the objects themselves."""
+    from test_litellm_fixtures import DAYS, FIXTURES, MANIFEST
+
+    names = MANIFEST["layouts"]["s3_default"]["files"]
+    client.create_bucket(Bucket="litellm-fold")
+    for name in names:
+        client.put_object(Bucket="litellm-fold", Key=name, Body=(FIXTURES / "s3_default" / name).read_bytes())
+    url = "s3://litellm-fold"
+    stats = land_bucket_day(url, DAYS[0], "UTC", tmp_path / "landing", endpoint_url=s3.url)
+    root = landing_root(tmp_path / "landing", url)
+    assert stats.fetched == len([n for n in names if n.startswith(("2026-11-10/", "2026-11-11/"))])
+    for folder in ("2026-11-10", "2026-11-11"):
+        objects = [n for n in names if n.startswith(folder + "/")]
+        marker = json.loads((root / ".landed" / "complete" / f"{folder}.json").read_text())
+        lines = [json.loads(line) for shard in sorted((root / folder).glob("folded-*.ndjson")) for line in shard.read_text().splitlines()]
+        left = sorted(p.relative_to(root).as_posix() for p in (root / folder).iterdir() if not p.name.startswith("folded-"))
+        # Every object is in a shard, or left as it is when it is not plainly one object on one line (the odd ones LiteLLM wrote).
+        assert sorted([line["__source_file"] for line in lines] + left) == sorted(objects)
+        assert marker["folded"] == len(lines) >= len(objects) - 2 and len(marker["shards"]) == 1
+    assert _ingested(root, DAYS[0], tmp_path / "folded.duckdb") == _ingested(FIXTURES / "s3_default", DAYS[0], tmp_path / "objects.duckdb")
+
+    again = land_bucket_day(url, DAYS[0], "UTC", tmp_path / "landing", endpoint_url=s3.url)
+    assert (again.fetched, again.already_landed) == (0, stats.fetched)
+
+    # A fold cut short (the marker not yet written): its shards are dropped and the objects landed and folded again, once.
+    (root / ".landed" / "complete" / "2026-11-10.json").unlink()
+    land_bucket_day(url, DAYS[0], "UTC", tmp_path / "landing", endpoint_url=s3.url)
+    refetched = land_bucket_day(url, DAYS[0], "UTC", tmp_path / "landing", endpoint_url=s3.url, refetch=True)
+    assert refetched.fetched == stats.fetched
+    assert _ingested(root, DAYS[0], tmp_path / "again.duckdb") == _ingested(FIXTURES / "s3_default", DAYS[0], tmp_path / "objects2.duckdb")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from usage_jobs.defs.gateway import layout
+from usage_jobs.defs.gateway.fold import fold_tree, remove_shards
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ class _BucketDay:
         self.unsafe = 0
         self.unsafe_names: list[str] = []
         self.dirs_made: set[str] = set()
+        self.complete: list[_Folder] = []  # date folders listed and landed whole, to fold and mark once the fetches are done
         self.temp_counter = 0
         self.last_progress = time.monotonic()
         self.progress_mark = 0
@@ -313,6 +315,9 @@ class _BucketDay:
             if fatal is not None:
                 raise LandingError(str(fatal)) from None
             raise
+        else:
+            for folder in self.complete:
+                self._fold_and_mark(folder)
         finally:
             shutil.rmtree(self.temp, ignore_errors=True)
             self.store.close()
@@ -359,6 +364,7 @@ class _BucketDay:
                 self.listed += count
                 self.already += count
                 return
+        remove_shards(self.local_root / rel)  # an unmarked folder's shards are an interrupted fold's (or refetched): its objects land again
         listed_at = time.time()
         end = dt.datetime.combine(folder_day + dt.timedelta(days=1), dt.time(), dt.UTC)
         folder = _Folder(rel, markable=listed_at >= (end + layout.WRITE_LAG + layout.MTIME_SLACK).timestamp())
@@ -453,11 +459,20 @@ class _BucketDay:
         if not (folder.listed and folder.pending == 0 and folder.failed == 0 and folder.markable):
             return
         folder.markable = False  # once
+        self.complete.append(folder)
+
+    def _fold_and_mark(self, folder: _Folder) -> None:
+        """A complete date folder's one-request files folded into a few NDJSON shards (read by ingest as the files they
+        were: each line names its object) and removed, then the folder marked complete. The marker commits the fold: a
+        folder found unmarked has its shards removed and its objects landed again."""
+        shards = fold_tree(self.local_root / folder.rel, self.local_root, self.temp)
+        for path in shards.folded:  # the shards hold them now
+            os.remove(path)
         marker = self.state / "complete" / f"{folder.rel}.json"
         marker.parent.mkdir(parents=True, exist_ok=True)
         temp = self.temp / f"marker-{secrets.token_hex(4)}"
-        temp.write_text(json.dumps({"folder": folder.rel, "objects": folder.objects, "bytes": folder.bytes,
-                                    "landed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}))
+        temp.write_text(json.dumps({"folder": folder.rel, "objects": folder.objects, "bytes": folder.bytes, "folded": shards.files,
+                                    "shards": shards.shards, "landed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}))
         os.replace(temp, marker)
 
     def _tick(self) -> None:

@@ -1,0 +1,66 @@
+"""One-request-per-file JSON folded into NDJSON shards: one line per file, the file's name in the line.
+
+LiteLLM's bucket loggers write an object per request; a busy gateway writes a million a day.
+Read one by one they cost a reader set-up each; folded, they are a few large files, and the
+rejections of a shard's line still name the original file (SOURCE_FILE_FIELD)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from usage_jobs.defs.gateway.ingest import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, _foldable
+
+SHARD_PREFIX = "folded-"  # a landed folder's shards: `folded-0001.ndjson`
+
+
+@dataclass
+class FoldedTree:
+    files: int = 0  # one-request files folded
+    shards: list[str] = field(default_factory=list)  # the shards written, relative to the root
+    folded: list[Path] = field(default_factory=list)  # the files now held by the shards (for the caller to remove)
+
+
+def folded_line(content: bytes, source: str) -> bytes:
+    """`content` (one JSON object on one line) with its file's name, `source`, as its first field."""
+    return b'{"' + SOURCE_FILE_FIELD.encode() + b'":' + json.dumps(source, ensure_ascii=False).encode() + b"," + content[1:] + b"\n"
+
+
+def fold_tree(folder: Path, root: Path, temp: Path) -> FoldedTree:
+    """Fold the one-request `.json` files under `folder` (and those without a suffix, as GCS names objects) into shards beside
+    them, at most FOLD_SHARD_FILES each; a shard is written under `temp` and renamed into place. Files that are not plainly
+    one object on one line are left as they are. Names are relative to `root`, as ingest gives them."""
+    result = FoldedTree()
+    by_folder: dict[Path, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.startswith(SHARD_PREFIX) and path.suffix in (".json", ""):
+            by_folder.setdefault(path.parent, []).append(path)
+    for parent, members in by_folder.items():
+        number = 0
+        for start in range(0, len(members), FOLD_SHARD_FILES):
+            lines, folded = [], []
+            for path in members[start:start + FOLD_SHARD_FILES]:
+                content = _foldable(str(path))
+                if content is not None:
+                    lines.append(folded_line(content, path.relative_to(root).as_posix()))
+                    folded.append(path)
+            if not lines:
+                continue
+            number += 1
+            staged = temp / f"shard-{os.getpid()}-{number}.ndjson"
+            staged.write_bytes(b"".join(lines))
+            shard = parent / f"{SHARD_PREFIX}{number:04d}.ndjson"
+            os.replace(staged, shard)
+            result.files += len(folded)
+            result.shards.append(shard.relative_to(root).as_posix())
+            result.folded += folded
+    return result
+
+
+def remove_shards(folder: Path) -> None:
+    """The shards under `folder`: an unmarked folder's are an interrupted fold's, and its objects are landed again."""
+    if folder.is_dir():
+        for shard in folder.rglob(f"{SHARD_PREFIX}*.ndjson"):
+            shard.unlink()
