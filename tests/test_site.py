@@ -21,6 +21,7 @@ from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
+from usage_jobs.defs.report.queries import page_name
 
 EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality",
            "chargeback", "tags", "end_users", "errors", "latency", "cache")
@@ -279,3 +280,20 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
 
     ingested = "UPDATE ingest_days SET files = files + 1 WHERE day = ?"
     assert _rendered_after(conn, site, ingested, [old]) == holding | {(old + dt.timedelta(days=1)).isoformat()}
+
+
+def test_a_quarters_and_a_years_keys_link_their_page_of_the_month_at_their_last_day(demo_site):
+    """Team and key pages exist for months and rolling periods only: a quarter's or year's key table links the key's page of the
+    month holding its last day in the period, at that day's row."""
+    site = demo_site.site_dir / "periods"
+    last_day = {}
+    for row in _csv(site / "2026-Q4" / "exports" / "key_model_daily.csv"):
+        last_day[row["key_hash"]] = max(last_day.get(row["key_hash"], ""), row["date"])
+    assert last_day
+    for slug in ("2026-Q4", "2026"):
+        assert not (site / slug / "keys").exists() and not (site / slug / "teams").exists()
+        keys_page = (site / slug / "keys.html").read_text(encoding="utf-8")
+        for key_hash, day in last_day.items():
+            link = f"../../periods/{day[:7]}/keys/{page_name(key_hash)}.html#d-{day}"
+            assert f'href="{link}"' in keys_page, (slug, key_hash)
+            assert f'id="d-{day}"' in (site / link.removeprefix("../../periods/").split("#")[0]).read_text(encoding="utf-8")

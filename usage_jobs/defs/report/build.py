@@ -2,7 +2,7 @@
 
 Every period (day, ISO week, month, quarter, year, last 7 and last 30 days) gets the views global, teams, keys, models,
 tags, end users, errors, latency, cache, with billing estimated vs billed and chargeback, and data quality; and its exports.
-Months, quarters, years and the rolling periods also get a page per team and per key used in them; a day's or week's tables
+Months and the rolling periods also get a page per team and per key used in them; a day's, week's, quarter's or year's tables
 link those of the month. A period whose fingerprint (code, context, navigation and the warehouse's stamps of the days it
 reads) matches the published one's is left as it is.
 """
@@ -61,9 +61,11 @@ EXACT = frozenset({"billed_cost_allocated", "estimated_cost_usd", "billed_cost_u
 # The statement: amounts already rounded to the cent, written as such (12.30), and the exact share beside them.
 STATEMENT_EXACT = frozenset({"billed_cost", "billed_cost_usd", "exact_cost"})
 FINGERPRINT_FILE = ".fingerprint"
-# The kinds with a page per team and key; a day's or week's tables link the team's or key's page of the month holding its last
-# day in the period, at that day's row (keys × every day and week made most of the site's pages).
-PAGE_KINDS = frozenset({"month", "quarter", "year", "last-7-days", "last-30-days"})
+# The kinds with a page per team and key; a day's, week's, quarter's or year's tables link the team's or key's page of the month
+# holding its last day in the period, at that day's row (keys × every day and week made most of the site's pages; a quarter's and
+# a year's, rendered again by every new day, listed every day of the period on each of thousands of pages: a day's cost grew with
+# history).
+PAGE_KINDS = frozenset({"month", "last-7-days", "last-30-days"})
 INSIGHT_VIEWS = [("tags.html", "Tags"), ("end-users.html", "End users"), ("errors.html", "Errors"), ("latency.html", "Latency"), ("cache.html", "Cache")]
 
 
