@@ -101,36 +101,39 @@ class IngestStats:
 
 # JSON values arrive minified from DuckDB's reader, so the first character gives the type
 # without parsing the value again (a full json_type() per field made staging 3x slower).
+# The macros run on every field of every record: they test that character with starts_with
+# rather than naming the type in a CASE, which cost as much as the extraction itself.
 _MACROS = f"""
 CREATE OR REPLACE TEMP MACRO jtype(j) AS CASE coalesce(left(j::VARCHAR, 1), 'n')
     WHEN '"' THEN 'VARCHAR' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN'
     WHEN 'n' THEN 'NULL' ELSE 'NUMBER' END;
--- Names are trimmed as usage_jobs.names does for IG1's; trim() costs ~5x the extraction, so only
--- values that start or end with white space pay for it.
-CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN jtype(j) = 'VARCHAR' THEN nullif(
-    CASE WHEN ascii(j->>'$') IN (9, 10, 13, 32) OR ascii(right(j->>'$', 1)) IN (9, 10, 13, 32)
+-- Names are trimmed as usage_jobs.names does for IG1's; trim() costs ~5x the extraction, so only values whose
+-- JSON text starts or ends with a space or an escape (how the reader writes tab, CR and LF) pay for it.
+CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN starts_with(j::VARCHAR, '"') THEN nullif(
+    CASE WHEN starts_with(j::VARCHAR, '" ') OR starts_with(j::VARCHAR, '"\\') OR ends_with(j::VARCHAR, ' "')
+            OR ends_with(j::VARCHAR, '\\t"') OR ends_with(j::VARCHAR, '\\n"') OR ends_with(j::VARCHAR, '\\r"')
         THEN trim(j->>'$', {NAME_TRIM_SQL}) ELSE j->>'$' END, '') END;
 -- Error codes come as strings ("429") or numbers (429).
 CREATE OR REPLACE TEMP MACRO jscalar(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN j::VARCHAR ELSE jstr(j) END;
-CREATE OR REPLACE TEMP MACRO jnum(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN TRY_CAST(j::VARCHAR AS DOUBLE) END;
-CREATE OR REPLACE TEMP MACRO jbool(j) AS CASE WHEN jtype(j) = 'BOOLEAN' THEN j::VARCHAR = 'true'
-    WHEN jtype(j) = 'VARCHAR' THEN lower(j->>'$') IN ('true', '1', 'yes') END;
-CREATE OR REPLACE TEMP MACRO jpresent(j) AS jtype(j) <> 'NULL';
+-- Only a JSON number's text casts to a number (a string's has quotes; true, false, null, arrays and objects never do).
+CREATE OR REPLACE TEMP MACRO jnum(j) AS TRY_CAST(j::VARCHAR AS DOUBLE);
+CREATE OR REPLACE TEMP MACRO jbool(j) AS CASE WHEN j::VARCHAR IN ('true', 'false') THEN j::VARCHAR = 'true'
+    WHEN starts_with(j::VARCHAR, '"') THEN lower(j->>'$') IN ('true', '1', 'yes') END;
+CREATE OR REPLACE TEMP MACRO jpresent(j) AS coalesce(j::VARCHAR <> 'null', false);
 CREATE OR REPLACE TEMP MACRO jobject(j) AS CASE
-    WHEN jtype(j) = 'OBJECT' THEN j
-    WHEN jtype(j) = 'VARCHAR' AND json_valid(j->>'$') AND json_type((j->>'$')::JSON) = 'OBJECT' THEN (j->>'$')::JSON END;
+    WHEN starts_with(j::VARCHAR, '{{') THEN j
+    WHEN starts_with(j::VARCHAR, '"') AND json_valid(j->>'$') AND json_type((j->>'$')::JSON) = 'OBJECT' THEN (j->>'$')::JSON END;
 CREATE OR REPLACE TEMP MACRO bad_count(present, n) AS present AND NOT coalesce(
     isfinite(n) AND n >= 0 AND n = floor(n) AND n <= {MAX_TOKENS}, false);
 CREATE OR REPLACE TEMP MACRO shown(j) AS left(j::VARCHAR, 40);
-CREATE OR REPLACE TEMP MACRO ts_value(j) AS CASE jtype(j)
-    WHEN 'NUMBER' THEN to_timestamp(CASE WHEN jnum(j) BETWEEN 946684800 AND 4102444800 THEN jnum(j) END)
-    WHEN 'VARCHAR' THEN TRY_CAST(j->>'$' AS TIMESTAMPTZ) END;
+CREATE OR REPLACE TEMP MACRO ts_value(j) AS CASE WHEN starts_with(j::VARCHAR, '"') THEN TRY_CAST(j->>'$' AS TIMESTAMPTZ)
+    ELSE to_timestamp(CASE WHEN jnum(j) BETWEEN 946684800 AND 4102444800 THEN jnum(j) END) END;
 -- An error message as the report may show it: its first line, quoted or bracketed text (where a prompt could be echoed)
--- and long numbers (token counts) masked, so that messages group; at most 160 characters.
-CREATE OR REPLACE TEMP MACRO masked_error(t) AS CASE WHEN nullif(trim(t), '') IS NOT NULL THEN (
-    SELECT CASE WHEN length(m) > 160 THEN left(m, 159) || '…' ELSE m END FROM (SELECT regexp_replace(regexp_replace(regexp_replace(
-        split_part(trim(t), chr(10), 1), '''[^'']*''|"[^"]*"|`[^`]*`', '"…"', 'g'), '\\[[^\\]]*\\]|\\{{[^}}]*\\}}', '[…]', 'g'),
-        '[0-9]{{4,}}', 'N', 'g') AS m)) END;
+-- and long numbers (token counts) masked, so that messages group; at most 160 characters, a longer one cut to 159 and an
+-- ellipsis by the last replacement (a subquery naming the masked text once made DuckDB join and sort every record).
+CREATE OR REPLACE TEMP MACRO masked_error(t) AS CASE WHEN nullif(trim(t), '') IS NOT NULL THEN regexp_replace(regexp_replace(
+    regexp_replace(regexp_replace(split_part(trim(t), chr(10), 1), '''[^'']*''|"[^"]*"|`[^`]*`', '"…"', 'g'),
+    '\\[[^\\]]*\\]|\\{{[^}}]*\\}}', '[…]', 'g'), '[0-9]{{4,}}', 'N', 'g'), '^(.{{159}}).{{2,}}$', '\\1…') END;
 CREATE OR REPLACE TEMP MACRO plausible(ts) AS CASE WHEN ts BETWEEN TIMESTAMPTZ '2000-01-01' AND TIMESTAMPTZ '2100-01-01' THEN ts END;
 """
 
