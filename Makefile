@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/anomalies.py
 	$(BIN)/python bench/bucket.py
 	$(BIN)/python bench/files.py
+	$(BIN)/python bench/days.py
 	test -f warehouse/usage.duckdb || $(MAKE) demo
 	$(BIN)/python bench/nowcast.py
 
