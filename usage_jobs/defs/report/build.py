@@ -29,7 +29,6 @@ from usage_jobs import names
 from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS, UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
-from usage_jobs.defs.report import charts
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
@@ -413,6 +412,8 @@ def _status_counts(data: PeriodData) -> list[str]:
 
 
 def _draw(job: ChartJob) -> None:
+    from usage_jobs.defs.report import charts  # matplotlib only where a chart is drawn: not in every command that imports the site
+
     getattr(charts, job.draw)(job.path, **job.kwargs)
 
 
