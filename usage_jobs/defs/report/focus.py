@@ -12,6 +12,7 @@ silent $0 — even when the model's failed requests, priced at 0, are in the sam
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ FOCUS_MONEY = frozenset({"PricingQuantity", "BilledCost", "ContractedCost", "Eff
                          "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "x_EstimatedCostUsd"})
 
 
+@functools.lru_cache(maxsize=4096)  # four per row, of a few dozen distinct days
 def _utc(day: dt.date, timezone: str) -> str:
     """Midnight of a report day, as a UTC timestamp (FOCUS charge periods are UTC)."""
     return dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
