@@ -256,8 +256,9 @@ SELECT
         WHEN 'ARRAY' THEN TRY(CAST(from_json(tags_raw, '["VARCHAR"]') AS VARCHAR[]))
         WHEN 'VARCHAR' THEN CASE WHEN json_valid(tags_raw->>'$') THEN TRY(CAST(from_json((tags_raw->>'$')::JSON, '["VARCHAR"]') AS VARCHAR[])) END
     END AS request_tags,
-    jpresent(metadata_raw) AND meta IS NULL
-        AND coalesce(trim(metadata_raw->>'$') NOT IN ('', 'null', '{{}}'), true) AS metadata_unreadable,
+    -- A CASE, not AND: DuckDB evaluated every operand of the AND, trimming every record's whole metadata text.
+    CASE WHEN meta IS NULL AND jpresent(metadata_raw)
+        THEN coalesce(trim(metadata_raw->>'$') NOT IN ('', 'null', '{{}}'), true) ELSE false END AS metadata_unreadable,
     has_text,
     tokens_absent,
     -- Only the text an estimate needs is kept; the rest is dropped here.
