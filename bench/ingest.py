@@ -73,7 +73,7 @@ def _with_token_counts(source: Path, target: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1_000_000)
-    parser.add_argument("--work", type=Path, default=Path("bench_data"))
+    parser.add_argument("--work", type=Path, default=Path("bench_data/ingest"))
     parser.add_argument("--keep", action="store_true", help="keep the generated files (and reuse them next time)")
     args = parser.parse_args()
 
