@@ -109,10 +109,11 @@ CREATE OR REPLACE TEMP MACRO jtype(j) AS CASE coalesce(left(j::VARCHAR, 1), 'n')
     WHEN 'n' THEN 'NULL' ELSE 'NUMBER' END;
 -- Names are trimmed as usage_jobs.names does for IG1's; trim() costs ~5x the extraction, so only values whose
 -- JSON text starts or ends with a space or an escape (how the reader writes tab, CR and LF) pay for it.
-CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN starts_with(j::VARCHAR, '"') THEN nullif(
-    CASE WHEN starts_with(j::VARCHAR, '" ') OR starts_with(j::VARCHAR, '"\\') OR ends_with(j::VARCHAR, ' "')
+CREATE OR REPLACE TEMP MACRO jstr(j) AS CASE WHEN NOT starts_with(j::VARCHAR, '"') THEN NULL
+    WHEN starts_with(j::VARCHAR, '" ') OR starts_with(j::VARCHAR, '"\\') OR ends_with(j::VARCHAR, ' "')
             OR ends_with(j::VARCHAR, '\\t"') OR ends_with(j::VARCHAR, '\\n"') OR ends_with(j::VARCHAR, '\\r"')
-        THEN trim(j->>'$', {NAME_TRIM_SQL}) ELSE j->>'$' END, '') END;
+        THEN nullif(trim(j->>'$', {NAME_TRIM_SQL}), '')
+    WHEN j::VARCHAR <> '""' THEN j->>'$' END;
 -- Error codes come as strings ("429") or numbers (429).
 CREATE OR REPLACE TEMP MACRO jscalar(j) AS CASE WHEN jtype(j) = 'NUMBER' THEN j::VARCHAR ELSE jstr(j) END;
 -- Only a JSON number's text casts to a number (a string's has quotes; true, false, null, arrays and objects never do).
