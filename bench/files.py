@@ -4,7 +4,9 @@ same records as one NDJSON file, end to end, each in a fresh process.
 Generates N requests (default 200,000) with the ingest benchmark's generator, writes them as
 `2026-11-10/time-HH-MM-SS-ffffff_<id>.json` files and as one `2026-11-10/day.ndjson`, then runs
 `ingest_day` (which folds per-request files into NDJSON shards once and reads those) on each.
-Prints seconds, peak RSS and `ratio: files / one NDJSON`.
+A third case is the same files folded as landing folds a bucket's complete date folder
+(`fold.fold_tree`, timed: done once per day), then ingested. Prints seconds, peak RSS and
+each case's ratio to the one NDJSON file.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated files (and reuse them next time)")
     args = parser.parse_args()
 
+    from usage_jobs.defs.gateway.fold import fold_tree
     from usage_jobs.demo.generator import write_benchmark_day
 
     work = args.work
@@ -62,8 +67,21 @@ def main() -> None:
         r = results[label]
         print(f"  {label}: {r['seconds']:.2f} s, peak RSS {r['rss_mb']:,.0f} MB "
               f"({r['rows']:,} rows, {r['rejected']:,} rejected, {r['estimated']:,} estimated)")
-    one_r, many_r = results.values()
-    print(f"  ratio: files / one NDJSON = {many_r['seconds'] / one_r['seconds']:.2f}")
+    folded = work / "folded"
+    shutil.rmtree(folded, ignore_errors=True)
+    shutil.copytree(work / "many", folded / DAY.isoformat(), copy_function=os.link)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as temp:
+        tree = fold_tree(folded, folded, Path(temp))
+    for path in tree.folded:
+        path.unlink()
+    fold_seconds = time.perf_counter() - began
+    results["folded at landing"] = r = _run(str(folded), str(work / "folded.duckdb"), DAY.isoformat())
+    print(f"  folded at landing ({tree.files:,} files into {len(tree.shards)} shards in {fold_seconds:.2f} s, once per day), then ingest: "
+          f"{r['seconds']:.2f} s, peak RSS {r['rss_mb']:,.0f} MB ({r['rows']:,} rows, {r['rejected']:,} rejected)")
+    one_r, many_r, folded_r = results.values()
+    print(f"  ratio: files / one NDJSON = {many_r['seconds'] / one_r['seconds']:.2f}; "
+          f"folded at landing, then ingest / one NDJSON = {folded_r['seconds'] / one_r['seconds']:.2f}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
