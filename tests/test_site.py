@@ -267,7 +267,9 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
 
     key = conn.execute("SELECT min(key_hash) FROM daily_usage WHERE day = ?", [old]).fetchone()[0]
     finding = "INSERT INTO key_anomalies VALUES (?, ?, 'requests', 99, 3, 9.9, 'requests 99 against a median of 3 (test)')"
+    charts = {p: p.stat().st_ino for p in (site / "periods").glob("*/charts/*.png")}
     assert _rendered_after(conn, site, finding, [key, old]) == holding
+    assert {p: p.stat().st_ino for p in (site / "periods").glob("*/charts/*.png")} == charts  # drawn alike: the published files kept
     anomalies = _csv(site / "periods" / old.isoformat() / "exports" / "anomalies.csv")
     assert [row["key_hash"] for row in anomalies if row["reason"].endswith("(test)")] == [key]  # the re-rendered day shows it
 
@@ -277,6 +279,8 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
 
     usage = "DELETE FROM daily_usage WHERE day = ? AND rowid IN (SELECT min(rowid) FROM daily_usage WHERE day = ?)"
     assert _rendered_after(conn, site, usage, [old, old]) == {slug for slug, meta in spans.items() if meta["end_date"] >= old.isoformat()}
+    redrawn = {p.relative_to(site).as_posix() for p in (site / "periods").glob("*/charts/*.png") if charts.get(p) != p.stat().st_ino}
+    assert f"periods/{old}/charts/models-spend.png" in redrawn and f"periods/{DEMO_END}/charts/models-spend.png" not in redrawn
 
     ingested = "UPDATE ingest_days SET files = files + 1 WHERE day = ?"
     assert _rendered_after(conn, site, ingested, [old]) == holding | {(old + dt.timedelta(days=1)).isoformat()}

@@ -10,6 +10,7 @@ reads) matches the published one's is left as it is.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.resources
@@ -115,8 +116,34 @@ class ChartJob:
 class Rendered:
     pages: int = 0
     exports: int = 0
-    charts: list[ChartJob] = field(default_factory=list)
+    charts: int = 0
+    to_draw: list[ChartJob] = field(default_factory=list)  # the charts not drawn alike in the published period
     pdfs: list[PdfJob] = field(default_factory=list)
+
+
+CHART_DIGESTS = ".digests.json"
+
+
+def _reuse_charts(jobs: list[ChartJob], published: Path | None, version: str) -> list[ChartJob]:
+    """Link each chart drawn from the same inputs by the same code into the period's new folder from its `published` one (a period
+    rendered again for a key anomaly or its navigation keeps most of its charts, and matplotlib is slow); the charts to draw.
+    The new folder records every chart's digest."""
+    if not jobs:
+        return []
+    digests = {job.path.name: hashlib.sha256(json.dumps([version, job.draw, job.kwargs], sort_keys=True, default=str).encode()).hexdigest()
+               for job in jobs}
+    folder = jobs[0].path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CHART_DIGESTS).write_text(json.dumps(digests, sort_keys=True))
+    before = json.loads(_read(published / "charts" / CHART_DIGESTS) or "{}") if published else {}
+    to_draw = []
+    for job in jobs:
+        if before.get(job.path.name) == digests[job.path.name]:
+            with contextlib.suppress(OSError):  # no published file: drawn
+                os.link(published / "charts" / job.path.name, job.path)  # a published file is replaced or removed, never rewritten
+                continue
+        to_draw.append(job)
+    return to_draw
 
 
 def _when(value) -> str:
@@ -326,7 +353,8 @@ class SiteBuilder:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.env.get_template(template).render(site=self.context, **values), encoding="utf-8")
 
-    def render(self, scratch: Path, views: PeriodViews, nav: Navigation, freshness: str) -> Rendered:
+    def render(self, scratch: Path, views: PeriodViews, nav: Navigation, freshness: str, published: Path | None = None) -> Rendered:
+        """The period's pages, exports and chart jobs in `scratch`; the charts drawn alike in the `published` folder linked from it."""
         period, data, billing, quality, charges = views.period, views.data, views.billing, views.quality, views.charges
         folder = scratch / "periods" / period.slug
         show_commit = period.kind.startswith("last-")
@@ -334,7 +362,8 @@ class SiteBuilder:
         metadata = export_metadata(views, timezone=self.timezone, billing_configured=self.context.billing_configured,
                                    billing_timezone=self.context.billing_timezone)
         exports = write_exports(folder / "exports", export_tables(views), metadata, generated_at=self.context.generated_at)
-        result = Rendered(exports=len(exports) + 1, charts=[job for job, _ in jobs.values()])
+        charts = [job for job, _ in jobs.values()]
+        result = Rendered(exports=len(exports) + 1, charts=len(charts), to_draw=_reuse_charts(charts, published, self.version))
 
         def chart_refs(here: str) -> dict:
             return {name: {"src": f"{here}charts/{name}.png", "alt": alt} for name, (_, alt) in jobs.items()}
@@ -580,18 +609,18 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         else:
             views = builder.period_views(period)
             freshness = builder._freshness(period, views.data)
-            rendered = builder.render(scratch, views, nav, freshness)
+            rendered = builder.render(scratch, views, nav, freshness, published=None if full else published)
             folder = scratch / "periods" / period.slug
             (folder / FINGERPRINT_FILE).write_text(fingerprint)
             own_pages = rendered.pages - int(period.slug == "last-7-days")  # the front page is the site's, not the period's
-            counts[period.slug] = {"pages": own_pages, "charts": len(rendered.charts), "exports": rendered.exports}
+            counts[period.slug] = {"pages": own_pages, "charts": rendered.charts, "exports": rendered.exports}
             (folder / COUNTS_FILE).write_text(json.dumps(counts[period.slug]))
-            jobs += rendered.charts
+            jobs += rendered.to_draw
             pdf_jobs += rendered.pdfs
             result.rendered_periods += 1
             result.rendered.append(period.slug)
             result.pages += rendered.pages
-            result.charts += len(rendered.charts)
+            result.charts += rendered.charts
             result.export_files += rendered.exports
         if progress:
             progress(index + 1, len(periods), period.slug)
