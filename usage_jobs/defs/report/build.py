@@ -27,7 +27,8 @@ import duckdb
 import jinja2
 
 from usage_jobs import names
-from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS, UNBILLED_STATUS
+from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS
+from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
