@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usage_jobs.defs.gateway.ingest import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, _foldable
-
+# A folded shard keeps each record's original file here (the shard itself names no request's source).
+SOURCE_FILE_FIELD = "__source_file"
+FOLD_SHARD_FILES = 10_000  # files folded into one shard at most
 SHARD_PREFIX = "folded-"  # a landed folder's shards: `folded-0001.ndjson`
 
 
@@ -21,6 +22,20 @@ class FoldedTree:
     files: int = 0  # one-request files folded
     shards: list[str] = field(default_factory=list)  # the shards written, relative to the root
     folded: list[Path] = field(default_factory=list)  # the files now held by the shards (for the caller to remove)
+
+
+def foldable(path: str) -> bytes | None:
+    """The file's bytes if it is plainly one non-empty JSON object on one line (UTF-8); None otherwise."""
+    try:
+        with open(path, "rb") as stream:
+            content = stream.read().strip(b" \t\r\n")
+        content.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if (len(content) < 3 or content[:1] != b"{" or content[-1:] != b"}" or b"\n" in content or b"\r" in content
+            or content[1:].lstrip()[:1] == b"}" or b'"data"' in content or content.startswith(b"\xef\xbb\xbf")):
+        return None
+    return content
 
 
 def folded_line(content: bytes, source: str) -> bytes:
@@ -42,7 +57,7 @@ def fold_tree(folder: Path, root: Path, temp: Path) -> FoldedTree:
         for start in range(0, len(members), FOLD_SHARD_FILES):
             lines, folded = [], []
             for path in members[start:start + FOLD_SHARD_FILES]:
-                content = _foldable(str(path))
+                content = foldable(str(path))
                 if content is not None:
                     lines.append(folded_line(content, path.relative_to(root).as_posix()))
                     folded.append(path)

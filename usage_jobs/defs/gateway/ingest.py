@@ -13,7 +13,6 @@ counted in `ingest_days`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from usage_jobs.defs.gateway.fold import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, foldable, folded_line
 from usage_jobs.defs.gateway.layout import (
     FOLDER,
     GATEWAY_API,
@@ -46,11 +46,7 @@ from usage_jobs.defs.gateway.tokens import estimate_many
 from usage_jobs.names import NAME_TRIM_SQL
 from usage_jobs.warehouse import transaction
 
-# A folded shard keeps each record's original file here (the shard itself names no request's source).
-SOURCE_FILE_FIELD = "__source_file"
-# Per-request files folded into one NDJSON shard at most this many at a time (a shard DuckDB refuses
-# sends its files back to the per-file reader), by this many threads.
-FOLD_SHARD_FILES = 10_000
+# Per-request files are folded by this many threads (a shard DuckDB refuses sends its files back to the per-file reader).
 FOLD_THREADS = 4
 
 MAX_TOKENS = 100_000_000
@@ -627,19 +623,17 @@ class _Loader:
         slices = [(folder_day, folder_kind, members[start:start + FOLD_SHARD_FILES])
                   for (folder_day, folder_kind), members in groups.items() for start in range(0, len(members), FOLD_SHARD_FILES)]
         tasks = [(self.scratch / f"folded-{len(self.paths)}-{number}.ndjson", *piece) for number, piece in enumerate(slices)]
-        prefix = SOURCE_FILE_FIELD.encode()
 
         def write_shard(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
             shard, _, _, members = task
             folded, unfolded = [], []
             with open(shard, "wb") as stream:
                 for log_file in members:
-                    line = _foldable(str(log_file.path))
-                    if line is None:
+                    content = foldable(str(log_file.path))
+                    if content is None:
                         unfolded.append(log_file)
                         continue
-                    name = json.dumps(_relative(log_file.path, self.logs_dir), ensure_ascii=False).encode()
-                    stream.write(b'{"' + prefix + b'":' + name + b"," + line[1:] + b"\n")
+                    stream.write(folded_line(content, _relative(log_file.path, self.logs_dir)))
                     folded.append(log_file)
             return folded, unfolded
 
@@ -686,20 +680,6 @@ class _Loader:
         self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day, "
                           "CAST(folder_kind AS VARCHAR) AS folder_kind FROM read_paths_np")
         self.conn.unregister("read_paths_np")
-
-
-def _foldable(path: str) -> bytes | None:
-    """The file's bytes if it is plainly one non-empty JSON object on one line (UTF-8); None otherwise."""
-    try:
-        with open(path, "rb") as stream:
-            content = stream.read().strip(b" \t\r\n")
-        content.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    if (len(content) < 3 or content[:1] != b"{" or content[-1:] != b"}" or b"\n" in content or b"\r" in content
-            or content[1:].lstrip()[:1] == b"}" or b'"data"' in content or content.startswith(b"\xef\xbb\xbf")):
-        return None
-    return content
 
 
 def _relative(path: Path, root: Path) -> str:
