@@ -74,7 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         tree = fold_tree(folded, folded, Path(temp))
     for path in tree.folded:
-        path.unlink()
+        os.remove(path)
     fold_seconds = time.perf_counter() - began
     results["folded at landing"] = r = _run(str(folded), str(work / "folded.duckdb"), DAY.isoformat())
     print(f"  folded at landing ({tree.files:,} files into {len(tree.shards)} shards in {fold_seconds:.2f} s, once per day), then ingest: "

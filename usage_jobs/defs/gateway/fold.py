@@ -21,7 +21,7 @@ SHARD_PREFIX = "folded-"  # a landed folder's shards: `folded-0001.ndjson`
 class FoldedTree:
     files: int = 0  # one-request files folded
     shards: list[str] = field(default_factory=list)  # the shards written, relative to the root
-    folded: list[Path] = field(default_factory=list)  # the files now held by the shards (for the caller to remove)
+    folded: list[str] = field(default_factory=list)  # the files now held by the shards (for the caller to remove)
 
 
 def foldable(path: str) -> bytes | None:
@@ -48,28 +48,27 @@ def fold_tree(folder: Path, root: Path, temp: Path) -> FoldedTree:
     them, at most FOLD_SHARD_FILES each; a shard is written under `temp` and renamed into place. Files that are not plainly
     one object on one line are left as they are. Names are relative to `root`, as ingest gives them."""
     result = FoldedTree()
-    by_folder: dict[Path, list[Path]] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.name.startswith(SHARD_PREFIX) and path.suffix in (".json", ""):
-            by_folder.setdefault(path.parent, []).append(path)
-    for parent, members in by_folder.items():
+    prefix = f"{root}/"
+    for parent, _, names in sorted(os.walk(folder)):  # strings, not Path objects: 200,000 of those cost seconds
+        members = sorted(name for name in names if not name.startswith(SHARD_PREFIX) and os.path.splitext(name)[1] in (".json", ""))
         number = 0
         for start in range(0, len(members), FOLD_SHARD_FILES):
             lines, folded = [], []
-            for path in members[start:start + FOLD_SHARD_FILES]:
-                content = foldable(str(path))
+            for name in members[start:start + FOLD_SHARD_FILES]:
+                path = os.path.join(parent, name)
+                content = foldable(path)
                 if content is not None:
-                    lines.append(folded_line(content, path.relative_to(root).as_posix()))
+                    lines.append(folded_line(content, path.removeprefix(prefix)))
                     folded.append(path)
             if not lines:
                 continue
             number += 1
             staged = temp / f"shard-{os.getpid()}-{number}.ndjson"
             staged.write_bytes(b"".join(lines))
-            shard = parent / f"{SHARD_PREFIX}{number:04d}.ndjson"
+            shard = os.path.join(parent, f"{SHARD_PREFIX}{number:04d}.ndjson")
             os.replace(staged, shard)
             result.files += len(folded)
-            result.shards.append(shard.relative_to(root).as_posix())
+            result.shards.append(shard.removeprefix(prefix))
             result.folded += folded
     return result
 
