@@ -468,7 +468,7 @@ def _stage_day(conn, where: DaySource, day: dt.date, found: DayFiles) -> StagedD
         loader.rejections += [(_relative(entry.path, logs_dir), Rejection(None, entry.reason)) for entry in found.unreadable
                               if entry.folder_day in (day, None)]
         loader.load_documents([f for f in found.files if not f.line_delimited and f.size > 0])
-        line_files = [str(f.path) for f in found.files if f.line_delimited and f.size > 0]
+        line_files = [f.location for f in found.files if f.line_delimited and f.size > 0]
         loader.salvage([f for f in found.files if f.size == 0])  # an empty file reads as zero rows; salvage names it
         loader.publish_paths()
         values = {"tz": where.timezone, "day": day, "undated": UNDATED, "report_day": REPORT_DAY, "no_model": NO_MODEL}
@@ -600,14 +600,14 @@ class _Loader:
 
     def add_paths(self, files: list[LogFile]) -> None:
         for log_file in files:
-            self.by_path[str(log_file.path)] = log_file
-            self.paths.append((str(log_file.path), _relative(log_file.path, self.logs_dir), log_file.folder_day.isoformat(), log_file.folder_kind))
+            self.by_path[log_file.location] = log_file
+            self.paths.append((log_file.location, _relative(log_file.location, self.logs_dir), log_file.folder_day.isoformat(), log_file.folder_kind))
 
     def load_documents(self, files: list[LogFile]) -> None:
-        refused = _read_files(self.conn, [str(f.path) for f in files if f.gzip], False, self.max_bytes)
+        refused = _read_files(self.conn, [f.location for f in files if f.gzip], False, self.max_bytes)
         plain = [f for f in files if not f.gzip]
         left = self.fold([f for f in plain if f.size <= self.max_bytes])
-        refused += _read_documents(self.conn, [str(f.path) for f in left + [f for f in plain if f.size > self.max_bytes]], self.max_bytes)
+        refused += _read_documents(self.conn, [f.location for f in left + [f for f in plain if f.size > self.max_bytes]], self.max_bytes)
         self.salvage([self.by_path[p] for p in refused])
 
     def fold(self, files: list[LogFile]) -> list[LogFile]:
@@ -629,11 +629,11 @@ class _Loader:
             folded, unfolded = [], []
             with open(shard, "wb") as stream:
                 for log_file in members:
-                    content = foldable(str(log_file.path))
+                    content = foldable(log_file.location)
                     if content is None:
                         unfolded.append(log_file)
                         continue
-                    stream.write(folded_line(content, _relative(log_file.path, self.logs_dir)))
+                    stream.write(folded_line(content, _relative(log_file.location, self.logs_dir)))
                     folded.append(log_file)
             return folded, unfolded
 
@@ -657,9 +657,9 @@ class _Loader:
 
     def salvage(self, files: list[LogFile]) -> None:
         for log_file in files:
-            records, problems = salvage_records(str(log_file.path),
+            records, problems = salvage_records(log_file.location,
                                                 line_delimited=log_file.line_delimited, max_bytes=self.max_bytes)
-            source = _relative(log_file.path, self.logs_dir)
+            source = _relative(log_file.location, self.logs_dir)
             # Records that cannot be dated belong to the day their folder is named after.
             if log_file.folder_day == self.day:
                 self.rejections += [(source, problem) for problem in problems]
@@ -682,14 +682,14 @@ class _Loader:
         self.conn.unregister("read_paths_np")
 
 
-def _relative(path: Path, root: Path) -> str:
+def _relative(path: Path | str, root: Path) -> str:
     text, prefix = str(path), f"{root}{'' if str(root).endswith('/') else '/'}"
     if text.startswith(prefix) and "/../" not in text and "/./" not in text:
         return text[len(prefix):]  # what relative_to gives, without parsing a Path per file
     try:
-        return path.relative_to(root).as_posix()
+        return Path(path).relative_to(root).as_posix()
     except ValueError:
-        return path.as_posix()
+        return Path(path).as_posix()
 
 
 def _rejection_arrays(rejections: list[tuple[str, Rejection]], day: dt.date) -> dict:

@@ -38,7 +38,7 @@ FOLDER, BUCKET, GATEWAY_API = "folder", "bucket", "gateway-api"
 
 @dataclass(frozen=True)
 class LogFile:
-    path: Path
+    location: str  # the file's path as text: a day can list 200,000 files, and as many Path objects cost seconds
     # The file's date folder; for an undated file, the UTC date it was last modified.
     folder_day: dt.date
     line_delimited: bool
@@ -46,8 +46,12 @@ class LogFile:
     folder_kind: str = WRITTEN
 
     @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+    @property
     def gzip(self) -> bool:
-        return self.path.name.endswith(".gz")
+        return self.location.endswith(".gz")
 
 
 @dataclass(frozen=True)
@@ -120,11 +124,11 @@ def candidate_folder_days(day: dt.date, timezone: str) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def classify(path: Path) -> bool | None:
+def classify(location: str) -> bool | None:
     """True for line-delimited files, False for one JSON document, None for anything else.
 
     GCS's unbatched logger names objects by response id, with no extension: one payload."""
-    name = path.name.lower()
+    name = location.rsplit(os.sep, 1)[-1].lower()
     if name.endswith(LINE_SUFFIXES):
         return True
     if name.endswith(DOCUMENT_SUFFIXES) or "." not in name:
@@ -173,12 +177,12 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
     unreadable: list[UnreadableEntry] = []
     errors: list[OSError] = []
 
-    def add(path: Path, folder_day: dt.date, size: int, folder_kind: str) -> None:
-        kind = classify(path)
+    def add(location: str, folder_day: dt.date, size: int, folder_kind: str) -> None:
+        kind = classify(location)
         if kind is None:
-            unrecognised.append(UnrecognisedFile(path, folder_day, size, _holds_data(path, size)))
+            unrecognised.append(UnrecognisedFile(Path(location), folder_day, size, _holds_data(Path(location), size)))
         else:
-            files.append(LogFile(path, folder_day, kind, size, folder_kind))
+            files.append(LogFile(location, folder_day, kind, size, folder_kind))
 
     def stat(path: Path, folder_day: dt.date | None) -> os.stat_result | None:
         try:
@@ -196,7 +200,7 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
                     continue
                 status = stat(folder / name, written.date())
                 if status is not None:
-                    add(folder / name, written.date(), status.st_size, UNDATED)
+                    add(str(folder / name), written.date(), status.st_size, UNDATED)
             keep = []
             for name in dirnames:
                 folder_day = folder_date(name)
@@ -216,11 +220,11 @@ def files_for_day(root: Path, day: dt.date, timezone: str, source: str = FOLDER)
                                 if status is None:
                                     continue
                                 size = status.st_size
-                            add(inner / inner_name, folder_day, size, dated_kind)
+                            add(prefix + inner_name, folder_day, size, dated_kind)
             dirnames[:] = keep
     # A folder that cannot be listed belongs to the date folder it is in (or is), else to every day that reads it.
     unreadable += [UnreadableEntry(Path(error.filename), _date_in(Path(error.filename)), f"folder cannot be read: {error.strerror or error}")
                    for error in errors]
-    files.sort(key=lambda f: str(f.path))
+    files.sort(key=lambda f: f.location)
     return DayFiles(files=files, unrecognised=sorted(unrecognised, key=lambda f: str(f.path)), folders_found=sorted(folders),
                     unreadable=sorted(unreadable, key=lambda f: str(f.path)))
