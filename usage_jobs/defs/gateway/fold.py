@@ -43,6 +43,19 @@ def folded_line(content: bytes, source: str) -> bytes:
     return b'{"' + SOURCE_FILE_FIELD.encode() + b'":' + json.dumps(source, ensure_ascii=False).encode() + b"," + content[1:] + b"\n"
 
 
+def write_shard(shard: Path | str, files: list[tuple[str, str]]) -> list[str]:
+    """Write each of `files` (its path, the name rejections give it) that is foldable to `shard`, one line each; the paths
+    written (the others are left to the per-file reader)."""
+    written = []
+    with open(shard, "wb") as stream:
+        for path, name in files:
+            content = foldable(path)
+            if content is not None:
+                stream.write(folded_line(content, name))
+                written.append(path)
+    return written
+
+
 def fold_tree(folder: Path, root: Path, temp: Path) -> FoldedTree:
     """Fold the one-request `.json` files under `folder` (and those without a suffix, as GCS names objects) into shards beside
     them, at most FOLD_SHARD_FILES each; a shard is written under `temp` and renamed into place. Files that are not plainly
@@ -53,18 +66,13 @@ def fold_tree(folder: Path, root: Path, temp: Path) -> FoldedTree:
         members = sorted(name for name in names if not name.startswith(SHARD_PREFIX) and os.path.splitext(name)[1] in (".json", ""))
         number = 0
         for start in range(0, len(members), FOLD_SHARD_FILES):
-            lines, folded = [], []
-            for name in members[start:start + FOLD_SHARD_FILES]:
-                path = os.path.join(parent, name)
-                content = foldable(path)
-                if content is not None:
-                    lines.append(folded_line(content, path.removeprefix(prefix)))
-                    folded.append(path)
-            if not lines:
+            paths = [os.path.join(parent, name) for name in members[start:start + FOLD_SHARD_FILES]]
+            staged = temp / f"shard-{os.getpid()}-{number + 1}.ndjson"
+            folded = write_shard(staged, [(path, path.removeprefix(prefix)) for path in paths])
+            if not folded:
+                staged.unlink()
                 continue
             number += 1
-            staged = temp / f"shard-{os.getpid()}-{number}.ndjson"
-            staged.write_bytes(b"".join(lines))
             shard = os.path.join(parent, f"{SHARD_PREFIX}{number:04d}.ndjson")
             os.replace(staged, shard)
             result.files += len(folded)

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from usage_jobs.defs.gateway.fold import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, foldable, folded_line
+from usage_jobs.defs.gateway.fold import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, write_shard
 from usage_jobs.defs.gateway.layout import (
     FOLDER,
     GATEWAY_API,
@@ -624,24 +624,16 @@ class _Loader:
                   for (folder_day, folder_kind), members in groups.items() for start in range(0, len(members), FOLD_SHARD_FILES)]
         tasks = [(self.scratch / f"folded-{len(self.paths)}-{number}.ndjson", *piece) for number, piece in enumerate(slices)]
 
-        def write_shard(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
+        def fold_slice(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
             shard, _, _, members = task
-            folded, unfolded = [], []
-            with open(shard, "wb") as stream:
-                for log_file in members:
-                    content = foldable(log_file.location)
-                    if content is None:
-                        unfolded.append(log_file)
-                        continue
-                    stream.write(folded_line(content, _relative(log_file.location, self.logs_dir)))
-                    folded.append(log_file)
-            return folded, unfolded
+            written = set(write_shard(shard, [(f.location, _relative(f.location, self.logs_dir)) for f in members]))
+            return [f for f in members if f.location in written], [f for f in members if f.location not in written]
 
         left: list[LogFile] = []
         shards: dict[str, list[LogFile]] = {}
         # Reading small files waits on the file system more than on Python: a few threads overlap the waits.
         with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
-            for (shard, folder_day, folder_kind, _), (folded, unfolded) in zip(tasks, pool.map(write_shard, tasks)):
+            for (shard, folder_day, folder_kind, _), (folded, unfolded) in zip(tasks, pool.map(fold_slice, tasks)):
                 left += unfolded
                 if not folded:
                     shard.unlink()
