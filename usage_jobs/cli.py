@@ -333,14 +333,13 @@ def _run_day(session: Session, day: dt.date, index: int, count: int) -> tuple[dt
         session.doing = ("after", day)
     session.check()
     problems = outcome.problems()
-    prefix = f"[{index:>{len(str(count))}}/{count}] {day}"
     if problems:
-        _say(f"{prefix}  FAILED: {'; '.join(problems)}")
+        _say(f"{_day_prefix(index, count, day)}  FAILED: {'; '.join(problems)}")
         session.doing = ("failed", day)
         return day, "; ".join(problems)
     stats = {name: value.value for name, value in outcome.materialized["gateway_requests"].items()}
-    figures = _day_figures(stats["rows"], stats["rejected"], stats["duplicates"], stats["id collisions"], stats["tokens estimated"], stats["unpriced"])
-    _say(f"{prefix}  {figures}  ({time.monotonic() - started:.1f} s){_landed(outcome.materialized['raw_gateway_logs'])}")
+    _say(_day_line(index, count, day, stats["rows"], stats["rejected"], stats["duplicates"], stats["id collisions"], stats["tokens estimated"],
+                   stats["unpriced"], time.monotonic() - started, _landed(outcome.materialized["raw_gateway_logs"])))
     _after_days(session, outcome, [day])
     return None
 
@@ -378,9 +377,15 @@ def _after_days(session: Session, outcome: RunOutcome, days: list[dt.date]) -> N
         _say(f"    warning: {warning}")
 
 
-def _day_figures(rows: int, rejected: int, duplicates: int, collisions: int, estimated: int, unpriced: int) -> str:
-    return (f"{rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  {collisions:>3,} id collisions  "
-            f"{estimated:>5,} estimated  {unpriced:>4,} unpriced")
+def _day_prefix(index: int, count: int, day) -> str:
+    return f"[{index:>{len(str(count))}}/{count}] {day}"
+
+
+def _day_line(index: int, count: int, day, rows: int, rejected: int, duplicates: int, collisions: int, estimated: int, unpriced: int,
+              seconds: float, landed: str) -> str:
+    """A stored day's progress line, whether its run was its own or the range's."""
+    return (f"{_day_prefix(index, count, day)}  {rows:>9,} requests  {rejected:>5,} rejected  {duplicates:>4,} duplicates  "
+            f"{collisions:>3,} id collisions  {estimated:>5,} estimated  {unpriced:>4,} unpriced  ({seconds:.1f} s){landed}")
 
 
 class DayLines:
@@ -429,9 +434,8 @@ class DayLines:
                     elif day := parse_day_log(DAY_STORED, message):
                         self.stored.append(dt.date.fromisoformat(day["day"]))
                         now = time.monotonic()
-                        _say(f"[{len(self.stored):>{len(str(len(self.days)))}}/{len(self.days)}] {day['day']}  "
-                             f"{_day_figures(day['rows'], day['rejected'], day['duplicates'], day['id_collisions'], day['tokens_estimated'], day['unpriced'])}"
-                             f"  ({now - self.last:.1f} s){self.landed.get(day['day'], '')}")
+                        _say(_day_line(len(self.stored), len(self.days), day["day"], day["rows"], day["rejected"], day["duplicates"],
+                                       day["id_collisions"], day["tokens_estimated"], day["unpriced"], now - self.last, self.landed.get(day["day"], "")))
                         self.last = now
                 if not result.has_more:
                     return
