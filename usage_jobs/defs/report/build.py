@@ -47,6 +47,7 @@ from usage_jobs.defs.report.queries import (
     TEAM_COLUMNS,
     TEAM_MODEL_DAILY_COLUMNS,
     PeriodData,
+    page_name,
     period_data,
 )
 from usage_jobs.defs.report.range_data import write_range_data
@@ -417,7 +418,6 @@ def _page_links(period: Period, data: PeriodData):
     """`page_href(folder, page, here, root)`: the link to a team's ("teams") or key's ("keys") page from a page of this period."""
     if period.kind in PAGE_KINDS:
         return lambda folder, page, here, root: f"{here}{folder}/{page}.html"
-    from usage_jobs.defs.report.queries import page_name
     last: dict[tuple[str, str], str] = {}
     for cell in data.team_model_daily:
         if cell.requests or cell.billed_cost_allocated is not None:
@@ -592,7 +592,6 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     navs = navigation(periods) if periods else {}
     jobs: list[ChartJob] = []
     pdf_jobs: list[PdfJob] = []
-    counts: dict[str, dict] = {}
     for index, period in enumerate(periods):
         nav = navs[period.slug]
         fingerprint = builder.fingerprint(stamps, period, nav, reach)
@@ -614,8 +613,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             folder = scratch / "periods" / period.slug
             (folder / FINGERPRINT_FILE).write_text(fingerprint)
             own_pages = rendered.pages - int(period.slug == "last-7-days")  # the front page is the site's, not the period's
-            counts[period.slug] = {"pages": own_pages, "charts": rendered.charts, "exports": rendered.exports}
-            (folder / COUNTS_FILE).write_text(json.dumps(counts[period.slug]))
+            (folder / COUNTS_FILE).write_text(json.dumps({"pages": own_pages, "charts": rendered.charts, "exports": rendered.exports}))
             jobs += rendered.to_draw
             pdf_jobs += rendered.pdfs
             result.rendered_periods += 1
