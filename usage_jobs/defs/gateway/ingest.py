@@ -13,6 +13,8 @@ counted in `ingest_days`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -21,7 +23,7 @@ import tempfile
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
@@ -397,6 +399,9 @@ class DaySource:
     prices: dict[str, ModelPrice]
     max_record_bytes: int
     source: str = FOLDER  # layout.FOLDER, BUCKET or GATEWAY_API: what the folder dates and modification times mean
+    # A folder shared by the days of one run: each day also reads the next day's date folder, whose one-request files the
+    # next day folds again; with this, a slice of files (the same paths and sizes) is folded once and its shard read by both.
+    fold_cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -463,7 +468,7 @@ def _stage_day(conn, where: DaySource, day: dt.date, found: DayFiles) -> StagedD
     conn.execute(f"CREATE OR REPLACE TEMP TABLE raw_records ({columns}, filename VARCHAR)")
 
     with tempfile.TemporaryDirectory(prefix="usage-ingest-") as scratch:
-        loader = _Loader(conn, logs_dir, day, max_record_bytes, Path(scratch))
+        loader = _Loader(conn, logs_dir, day, max_record_bytes, Path(scratch), where.fold_cache)
         loader.add_paths(found.files)
         loader.rejections += [(_relative(entry.path, logs_dir), Rejection(None, entry.reason)) for entry in found.unreadable
                               if entry.folder_day in (day, None)]
@@ -520,6 +525,11 @@ def ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[dt
     only writer, stores them one at a time. A day that fails (no logs) raises when its turn comes: the days before it are
     stored, the ones after it are not."""
     workers = min(workers or os.cpu_count() or 1, MAX_STAGING_WORKERS, len(days))
+    with tempfile.TemporaryDirectory(prefix="usage-fold-") as fold_cache:
+        yield from _ingest_days(conn, replace(where, fold_cache=fold_cache) if len(days) > 1 else where, days, workers)
+
+
+def _ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[dt.date], workers: int) -> Iterator[IngestStats]:
     if workers < 2:
         for day in days:
             yield store_day(conn, stage_day(conn, where, day))
@@ -559,6 +569,7 @@ def _leave_interrupts_to_parent() -> None:
 def _stage_to_files(where: DaySource, day: dt.date, folder: Path, threads: int) -> StagedDay:
     """A worker's part: one day staged in a DuckDB of its own, its tables written to `folder` as Parquet."""
     with duckdb.connect(config={"threads": threads, "temp_directory": str(folder / "spill")}) as conn:
+        conn.execute("SET enable_progress_bar = false")  # a worker's long queries would draw it over the run's own output
         staged = stage_day(conn, where, day)
         for table in STAGED_TABLES:
             conn.execute(f"COPY {table} TO '{folder / table}.parquet' (FORMAT parquet)")
@@ -592,8 +603,10 @@ def _has_folder(folders: list[Path], required: set[dt.date]) -> bool:
 class _Loader:
     """Fills `raw_records` from files DuckDB reads whole, salvaging the ones it refuses."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path):
+    def __init__(self, conn: duckdb.DuckDBPyConnection, logs_dir: Path, day: dt.date, max_bytes: int, scratch: Path,
+                 fold_cache: str | None = None):
         self.conn, self.logs_dir, self.day, self.max_bytes, self.scratch = conn, logs_dir, day, max_bytes, scratch
+        self.fold_cache = fold_cache
         self.paths: list[tuple[str, str, str, str]] = []  # (path read, source file, folder day, folder kind)
         self.by_path: dict[str, LogFile] = {}
         self.rejections: list[tuple[str, Rejection]] = []
@@ -622,11 +635,14 @@ class _Loader:
             groups.setdefault((log_file.folder_day, log_file.folder_kind), []).append(log_file)
         slices = [(folder_day, folder_kind, members[start:start + FOLD_SHARD_FILES])
                   for (folder_day, folder_kind), members in groups.items() for start in range(0, len(members), FOLD_SHARD_FILES)]
-        tasks = [(self.scratch / f"folded-{len(self.paths)}-{number}.ndjson", *piece) for number, piece in enumerate(slices)]
+        tasks = [(self._shard_path(number, piece[2]), *piece) for number, piece in enumerate(slices)]
 
         def fold_slice(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
             shard, _, _, members = task
-            written = set(write_shard(shard, [(f.location, _relative(f.location, self.logs_dir)) for f in members]))
+            written = self._folded_before(shard)
+            if written is None:
+                written = set(write_shard(_partial(shard), [(f.location, _relative(f.location, self.logs_dir)) for f in members]))
+                self._keep(shard, written)
             return [f for f in members if f.location in written], [f for f in members if f.location not in written]
 
         left: list[LogFile] = []
@@ -636,13 +652,38 @@ class _Loader:
             for (shard, folder_day, folder_kind, _), (folded, unfolded) in zip(tasks, pool.map(fold_slice, tasks)):
                 left += unfolded
                 if not folded:
-                    shard.unlink()
                     continue
                 shards[str(shard)] = folded
                 self.paths.append((str(shard), "", folder_day.isoformat(), folder_kind))
         for shard in _read_files(self.conn, list(shards), True, self.max_bytes):
             left += shards[shard]
         return left
+
+    def _shard_path(self, number: int, members: list[LogFile]) -> Path:
+        """Where a slice's shard is written: in the run's fold cache, named by the slice's paths and sizes, else in scratch."""
+        if self.fold_cache is None:
+            return self.scratch / f"folded-{len(self.paths)}-{number}.ndjson"
+        digest = hashlib.sha256(f"{self.logs_dir}\n".encode())
+        for log_file in members:
+            digest.update(f"{log_file.location}\t{log_file.size}\n".encode())
+        return Path(self.fold_cache) / f"{digest.hexdigest()}.ndjson"
+
+    def _folded_before(self, shard: Path) -> set[str] | None:
+        """The files an earlier day of the run folded into `shard` (its list, written last, says the shard is whole)."""
+        if self.fold_cache is None:
+            return None
+        try:
+            return set(json.loads(shard.with_suffix(".json").read_text()))
+        except OSError:
+            return None
+
+    def _keep(self, shard: Path, written: set[str]) -> None:
+        """Publish a slice's shard, then its list of folded files (two days folding the same slice write the same files)."""
+        os.replace(_partial(shard), shard)
+        if self.fold_cache is not None:
+            listing = shard.with_suffix(f".{os.getpid()}.list")
+            listing.write_text(json.dumps(sorted(written)))
+            os.replace(listing, shard.with_suffix(".json"))
 
     def load_lines(self, paths: list[str]) -> None:
         self.salvage([self.by_path[p] for p in _read_files(self.conn, paths, True, self.max_bytes)])
@@ -672,6 +713,11 @@ class _Loader:
         self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day, "
                           "CAST(folder_kind AS VARCHAR) AS folder_kind FROM read_paths_np")
         self.conn.unregister("read_paths_np")
+
+
+def _partial(shard: Path) -> Path:
+    """A shard while it is written: this process's own file (two workers may fold the same slice at once)."""
+    return shard.with_suffix(f".{os.getpid()}.partial")
 
 
 def _relative(path: Path | str, root: Path) -> str:
