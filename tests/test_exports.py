@@ -69,3 +69,18 @@ def test_a_column_of_mixed_values_writes_each_value_as_its_type():
     data = __import__("json").loads(render_json(table, {}))["data"]
     assert [row["value"] for row in data] == [True, 1, 1.5, "-1", [1, 2], None]
     assert [row["share"] for row in data] == [0.0008, None, 0.0008, 3.0, 1.1, None]
+
+
+def test_json_rows_are_written_as_the_json_encoder_writes_each_row():
+    """Values are encoded a column at a time: every type, text needing escapes and floats json writes apart give the encoder's text."""
+    import json
+
+    rows = [{"text": 'quote " back\\ slash\nline é 漢 \u2028', "number": 3, "real": 0.1, "flag": True, "list": [1, "a"], "odd%s": None},
+            {"text": None, "number": 10**30, "real": float("nan"), "flag": None, "list": None, "odd%s": {"k": 1.5}},
+            {"text": "", "number": -1, "real": float("-inf"), "flag": False, "list": [], "odd%s": 2},
+            {"text": "x", "number": None, "real": 1e300, "flag": True, "list": (1, 2), "odd%s": "y"}]
+    table = ExportTable("mixed", list(rows[0]), frozenset(), rows)
+    body = render_json(table, {}).decode()
+    expected = ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows)
+    assert body.endswith(f'"data": [\n{expected}\n]}}\n')
+    assert json.loads(body)["data"][0] == rows[0]
