@@ -21,6 +21,7 @@ from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
+from usage_jobs.defs.report.key_data import DAY_FIELDS, KEY_FIELDS, MODEL_FIELDS, read_key_data
 from usage_jobs.defs.report.queries import page_name
 
 EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality",
@@ -156,7 +157,7 @@ def test_every_local_link_and_image_resolves_and_nothing_points_elsewhere(demo_s
         text = page.read_text(encoding="utf-8")
         for target in re.findall(r'(?:href|src)="([^"]+)"', text):
             assert not re.match(r"^[a-z]+:", target), (page, target)  # no other host, no scheme at all
-            assert (page.parent / html.unescape(target).split("#")[0]).resolve().is_file(), (page.relative_to(site), target)
+            assert (page.parent / re.split(r"[?#]", html.unescape(target))[0]).resolve().is_file(), (page.relative_to(site), target)
 
 
 def test_navigation_moves_between_periods_of_a_kind_and_between_kinds(demo_site):
@@ -286,18 +287,75 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
     assert _rendered_after(conn, site, ingested, [old]) == holding | {(old + dt.timedelta(days=1)).isoformat()}
 
 
+def _key_data(folder: Path) -> dict:
+    """A period's key-data.js, each key's and day's and model's arrays named by key_data's field lists."""
+    document = read_key_data((folder / "key-data.js").read_text(encoding="ascii"))
+    for key in document["keys"].values():
+        assert len(key) == len(KEY_FIELDS)
+    return document | {"keys": {page: dict(zip(KEY_FIELDS, key)) | {
+        "days": {document["days"][day[0]]: dict(zip(DAY_FIELDS[1:], day[1:])) for day in key[KEY_FIELDS.index("days")]},
+        "models": [dict(zip(MODEL_FIELDS, model)) for model in key[KEY_FIELDS.index("models")]]} for page, key in document["keys"].items()}}
+
+
 def test_a_quarters_and_a_years_keys_link_their_page_of_the_month_at_their_last_day(demo_site):
-    """Team and key pages exist for months and rolling periods only: a quarter's or year's key table links the key's page of the
-    month holding its last day in the period, at that day's row."""
+    """Team pages and the key page exist for months and rolling periods only: a quarter's, year's, week's or day's key table links
+    the key page of the month holding the key's last day in the period, with the key in the query and at that day's row, a day
+    the month's key data holds for that key."""
     site = demo_site.site_dir / "periods"
-    last_day = {}
-    for row in _csv(site / "2026-Q4" / "exports" / "key_model_daily.csv"):
-        last_day[row["key_hash"]] = max(last_day.get(row["key_hash"], ""), row["date"])
-    assert last_day
-    for slug in ("2026-Q4", "2026"):
-        assert not (site / slug / "keys").exists() and not (site / slug / "teams").exists()
+    months = {}
+    for slug in ("2026-Q4", "2026", "2026-W47", DEMO_END.isoformat()):
+        last_day = {}
+        for row in _csv(site / slug / "exports" / "key_model_daily.csv"):
+            last_day[row["key_hash"]] = max(last_day.get(row["key_hash"], ""), row["date"])
+        assert last_day
+        assert not (site / slug / "keys").exists() and not (site / slug / "teams").exists() and not (site / slug / "key.html").exists()
         keys_page = (site / slug / "keys.html").read_text(encoding="utf-8")
         for key_hash, day in last_day.items():
-            link = f"../../periods/{day[:7]}/keys/{page_name(key_hash)}.html#d-{day}"
+            link = f"../../periods/{day[:7]}/key.html?k={page_name(key_hash)}#d-{day}"
             assert f'href="{link}"' in keys_page, (slug, key_hash)
-            assert f'id="d-{day}"' in (site / link.removeprefix("../../periods/").split("#")[0]).read_text(encoding="utf-8")
+            month = months.setdefault(day[:7], _key_data(site / day[:7]))
+            assert day in month["days"] and month["keys"][page_name(key_hash)]["days"][day]["requests"] > 0, (slug, key_hash, day)
+    assert (site / "2026-11" / "key.html").is_file() and not list(site.glob("*/keys/*.html"))
+
+
+@pytest.mark.parametrize("slug", ["2026-11", "last-30-days"])
+def test_every_keys_data_in_the_key_page_script_is_what_its_requests_add_up_to(demo_site, slug):
+    """key-data.js against the request rows of the warehouse, summed here: each used key's totals, its days and its models."""
+    import duckdb
+
+    folder = demo_site.site_dir / "periods" / slug
+    document = _key_data(folder)
+    meta = json.loads((folder / "exports" / "manifest.json").read_text())["metadata"]
+    assert document["days"] == meta["source_days"] and document["all"]
+    conn = duckdb.connect(str(demo_site.warehouse), read_only=True)
+    bounds = [meta["start_date"], meta["end_date"]]
+    sums = ("count(*), count(*) FILTER (status = 'success'), count(*) FILTER (status = 'failure'), sum(input_tokens), sum(output_tokens), "
+            "sum(total_tokens), coalesce(sum(spend_usd), 0), count(*) FILTER (unpriced)")
+    totals = {row[0]: row[1:] for row in conn.execute(
+        f"SELECT key_hash, {sums} FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall()}
+    days, models = {}, {}
+    for key_hash, day, requests, failed, tokens, spend, unpriced in conn.execute(
+            "SELECT key_hash, strftime(day, '%Y-%m-%d'), count(*), count(*) FILTER (status = 'failure'), sum(total_tokens), "
+            "coalesce(sum(spend_usd), 0), count(*) FILTER (unpriced) FROM requests WHERE day BETWEEN ? AND ? GROUP BY ALL", bounds).fetchall():
+        days.setdefault(page_name(key_hash), {})[day] = {"requests": requests, "failed_requests": failed, "total_tokens": tokens,
+                                                         "spend": f"{spend:.4f}", "unpriced_requests": unpriced}
+    for key_hash, model, requests, tokens, spend, unpriced in conn.execute(
+            "SELECT key_hash, model, count(*), sum(total_tokens), coalesce(sum(spend_usd), 0), count(*) FILTER (unpriced) FROM requests "
+            "WHERE day BETWEEN ? AND ? GROUP BY ALL", bounds).fetchall():
+        models.setdefault(page_name(key_hash), []).append((spend, {"model": model, "requests": requests, "total_tokens": tokens,
+                                                                   "spend": f"{spend:.4f}", "unpriced_requests": unpriced}))
+    anomalies = conn.execute("SELECT key_hash, strftime(day, '%Y-%m-%d') FROM key_anomalies WHERE day BETWEEN ? AND ?", bounds).fetchall()
+    conn.close()
+    assert set(document["keys"]) == {page_name(key_hash) for key_hash in totals} and len(totals) > 10
+    for key_hash, (requests, successful, failed, tokens_in, tokens_out, tokens, spend, unpriced) in totals.items():
+        key = document["keys"][page_name(key_hash)]
+        assert key["key_hash"] == key_hash
+        assert (key["requests"], key["successful_requests"], key["failed_requests"], key["input_tokens"], key["output_tokens"], key["total_tokens"],
+                key["spend"], key["unpriced_requests"]) == (requests, successful, failed, tokens_in, tokens_out, tokens, f"{spend:.4f}", unpriced)
+        used = {day: {name: value for name, value in row.items() if name != "anomaly"} for day, row in key["days"].items() if row["requests"]}
+        assert used == days[page_name(key_hash)], (slug, key_hash)
+        # largest spender first, then the most tokens, then by name (the page's order)
+        expected = sorted(models[page_name(key_hash)], key=lambda m: (-m[0], -m[1]["total_tokens"], m[1]["model"]))
+        assert key["models"] == [model for _, model in expected], (slug, key_hash)
+    for key_hash, day in anomalies:
+        assert document["keys"][page_name(key_hash)]["days"][day]["anomaly"]

@@ -59,6 +59,7 @@ def test_the_installed_wheel_builds_the_demo_site(tmp_path):
         html = (period / page).read_text(encoding="utf-8")
         assert '<link rel="stylesheet" href="../../style.css">' in html and "</html>" in html
     assert "Global usage" in (site / "index.html").read_text(encoding="utf-8")
-    assert list(period.glob("teams/*.html")) and list(period.glob("keys/*.html")) and list(period.glob("charts/*.png"))
+    assert list(period.glob("teams/*.html")) and list(period.glob("charts/*.png"))
+    assert (period / "key.html").is_file() and "window.KEY_DATA = " in (period / "key-data.js").read_text(encoding="ascii")
     exports = {path.name for path in (period / "exports").iterdir()}
     assert {"daily.csv", "daily.json", "keys.csv", "focus.csv", "reconciliation.csv", "manifest.json"} <= exports

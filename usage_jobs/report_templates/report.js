@@ -108,6 +108,133 @@
     });
   });
 
+  /* A key's page (key.html?k=<page>#d-<day>): one page per month or rolling period draws the key named in the URL from
+     window.KEY_DATA (key-data.js, written by key_data.py, which documents its arrays), as key.html.j2 drew one page per key.
+     Every name from the logs or the inventory is set as text, isolated in <bdi> (names.name_html); counts and money are
+     formatted as the site's Jinja filters format them (count, usd4). */
+  function el(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) { node.textContent = text; }
+    if (className) { node.className = className; }
+    return node;
+  }
+  function add(parent) {
+    for (var i = 1; i < arguments.length; i++) {
+      var child = arguments[i];
+      parent.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return parent;
+  }
+  function shorten(text, limit) {
+    var chars = Array.from(text);  // code points, as Python counts them
+    return chars.length <= limit ? text : chars.slice(0, Math.max(limit - 1, 0)).join("").replace(/\s+$/, "") + "\u2026";
+  }
+  function bdi(text, limit) {
+    text = text === null || text === undefined ? "" : String(text);
+    var node = el("bdi");
+    if (limit && Array.from(text).length > limit) { node.title = text; node.textContent = shorten(text, limit); } else { node.textContent = text; }
+    return node;
+  }
+  function count(n) { return grouped(String(n || 0)); }
+  function usd4(text) { return "$" + grouped(text); }
+  function spend(value, unpriced) {  /* the m.spend macro */
+    var node = document.createDocumentFragment();
+    if (value === null) { return add(node, el("span", "unpriced", "flag")); }
+    add(node, usd4(value));
+    if (unpriced) { add(node, " ", el("span", "+" + count(unpriced) + " unpriced", "flag")); }
+    return node;
+  }
+  function num(row, content, colspan) {
+    var td = add(el("td", null, "num"), content);
+    if (colspan) { td.colSpan = colspan; }
+    return row.appendChild(td);
+  }
+  function table(headings) {
+    var t = el("table"), tr = t.createTHead().insertRow();
+    headings.forEach(function (h) { var th = el("th", h); th.scope = "col"; tr.appendChild(th); });
+    t.appendChild(el("tbody"));
+    return t;
+  }
+  function kpi(label, value, sub) {
+    var box = add(el("div", null, "kpi"), el("p", label, "label"), add(el("p", null, "value"), value));
+    if (sub) { box.appendChild(el("p", sub, "sub")); }
+    return box;
+  }
+  function keyMissing(root, data, page) {
+    document.title = "Key not found — IG1 usage report";
+    var text = !data ? "The keys' data of this period (key-data.js) could not be loaded." :
+      !page ? "No key is named in the address (key.html?k=<key>)." : "No key " + page + " was used in " + data.label + ".";
+    var back = el("a", "every key of the period");
+    back.href = root.dataset.keys;
+    add(root, el("h1", "Key not found"), add(el("p", null, "notice"), text + " See ", back, "."));
+  }
+  function showKey(root) {
+    var data = window.KEY_DATA, page = new URLSearchParams(location.search).get("k");
+    var key = data && page && Object.prototype.hasOwnProperty.call(data.keys, page) ? data.keys[page] : null;
+    if (!key) { keyMissing(root, data, page); return; }
+    var alias = key[0], hash = key[1], days = key[15], models = key[16], budget = key[14];
+    document.title = "\u2068" + shorten(alias || hash.slice(0, 12), 60) + "\u2069 \u2014 " + data.label + " \u2014 IG1 usage report";
+    add(root, add(el("h1"), "Key ", bdi(alias || "(no alias)", 60), " ", el("span", data.label, "period")));
+    add(root, add(el("p", null, "note"), "sha256 ", el("code", hash), " \u00b7 team ", bdi(key[2]), " \u00b7 status " + key[3] +
+      " \u00b7 first request " + key[4] + " \u00b7 last request " + key[5]));
+    var kpis = add(el("section", null, "kpis"), kpi("Spend (USD, estimate)", spend(key[6], key[7])),
+      kpi("Tokens", count(key[10]), count(key[8]) + " in \u00b7 " + count(key[9]) + " out"),
+      kpi("Requests", count(key[11]), count(key[12]) + " successful \u00b7 " + count(key[13]) + " failed"));
+    kpis.setAttribute("aria-label", "Totals");
+    root.appendChild(kpis);
+    var abnormal = days.filter(function (d) { return d.length > 6; });
+    if (abnormal.length) {
+      var list = el("ul");
+      abnormal.forEach(function (d) { add(list, add(el("li"), el("span", data.days[d[0]], "flag"), " ", bdi(d[6]))); });
+      add(root, add(el("section"), el("h2", "Abnormal days"), list));
+    }
+    if (budget) { root.appendChild(el("p", budget[0] + ": $" + budget[1] + " spent of a $" + budget[2] + " budget in its window.", "notice")); }
+    var byDay = {}, top = 0;
+    days.forEach(function (d) { byDay[d[0]] = d; if (d[1] !== null && d[1] > top) { top = d[1]; } });
+    var history = table(["Date", "Requests", "Failed", "Tokens", "Spend (USD)"]), body = history.tBodies[0];
+    data.days.forEach(function (date, i) {
+      var d = byDay[i];
+      if (!d && !data.all) { return; }
+      var tr = body.insertRow(), first = add(el("td"), date);
+      tr.id = "d-" + date;
+      tr.appendChild(first);
+      if (d && d.length > 6) {
+        var flag = el("span", "abnormal", "flag");
+        flag.title = d[6];
+        add(first, " ", flag);
+      }
+      if (d && d[1] !== null) {
+        var bar = el("meter", null, "bar");
+        bar.min = 0; bar.max = top || 1; bar.value = d[1];
+        bar.setAttribute("aria-hidden", "true");
+        num(tr, add(document.createDocumentFragment(), count(d[1]) + " ", bar));
+        num(tr, count(d[2]));
+        num(tr, count(d[3]));
+        num(tr, spend(d[4], d[5]));
+      } else {
+        num(tr, "no requests", 4);
+      }
+    });
+    add(root, add(el("section"), el("h2", "Daily history" + (data.all ? "" : ", the days with requests")), history));
+    var used = table(["Model", "Requests", "Tokens", "Spend (USD)"]);
+    models.forEach(function (m) {
+      var tr = used.tBodies[0].insertRow();
+      tr.appendChild(add(el("td"), bdi(m[0])));
+      num(tr, count(m[1]));
+      num(tr, count(m[2]));
+      num(tr, spend(m[3], m[4]));
+    });
+    add(root, add(el("section"), el("h2", "Models used"), used));
+    if (location.hash.length > 1) {  /* the row is drawn after the browser looked for it: navigate to it again, :target included */
+      var target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+      if (target) { location.replace(location.href); target.scrollIntoView(); }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var root = document.getElementById("key-page");
+    if (root) { showKey(root); }
+  });
+
   /* Teams page: filter the table by team name, in the page, without a server round trip. */
   var filter = document.getElementById("team-filter");
   if (filter) {

@@ -2,9 +2,9 @@
 
 Every period (day, ISO week, month, quarter, year, last 7 and last 30 days) gets the views global, teams, keys, models,
 tags, end users, errors, latency, cache, with billing estimated vs billed and chargeback, and data quality; and its exports.
-Months and the rolling periods also get a page per team and per key used in them; a day's, week's, quarter's or year's tables
-link those of the month. A period whose fingerprint (code, context, navigation and the warehouse's stamps of the days it
-reads) matches the published one's is left as it is.
+Months and the rolling periods also get a page per team used in them and one key page drawing any key used in them from the
+period's key-data.js; a day's, week's, quarter's or year's tables link those of the month. A period whose fingerprint (code,
+context, navigation and the warehouse's stamps of the days it reads) matches the published one's is left as it is.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingV
 from usage_jobs.defs.report.exports import ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
 from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
+from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
+from usage_jobs.defs.report.key_data import SCRIPT_FILE as KEY_DATA_FILE
+from usage_jobs.defs.report.key_data import key_data_script
 from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, find_chromium, is_pdf_kind, missing_note, pdf_name, print_pdfs, withdraw_link
 from usage_jobs.defs.report.periods import Navigation, Period, day_runs, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
@@ -397,10 +400,11 @@ class SiteBuilder:
         for team_page in data.team_pages:
             self._write(folder / "teams" / f"{team_page.team.page}.html", "team.html.j2", **common, page=team_page, here="../", root="../../../",
                         view_file="teams.html")
-        for key_page in data.key_pages:
-            self._write(folder / "keys" / f"{key_page.key.page}.html", "key.html.j2", **common, page=key_page, here="../", root="../../../",
-                        view_file="keys.html")
-        result.pages += len(data.team_pages) + len(data.key_pages)
+        result.pages += len(data.team_pages)
+        if period.kind in PAGE_KINDS:  # one page for every key, drawn in the browser from the period's key data
+            (folder / KEY_DATA_FILE).write_text(key_data_script(data, _when), encoding="ascii")
+            self._write(folder / KEY_PAGE, "key.html.j2", **common, here="", root="../../", view_file="keys.html")
+            result.pages += 1
         if is_pdf_kind(period.kind):  # a finance period: its print page, printed to its PDF once every chart is drawn
             self._write(folder / PRINT_PAGE, "print.html.j2", period=period, data=data, exports=exports, freshness=freshness, charts=chart_refs(""),
                         statement=charges, billing_currency=billing.currency, here="", root="../../", pdf=None, page_href=common["page_href"])
@@ -415,9 +419,14 @@ class SiteBuilder:
 
 
 def _page_links(period: Period, data: PeriodData):
-    """`page_href(folder, page, here, root)`: the link to a team's ("teams") or key's ("keys") page from a page of this period."""
+    """`page_href(folder, page, here, root)`: the link to a team's ("teams") or key's ("keys") page from a page of this period.
+    A key's page is the period's one key page, the key named in its query (`key.html?k=<page>`)."""
+
+    def page_of(folder: str, page: str) -> str:
+        return f"{KEY_PAGE}?k={page}" if folder == "keys" else f"{folder}/{page}.html"
+
     if period.kind in PAGE_KINDS:
-        return lambda folder, page, here, root: f"{here}{folder}/{page}.html"
+        return lambda folder, page, here, root: f"{here}{page_of(folder, page)}"
     last: dict[tuple[str, str], str] = {}
     for cell in data.team_model_daily:
         if cell.requests or cell.billed_cost_allocated is not None:
@@ -429,7 +438,7 @@ def _page_links(period: Period, data: PeriodData):
 
     def href(folder: str, page: str, here: str, root: str) -> str:
         day = days.get((folder, page), fallback)
-        return f"{root}periods/{day[:7]}/{folder}/{page}.html#d-{day}"
+        return f"{root}periods/{day[:7]}/{page_of(folder, page)}#d-{day}"
 
     return href
 
