@@ -37,6 +37,8 @@ TRAFFIC = {DAY: (12, Decimal("0.25")), DAY - dt.timedelta(days=7): (4, Decimal("
            DAY - dt.timedelta(days=1): (500, Decimal("0.10"))}
 USUAL_REQUESTS = (5 + 6) / 2  # median of the Fridays 4, 6, 5, 9
 SPIKY = "b" * 64  # the key with an anomaly on DAY, its alias full of HTML
+# Its page: the month's one key page, the key in the query, at DAY's row (a day has no key page).
+SPIKY_PATH = f"periods/{DAY:%Y-%m}/key.html?k={page_name(SPIKY)}#d-{DAY}"
 SPIKY_ALIAS = "<b>bob & co</b>"
 EXPIRED, OVER_BUDGET = "c" * 64, "d" * 64
 SITE_URL = "https://reports.example.org/ig1"
@@ -98,7 +100,7 @@ def test_the_digest_lists_the_anomaly_the_key_over_budget_and_the_expired_key_st
     by_kind = {item.kind: item for item in digest.attention}
     assert by_kind["abnormal consumption"].subject == SPIKY_ALIAS
     assert by_kind["abnormal consumption"].text == f"{DAY}: requests 40 against a median of 2"
-    assert by_kind["abnormal consumption"].path == f"periods/{DAY}/keys/{page_name(SPIKY)}.html"
+    assert by_kind["abnormal consumption"].path == SPIKY_PATH
     assert by_kind["over budget"].subject == "spender" and "$3.00 of its $2.00 budget" in by_kind["over budget"].text
     assert by_kind["expired but still used"].subject == "old"
 
@@ -113,7 +115,7 @@ def test_the_digest_has_the_variance_outliers_of_the_days_reconciled_again_and_t
 def test_the_messages_link_into_the_site_and_escape_names(digest):
     message = digest_message(digest, Links(SITE_URL, "/srv/site"))
     assert message.subject == f"IG1 usage {DAY}: 5 items need attention"  # anomaly, over budget, expired key, outlier, failed check
-    key_url = f"{SITE_URL}/periods/{DAY}/keys/{page_name(SPIKY)}.html"
+    key_url = f"{SITE_URL}/{SPIKY_PATH}"
     assert f"{SPIKY_ALIAS}: abnormal consumption" in message.text and key_url in message.text
     assert f"requests: {TRAFFIC[DAY][0] + 4:,} (+{(TRAFFIC[DAY][0] + 4 - USUAL_REQUESTS) / USUAL_REQUESTS * 100:.0f}% vs 5.5)" in message.text
     assert "&lt;b&gt;bob &amp; co&lt;/b&gt;" in message.html and SPIKY_ALIAS not in message.html
@@ -213,12 +215,12 @@ def test_the_digest_job_emails_the_admins_and_posts_to_the_webhook(warehouse_pat
     assert mail["From"] == "usage@example.org" and inbox.recipients == [["admin@example.org", "finance@example.org"]]
     assert inbox.logins == [("reports", PASSWORD)]
     text, html = mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
-    assert f"requests: {TRAFFIC[DAY][0] + 4:,}" in text and f"{SITE_URL}/periods/{DAY}/keys/{page_name(SPIKY)}.html" in text
+    assert f"requests: {TRAFFIC[DAY][0] + 4:,}" in text and f"{SITE_URL}/{SPIKY_PATH}" in text
     assert "&lt;b&gt;bob &amp; co&lt;/b&gt;" in html
     ((request, _),) = webhook.log
     slack = request.get_json()
     assert set(slack) == {"text"} and slack["text"].startswith(f"*IG1 usage {DAY}: 4 items need attention*")
-    assert f"<{SITE_URL}/periods/{DAY}/keys/{page_name(SPIKY)}.html|*&lt;b&gt;bob &amp; co&lt;/b&gt;*>" in slack["text"]
+    assert f"<{SITE_URL}/{SPIKY_PATH}|*&lt;b&gt;bob &amp; co&lt;/b&gt;*>" in slack["text"]
     for secret in (PASSWORD, WEBHOOK_PATH, "webhook-secret-token"):
         assert secret not in logs and secret not in text and secret not in slack["text"]
 

@@ -99,8 +99,9 @@ def _outliers(rows, threshold: float) -> tuple[Item, ...]:
 def build_digest(conn: duckdb.DuckDBPyConnection, day: dt.date, *, variance_warn_pct: float, refresh_days: int, billing_configured: bool,
                  failed_checks: tuple[FailedCheck, ...] = ()) -> Digest:
     """The digest of `day` (a report day), from a warehouse connection (read-only is enough)."""
-    data = period_data(conn, day_period(day))
-    key_path = f"periods/{day.isoformat()}/keys/{{}}.html"
+    data = period_data(conn, day_period(day), pages=False)
+    # A key's page is its month's (a day has none), at the day's row.
+    key_path = f"periods/{day.isoformat()[:7]}/key.html?k={{}}#d-{day.isoformat()}"
     attention = tuple(Item(item.kind, item.subject, item.text, key_path.format(item.page) if item.page else None) for item in data.attention)
     usual, usual_days = _usual(conn, day)
     start, end = billing_window(day, day, refresh_days, dt.date.min)
