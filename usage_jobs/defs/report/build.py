@@ -32,7 +32,7 @@ from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
-from usage_jobs.defs.report.exports import ExportTable, write_exports
+from usage_jobs.defs.report.exports import ExportDays, ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
 from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
 from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
@@ -254,10 +254,16 @@ def export_tables(views: PeriodViews) -> list[ExportTable]:
         ExportTable("teams", TEAM_COLUMNS, MONEY, _records(data.teams), EXACT),
         ExportTable("keys", KEY_COLUMNS, MONEY, keys),
         ExportTable("models", MODEL_COLUMNS, MONEY, _records(data.models)),
-        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily), EXACT),
-        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _records(data.key_model_daily)),
+        # A day's cells are summed over that day's rows alone (queries.py): the same in every period, but a team's alias (its first
+        # in the period, a team out of the inventory); a key cell's alias and team are the cell's own.
+        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily), EXACT, day_column="date",
+                    period_columns=("team_alias",)),
+        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _records(data.key_model_daily), day_column="date"),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
-        ExportTable("focus", FOCUS_COLUMNS, MONEY, views.focus),
+        # Ordered by (day, team, model), a day's charge period and cells its own (focus.py); the team's name (without billing, the
+        # period's alias) is written in these three columns.
+        ExportTable("focus", FOCUS_COLUMNS, MONEY, views.focus, day_column="ChargePeriodStart",
+                    period_columns=("SubAccountName", "ChargeDescription", "Tags")),
         ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, _records(data.anomalies)),
         ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, _records(quality.days)),
         ExportTable("tags", TAG_COLUMNS, MONEY, [vars(row) | {"tag": row.label} for row in views.insights.tags.rows]),
@@ -358,15 +364,17 @@ class SiteBuilder:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.env.get_template(template).render(site=self.context, **values), encoding="utf-8")
 
-    def render(self, scratch: Path, views: PeriodViews, nav: Navigation, freshness: str, published: Path | None = None) -> Rendered:
-        """The period's pages, exports and chart jobs in `scratch`; the charts drawn alike in the `published` folder linked from it."""
+    def render(self, scratch: Path, views: PeriodViews, nav: Navigation, freshness: str, published: Path | None = None,
+               export_days: ExportDays | None = None) -> Rendered:
+        """The period's pages, exports and chart jobs in `scratch`; the charts drawn alike in the `published` folder linked from it;
+        the exports assembled from the build's `export_days`."""
         period, data, billing, quality, charges = views.period, views.data, views.billing, views.quality, views.charges
         folder = scratch / "periods" / period.slug
         show_commit = period.kind.startswith("last-")
         jobs = _chart_jobs(folder, period, data, billing, views.insights, show_commit)
         metadata = export_metadata(views, timezone=self.timezone, billing_configured=self.context.billing_configured,
                                    billing_timezone=self.context.billing_timezone)
-        exports = write_exports(folder / "exports", export_tables(views), metadata, generated_at=self.context.generated_at)
+        exports = write_exports(folder / "exports", export_tables(views), metadata, generated_at=self.context.generated_at, days=export_days)
         charts = [job for job, _ in jobs.values()]
         result = Rendered(exports=len(exports) + 1, charts=len(charts), to_draw=_reuse_charts(charts, published, self.version))
 
@@ -601,11 +609,15 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     navs = navigation(periods) if periods else {}
     jobs: list[ChartJob] = []
     pdf_jobs: list[PdfJob] = []
+    fingerprints = {period.slug: builder.fingerprint(stamps, period, navs[period.slug], reach) for period in periods}
+    current = {period.slug for period in periods if not full and _read(site_dir / "periods" / period.slug / FINGERPRINT_FILE) == fingerprints[period.slug]}
+    # Each day's export rows formatted once for every period holding it; a day period left as published gives its own files.
+    export_days = ExportDays([site_dir / "periods" / period.slug / "exports" for period in periods if period.kind == "day" and period.slug in current])
     for index, period in enumerate(periods):
         nav = navs[period.slug]
-        fingerprint = builder.fingerprint(stamps, period, nav, reach)
+        fingerprint = fingerprints[period.slug]
         published = site_dir / "periods" / period.slug
-        if not full and _read(published / FINGERPRINT_FILE) == fingerprint:
+        if period.slug in current:
             result.reused_periods += 1
             try:
                 known = json.loads((published / COUNTS_FILE).read_text())
@@ -618,7 +630,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         else:
             views = builder.period_views(period)
             freshness = builder._freshness(period, views.data)
-            rendered = builder.render(scratch, views, nav, freshness, published=None if full else published)
+            rendered = builder.render(scratch, views, nav, freshness, published=None if full else published, export_days=export_days)
             folder = scratch / "periods" / period.slug
             (folder / FINGERPRINT_FILE).write_text(fingerprint)
             own_pages = rendered.pages - int(period.slug == "last-7-days")  # the front page is the site's, not the period's

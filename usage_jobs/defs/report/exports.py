@@ -10,10 +10,13 @@ in the gzip header, so still byte-identical), the manifest saying so.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import numbers
 import re
@@ -42,6 +45,11 @@ class ExportTable:
     rows: list[dict]
     # Money written with every decimal it has (unrounded shares, estimated costs a variance is recomputed from): wins over money_columns.
     exact_columns: frozenset[str] = frozenset()
+    # Rows ordered by this text column (a day) first, a day's rows the same in every period holding the day but for the text
+    # columns `period_columns` (a name the period may spell otherwise: a team's alias is its first in the period): the files
+    # are assembled from each day's text, formatted once a build (ExportDays).
+    day_column: str | None = None
+    period_columns: tuple[str, ...] = ()
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -184,19 +192,86 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
     return _json_file(table, metadata, _bodies(table, ("json",))[1])
 
 
+class ExportDays:
+    """One build's text of each day's rows of the tables with a `day_column`: (table, day, the day's `period_columns` values) →
+    (CSV lines, JSON rows). A quarter, a year and the rolling periods hold the same days as their months, weeks and day periods:
+    each day is formatted once a build, not once in each period holding it (~6 times in a full build; a month, quarter, year and
+    the rolling periods all re-formatted every old day when a new day came). `published`: the export folders of the day periods
+    whose published files are current (their fingerprint matched), read instead of formatting their day."""
+
+    def __init__(self, published: list[Path] | None = None):
+        self.bodies: dict[tuple, tuple[str, str]] = {}
+        self.published = published or []
+        self._read: set[str] = set()
+
+    def lookup(self, table: ExportTable, key: tuple) -> tuple[str, str] | None:
+        if table.name not in self._read:  # the published day files of this table, once
+            self._read.add(table.name)
+            for folder in self.published:
+                self._read_published(table, folder)
+        return self.bodies.get(key)
+
+    def _read_published(self, table: ExportTable, folder: Path) -> None:
+        files = {}
+        for suffix in FORMATS:
+            for name in (f"{table.name}.{suffix}", f"{table.name}.{suffix}.gz"):
+                with contextlib.suppress(OSError):
+                    content = (folder / name).read_bytes()
+                    files[suffix] = (gzip.decompress(content) if name.endswith(".gz") else content).decode("utf-8")
+        header, json_start, json_end = _csv_text([table.columns]), '\n"data": [\n', "\n]}\n"
+        if len(files) < 2 or not files["csv"].startswith(header) or json_start not in files["json"] or not files["json"].endswith(json_end):
+            return  # not there, or not written as this code writes it: the day is formatted
+        csv_body = files["csv"][len(header):]
+        json_body = files["json"][files["json"].index(json_start) + len(json_start):-len(json_end)]  # the metadata is one line
+        if not json_body:
+            return
+        # A row a line: the first and last rows name the day, unless every row is read for the period's columns.
+        rows = json.loads(f"[{json_body}]") if table.period_columns else \
+            [json.loads(json_body.partition("\n")[0].removesuffix(",")), json.loads(json_body.rpartition("\n")[2])]
+        days = {row.get(table.day_column) for row in rows}
+        if len(days) != 1 or not isinstance(day := days.pop(), str):
+            return
+        self.bodies[(table.name, day, _period_values(table, rows))] = (csv_body, json_body)
+
+
+def _period_values(table: ExportTable, rows: list[dict]) -> tuple:
+    """The day's values of the columns a period may write otherwise (text: the same read back from a JSON file)."""
+    return tuple(tuple(row.get(column) for column in table.period_columns) for row in rows) if table.period_columns else ()
+
+
+def _assembled(table: ExportTable, days: ExportDays) -> tuple[str, str] | None:
+    """The table's bodies as the concatenation, in row order, of each day's (formatted once a build); None when its rows are
+    not grouped by day (each day one run of rows)."""
+    csv_parts, json_parts, seen = [], [], set()
+    for day, group in itertools.groupby(table.rows, key=itemgetter(table.day_column)):
+        if day in seen or not isinstance(day, str):
+            return None
+        seen.add(day)
+        rows = list(group)
+        key = (table.name, day, _period_values(table, rows))
+        bodies = days.lookup(table, key)
+        if bodies is None:
+            bodies = days.bodies[key] = _bodies(dataclasses.replace(table, rows=rows))
+        csv_parts.append(bodies[0])
+        json_parts.append(bodies[1])
+    return "".join(csv_parts), ",\n".join(json_parts)
+
+
 FORMATS = ("csv", "json")
 # The large exports (a rolling period's focus of 3,000 keys is 83 MB, a day's keys or focus 2-3 MB): ~10× smaller compressed.
 COMPRESS_OVER = 1_000_000
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
-                  formats: tuple[str, ...] = FORMATS) -> list[dict]:
+                  formats: tuple[str, ...] = FORMATS, days: ExportDays | None = None) -> list[dict]:
     """Write every table as CSV and JSON (those of `formats`), and a manifest listing each file's rows and sha256,
-    the period, its source days and the generation time (the data files carry no time)."""
+    the period, its source days and the generation time (the data files carry no time). With `days`, a table with a
+    `day_column` is assembled from its days' text (the same bytes)."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for table in tables:
-        csv_body, json_body = _bodies(table, formats)  # the values read once for both files
+        bodies = _assembled(table, days) if days is not None and table.day_column else None
+        csv_body, json_body = bodies or _bodies(table, formats)  # the values read once for both files
         for suffix in (f for f in FORMATS if f in formats):
             content = _csv_file(table, csv_body) if suffix == "csv" else _json_file(table, metadata, json_body)
             name, extra = f"{table.name}.{suffix}", {}
