@@ -396,7 +396,7 @@ class DayLines:
         self.session, self.key, self.days = session, key, days
         self.stored: list[dt.date] = []
         self.landed: dict[str, str] = {}
-        self.last = time.monotonic()
+        self.last: float | None = None  # when the run's log said the previous day was stored (its first event, at first)
         self._cursor = None
         self._run_id = None
         self._done = threading.Event()
@@ -428,12 +428,14 @@ class DayLines:
                 result = self.session.instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=1000)
                 self._cursor = result.cursor
                 for record in result.records:
+                    # A day's seconds from the log's own times: polling would give two days stored within a poll 0.0 s.
+                    self.last = self.last or record.event_log_entry.timestamp
                     message = record.event_log_entry.user_message if record.event_log_entry.dagster_event is None else ""
                     if landed := parse_day_log(DAY_LANDED, message):
                         self.landed[landed["day"]] = _landed_text(landed["fetched"], landed["mb"], landed["already"])
                     elif day := parse_day_log(DAY_STORED, message):
                         self.stored.append(dt.date.fromisoformat(day["day"]))
-                        now = time.monotonic()
+                        now = record.event_log_entry.timestamp
                         _say(_day_line(len(self.stored), len(self.days), day["day"], day["rows"], day["rejected"], day["duplicates"],
                                        day["id_collisions"], day["tokens_estimated"], day["unpriced"], now - self.last, self.landed.get(day["day"], "")))
                         self.last = now
