@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from helpers import ingest, payload, write
 
 
@@ -46,10 +48,12 @@ def test_a_shard_duckdb_refuses_falls_back_to_its_files(tmp_path):
     assert stats.records_read == stats.rows + stats.rejected + stats.duplicates
 
 
-def test_every_shard_is_read(tmp_path, monkeypatch):
+@pytest.mark.parametrize("folded_in", ["threads", "processes"])
+def test_every_shard_is_read(tmp_path, monkeypatch, folded_in):
     from usage_jobs.defs.gateway import ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "FOLD_SHARD_FILES", 7)
+    monkeypatch.setattr(ingest_module, "FOLD_IN_PROCESSES_FROM", 1 if folded_in == "processes" else 10**9)
     logs = tmp_path / "logs"
     for day in ("2026-11-10", "2026-11-11"):
         for i in range(40):

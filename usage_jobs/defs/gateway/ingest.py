@@ -22,7 +22,7 @@ import signal
 import tempfile
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -48,8 +48,10 @@ from usage_jobs.defs.gateway.tokens import estimate_many
 from usage_jobs.names import NAME_TRIM_SQL
 from usage_jobs.warehouse import transaction
 
-# Per-request files are folded by this many threads (a shard DuckDB refuses sends its files back to the per-file reader).
+# Per-request files are folded by this many threads or processes at most (a shard DuckDB refuses sends its files back to the
+# per-file reader); processes from this many files (starting them costs about what folding 20,000 files does on one core).
 FOLD_THREADS = 4
+FOLD_IN_PROCESSES_FROM = 20_000
 
 MAX_TOKENS = 100_000_000
 MAX_COST_USD = 10_000
@@ -637,22 +639,18 @@ class _Loader:
                   for (folder_day, folder_kind), members in groups.items() for start in range(0, len(members), FOLD_SHARD_FILES)]
         tasks = [(self._shard_path(number, piece[2]), *piece) for number, piece in enumerate(slices)]
 
-        def fold_slice(task: tuple[Path, dt.date, str, list[LogFile]]) -> tuple[list[LogFile], list[LogFile]]:
-            shard, _, _, members = task
-            written = self._folded_before(shard)
-            if written is None:
-                written = set(write_shard(_partial(shard), [(f.location, _relative(f.location, self.logs_dir)) for f in members]))
-                self._keep(shard, written)
-            return [f for f in members if f.location in written], [f for f in members if f.location not in written]
-
+        written = [self._folded_before(shard) for shard, *_ in tasks]
+        todo = [index for index, done in enumerate(written) if done is None]
+        jobs = [(_partial(tasks[index][0]), [(f.location, _relative(f.location, self.logs_dir)) for f in tasks[index][3]]) for index in todo]
+        for index, files in zip(todo, _fold_slices(jobs)):
+            written[index] = set(files)
+            self._keep(tasks[index][0], written[index])
         left: list[LogFile] = []
         shards: dict[str, list[LogFile]] = {}
-        # Reading small files waits on the file system more than on Python: a few threads overlap the waits.
-        with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
-            for (shard, folder_day, folder_kind, _), (folded, unfolded) in zip(tasks, pool.map(fold_slice, tasks)):
-                left += unfolded
-                if not folded:
-                    continue
+        for (shard, folder_day, folder_kind, members), done in zip(tasks, written):
+            left += [f for f in members if f.location not in done]
+            folded = [f for f in members if f.location in done]
+            if folded:
                 shards[str(shard)] = folded
                 self.paths.append((str(shard), "", folder_day.isoformat(), folder_kind))
         for shard in _read_files(self.conn, list(shards), True, self.max_bytes):
@@ -713,6 +711,25 @@ class _Loader:
         self.conn.execute("CREATE OR REPLACE TEMP TABLE read_paths AS SELECT read_path, source_file, CAST(folder_day AS DATE) AS folder_day, "
                           "CAST(folder_kind AS VARCHAR) AS folder_kind FROM read_paths_np")
         self.conn.unregister("read_paths_np")
+
+
+def _write_shard(job: tuple[Path, list[tuple[str, str]]]) -> list[str]:
+    return write_shard(*job)
+
+
+def _fold_slices(jobs: list[tuple[Path, list[tuple[str, str]]]]) -> list[list[str]]:
+    """Each slice's files written to its shard (write_shard); the files each holds. Folding is Python per file, bound by one
+    core: many files are folded by processes when this one may start them (a run's staging worker, a daemon, may not; it
+    folds in threads, whose waits on a cold file system overlap)."""
+    files = sum(len(pairs) for _, pairs in jobs)
+    cores = min(os.cpu_count() or 1, FOLD_THREADS)
+    if files >= FOLD_IN_PROCESSES_FROM and cores > 1 and not multiprocessing.current_process().daemon:
+        context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
+        context.set_forkserver_preload(["usage_jobs.defs.gateway.fold"])
+        with ProcessPoolExecutor(cores, mp_context=context, initializer=_leave_interrupts_to_parent) as pool:
+            return list(pool.map(_write_shard, jobs))
+    with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
+        return list(pool.map(_write_shard, jobs))
 
 
 def _partial(shard: Path) -> Path:
