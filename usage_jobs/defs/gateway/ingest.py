@@ -614,14 +614,21 @@ class _Loader:
         self.rejections: list[tuple[str, Rejection]] = []
 
     def add_paths(self, files: list[LogFile]) -> None:
+        """Know every file; map those DuckDB reads as they are (a file to fold is mapped only if it is not folded)."""
         for log_file in files:
             self.by_path[log_file.location] = log_file
-            self.paths.append((log_file.location, _relative(log_file.location, self.logs_dir), log_file.folder_day.isoformat(), log_file.folder_kind))
+        self._map([f for f in files if not self._to_fold(f)])
+
+    def _map(self, files: list[LogFile]) -> None:
+        self.paths += [(f.location, _relative(f.location, self.logs_dir), f.folder_day.isoformat(), f.folder_kind) for f in files]
+
+    def _to_fold(self, log_file: LogFile) -> bool:
+        return not log_file.line_delimited and not log_file.gzip and 0 < log_file.size <= self.max_bytes
 
     def load_documents(self, files: list[LogFile]) -> None:
         refused = _read_files(self.conn, [f.location for f in files if f.gzip], False, self.max_bytes)
         plain = [f for f in files if not f.gzip]
-        left = self.fold([f for f in plain if f.size <= self.max_bytes])
+        left = self.fold([f for f in plain if self._to_fold(f)])
         refused += _read_documents(self.conn, [f.location for f in left + [f for f in plain if f.size > self.max_bytes]], self.max_bytes)
         self.salvage([self.by_path[p] for p in refused])
 
@@ -655,6 +662,7 @@ class _Loader:
                 self.paths.append((str(shard), "", folder_day.isoformat(), folder_kind))
         for shard in _read_files(self.conn, list(shards), True, self.max_bytes):
             left += shards[shard]
+        self._map(left)
         return left
 
     def _shard_path(self, number: int, members: list[LogFile]) -> Path:
