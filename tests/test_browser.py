@@ -80,7 +80,7 @@ def test_every_kind_of_page_loads_cleanly(browser, served, demo_site):
         "reconciliation": "periods/last-7-days/reconciliation.html", "team": f"periods/2026-11/teams/{page_name(team_id)}.html",
         "key": f"periods/2026-11/key.html?k={page_name(key_hash)}", "week-quality": "periods/2026-W47/quality.html",
         "month-chargeback": "periods/2026-11/chargeback.html",
-        "week-tags": "periods/2026-W47/tags.html", "tag": f"periods/2026-W47/tags/{page_name('env:prod')}.html",
+        "week-tags": "periods/2026-W47/tags.html", "tag": f"periods/2026-W47/tag.html?t={page_name('env:prod')}",
         "month-end-users": "periods/2026-11/end-users.html", "day-errors": f"periods/{day}/errors.html",
         "rolling-latency": "periods/last-7-days/latency.html", "quarter-cache": "periods/2026-Q4/cache.html",
     }
@@ -220,6 +220,58 @@ def test_an_unknown_or_missing_key_says_so_and_links_the_periods_keys(browser, k
         assert browser.find_element(By.TAG_NAME, "h1").text == "Key not found"
         link = browser.find_element(By.CSS_SELECTOR, "main p.notice a")
         assert link.get_attribute("href") == (site / "periods" / "last-7-days" / "keys.html").as_uri()
+
+
+def test_the_keys_tables_are_drawn_from_the_file_system_and_link_each_keys_page(browser, key_site):
+    """keys.html opened from file://: a row per key drawn from keys-data.js with its figures, the alias as text, a link to the
+    key's page that opens it (a day's links: the month's page at the day's row)."""
+    conn, site = key_site
+    requests, failed, tokens, spend = conn.execute("SELECT count(*), count(*) FILTER (status = 'failure'), sum(total_tokens), sum(spend_usd) "
+                                                   "FROM requests WHERE key_hash = ?", [HOSTILE_KEY]).fetchone()
+    last = conn.execute("SELECT strftime(max(start_time) AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') FROM requests WHERE key_hash = ?", [HOSTILE_KEY]).fetchone()[0]
+    page = f"key.html?k={page_name(HOSTILE_KEY)}"
+    for slug, target in (("2026-11", page), (KEY_DAYS[0].isoformat(), f"{page}#d-{KEY_DAYS[0]}")):
+        _open(browser, (site / "periods" / slug / "keys.html").as_uri())
+        rows = browser.find_elements(By.CSS_SELECTOR, "#keys-every tbody tr")
+        assert len(rows) == 2 and not browser.find_elements(By.CSS_SELECTOR, "main b, main i")
+        row = next(r for r in rows if "<b>x</b>" in r.text)
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        figures = (requests, failed, tokens) if slug == "2026-11" else (requests // 2, failed // 2, tokens // 2)
+        day_spend = spend if slug == "2026-11" else spend / 2
+        assert cells[1:9] == ["Team <K>", "active", *(f"{n:,}" for n in figures), f"${day_spend:,.4f}", "—", "1"]  # the anomaly is on the day
+        assert cells[0] == f"<b>x</b> {HOSTILE_KEY[:12]}" and row.find_element(By.CSS_SELECTOR, "a bdi").text == "<b>x</b>"
+        assert [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#keys-unused tbody td")] == ["Every key was used in this period."]
+        if slug == "2026-11":
+            assert cells[9] == last
+        link = row.find_element(By.TAG_NAME, "a")
+        assert link.get_attribute("href") == (site / "periods" / "2026-11").as_uri() + "/" + target
+        link.click()
+        assert browser.find_element(By.TAG_NAME, "h1").text.split("\n")[0] == "Key <b>x</b>"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "keys-from-file.png"))
+
+
+def test_an_end_users_page_draws_the_one_in_its_address_and_says_so_for_an_unknown_one(browser, served, demo_site):
+    import duckdb
+
+    conn = duckdb.connect(str(demo_site.warehouse), read_only=True)
+    end_user, requests = conn.execute("SELECT end_user, count(*) FROM requests WHERE day BETWEEN DATE '2026-11-01' AND DATE '2026-11-30' "
+                                      "AND end_user IS NOT NULL GROUP BY end_user ORDER BY count(*) DESC, end_user LIMIT 1").fetchone()
+    conn.close()
+    _visit(browser, served, "periods/2026-11/end-users.html", "end-users")
+    browser.find_element(By.CSS_SELECTOR, f'a[href="end-user.html?u={page_name(end_user)}"]').click()
+    heading = browser.find_element(By.TAG_NAME, "h1")
+    assert heading.text.split("\n")[0] == f"End user {end_user}" and heading.find_element(By.TAG_NAME, "bdi").text == end_user
+    assert browser.find_elements(By.CSS_SELECTOR, ".kpis .kpi .value")[2].text == f"{requests:,}"
+    assert [h.text for h in browser.find_elements(By.CSS_SELECTOR, "main section h2")] == ["By day", "Models", "Teams"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "main section")[1].find_elements(By.CSS_SELECTOR, "tbody tr")) == 30  # every day
+    page = demo_site.site_dir / "periods" / "2026-11" / "end-user.html"
+    for query, says in (("?u=%3Cb%3Ex%3C%2Fb%3E", "No end user <b>x</b> had requests in"), ("", "No end user is named in the address")):
+        _open(browser, page.as_uri() + query)
+        assert browser.find_element(By.TAG_NAME, "h1").text == "End user not found"
+        assert says in browser.find_element(By.CSS_SELECTOR, "main p.notice").text and not browser.find_elements(By.CSS_SELECTOR, "main b")
+        link = browser.find_element(By.CSS_SELECTOR, "main p.notice a")
+        assert link.get_attribute("href") == (page.parent / "end-users.html").as_uri()
 
 
 def test_the_team_filter_works_without_a_server_round_trip(browser, served):

@@ -23,6 +23,7 @@ from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
 from usage_jobs.defs.report.key_data import DAY_FIELDS, KEY_FIELDS, MODEL_FIELDS, read_key_data
 from usage_jobs.defs.report.queries import page_name
+from usage_jobs.defs.report.table_data import ITEM_FIELDS, KEYS_FIELDS, ROW_FIELDS, read_script
 
 EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_daily", "reconciliation", "focus", "anomalies", "data_quality",
            "chargeback", "tags", "end_users", "errors", "latency", "cache")
@@ -297,6 +298,10 @@ def _key_data(folder: Path) -> dict:
         "models": [dict(zip(MODEL_FIELDS, model)) for model in key[KEY_FIELDS.index("models")]]} for page, key in document["keys"].items()}}
 
 
+def _keys_data(folder) -> dict:
+    return read_script((folder / "keys-data.js").read_text(encoding="ascii"))
+
+
 def test_a_quarters_and_a_years_keys_link_their_page_of_the_month_at_their_last_day(demo_site):
     """Team pages and the key page exist for months and rolling periods only: a quarter's, year's, week's or day's key table links
     the key page of the month holding the key's last day in the period, with the key in the query and at that day's row, a day
@@ -309,10 +314,9 @@ def test_a_quarters_and_a_years_keys_link_their_page_of_the_month_at_their_last_
             last_day[row["key_hash"]] = max(last_day.get(row["key_hash"], ""), row["date"])
         assert last_day
         assert not (site / slug / "keys").exists() and not (site / slug / "teams").exists() and not (site / slug / "key.html").exists()
-        keys_page = (site / slug / "keys.html").read_text(encoding="utf-8")
+        hrefs = {key[1]: key[KEYS_FIELDS.index("href")] for key in _keys_data(site / slug)["keys"]}  # keys.html's rows: keys-data.js
         for key_hash, day in last_day.items():
-            link = f"../../periods/{day[:7]}/key.html?k={page_name(key_hash)}#d-{day}"
-            assert f'href="{link}"' in keys_page, (slug, key_hash)
+            assert hrefs[key_hash[:12]] == f"../../periods/{day[:7]}/key.html?k={page_name(key_hash)}#d-{day}", (slug, key_hash)
             month = months.setdefault(day[:7], _key_data(site / day[:7]))
             assert day in month["days"] and month["keys"][page_name(key_hash)]["days"][day]["requests"] > 0, (slug, key_hash, day)
     assert (site / "2026-11" / "key.html").is_file() and not list(site.glob("*/keys/*.html"))
@@ -359,3 +363,70 @@ def test_every_keys_data_in_the_key_page_script_is_what_its_requests_add_up_to(d
         assert key["models"] == [model for _, model in expected], (slug, key_hash)
     for key_hash, day in anomalies:
         assert document["keys"][page_name(key_hash)]["days"][day]["anomaly"]
+
+
+@pytest.mark.parametrize("slug", ["2026-11", "2026-Q4"])
+def test_the_keys_tables_data_is_what_the_requests_of_each_key_add_up_to(demo_site, slug):
+    """keys-data.js (the rows keys.html draws) against the warehouse's requests summed here, for a month and a quarter: every used
+    key's requests, failures, tokens, spend and unpriced requests, its last request; the other rows are keys without a request."""
+    import duckdb
+
+    folder = demo_site.site_dir / "periods" / slug
+    meta = json.loads((folder / "exports" / "manifest.json").read_text())["metadata"]
+    bounds = [meta["start_date"], meta["end_date"]]
+    conn = duckdb.connect(str(demo_site.warehouse), read_only=True)
+    used = {row[0][:12]: row[1:] for row in conn.execute(
+        "SELECT key_hash, count(*), count(*) FILTER (status = 'failure'), sum(total_tokens), coalesce(sum(spend_usd), 0), "
+        "count(*) FILTER (unpriced) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall()}
+    conn.close()
+    rows = [dict(zip(KEYS_FIELDS, key)) for key in _keys_data(folder)["keys"]]
+    assert len({row["key_hash"] for row in rows}) == len(rows) and len(used) > 10
+    shown = {row["key_hash"]: (row["requests"], row["failed_requests"], row["total_tokens"], row["spend"], row["unpriced_requests"])
+             for row in rows if row["requests"]}
+    assert shown == {key: (n, failed, tokens, f"{spend:.4f}", unpriced) for key, (n, failed, tokens, spend, unpriced) in used.items()}
+    for row in rows:
+        assert (row["href"] is None) == (not row["requests"]), row
+        assert row["last_request"] == "—" or re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", row["last_request"]), row
+
+
+@pytest.mark.parametrize("dimension", ["end-users", "tags"])
+def test_an_end_users_and_a_tags_page_data_is_what_their_requests_add_up_to(demo_site, dimension):
+    """end-user-data.js and tag-data.js of a month against the warehouse's requests summed here: each end user's totals and days
+    (the days with requests), each tag's totals."""
+    import duckdb
+
+    folder = demo_site.site_dir / "periods" / "2026-11"
+    file, label = {"end-users": ("end-user-data.js", "coalesce(end_user, '(no end user)')"), "tags": ("tag-data.js", None)}[dimension]
+    document = read_script((folder / file).read_text(encoding="ascii"))
+    items = {page: dict(zip(ITEM_FIELDS, item)) for page, item in document["items"].items()}
+    assert document["days"][0] == "2026-11-01" and len(document["days"]) == 30 and document["all"]
+    if dimension == "tags":  # a request under several tags is under each: compare with the period's tags export
+        for row in _csv(folder / "exports" / "tags.csv"):
+            item = items[page_name(row["tag"])]
+            assert (item["label"], item["requests"], item["total_tokens"], item["spend"]) == (
+                row["tag"], int(row["requests"]), int(row["total_tokens"]), f"{Decimal(row['spend_usd']):.4f}")
+        assert len(items) == len(_csv(folder / "exports" / "tags.csv")) > 1
+        return
+    conn = duckdb.connect(str(demo_site.warehouse), read_only=True)
+    sums = ("count(*), count(*) FILTER (status = 'success'), count(*) FILTER (status = 'failure'), sum(input_tokens), sum(output_tokens), "
+            "sum(total_tokens), sum(spend_usd), count(*) FILTER (unpriced)")  # no priced request: no spend, shown as unpriced
+    where = "WHERE day BETWEEN DATE '2026-11-01' AND DATE '2026-11-30'"
+    totals = conn.execute(f"SELECT {label}, {sums} FROM requests {where} GROUP BY 1").fetchall()
+    days = conn.execute(f"SELECT {label}, strftime(day, '%Y-%m-%d'), count(*), count(*) FILTER (status = 'failure'), sum(total_tokens), "
+                        f"sum(spend_usd), count(*) FILTER (unpriced) FROM requests {where} GROUP BY ALL").fetchall()
+    conn.close()
+    assert len(totals) > 1 and set(items) == {page_name(name) for name, *_ in totals}
+    for name, requests, successful, failed, tokens_in, tokens_out, tokens, spend, unpriced in totals:
+        item = items[page_name(name)]
+        assert (item["label"], item["requests"], item["successful_requests"], item["failed_requests"], item["input_tokens"], item["output_tokens"],
+                item["total_tokens"], item["spend"], item["unpriced_requests"]) == (
+                    name, requests, successful, failed, tokens_in, tokens_out, tokens, _text(spend), unpriced)
+        assert sum(model[ROW_FIELDS.index("requests")] for model in item["models"]) == requests
+    for name, day, requests, failed, tokens, spend, unpriced in days:
+        shown = {document["days"][row[0]]: row[1:] for row in items[page_name(name)]["days"]}
+        assert shown[day] == [requests, failed, tokens, _text(spend), unpriced], (name, day)
+    assert sum(len(item["days"]) for item in items.values()) == len(days)
+
+
+def _text(spend) -> str | None:
+    return None if spend is None else f"{spend:.4f}"

@@ -235,6 +235,109 @@
     if (root) { showKey(root); }
   });
 
+  /* keys.html: both tables drawn from window.KEYS_DATA (keys-data.js, written by table_data.py, which documents its arrays), as
+     keys.html.j2 drew them: names as text in <bdi>, counts and money as the count and usd4 filters, the unpriced note as m.spend. */
+  function td(row, content, className) { return row.appendChild(add(el("td", null, className), content)); }
+  function keyCell(row, key, link) {
+    var name = bdi(key[0] || "(no alias)"), code = el("code", key[1]), cellNode = el("td");
+    if (link && key[12]) { var a = el("a"); a.href = key[12]; a.appendChild(name); cellNode.appendChild(a); } else { cellNode.appendChild(name); }
+    if (link) { code.title = "sha256 of the virtual key"; }
+    add(cellNode, " ", code);
+    row.appendChild(cellNode);
+  }
+  function flagged(text) { return el("span", text, "flag"); }
+  function showKeys(every, unused) {
+    var data = window.KEYS_DATA;
+    if (!data) {
+      td(every.tBodies[0].insertRow(), "The keys of this period (keys-data.js) could not be loaded.").colSpan = 10;
+      return;
+    }
+    var body = every.tBodies[0], spare = unused.tBodies[0], none = true;
+    data.keys.forEach(function (k) {
+      var tr = body.insertRow();
+      keyCell(tr, k, true);
+      td(tr, bdi(k[2]));
+      td(tr, k[3] !== "active" ? flagged(k[3]) : "active");
+      td(tr, count(k[4]), "num");
+      td(tr, count(k[5]), "num");
+      td(tr, count(k[6]), "num");
+      td(tr, spend(k[7], k[8]), "num");
+      var budget = k[9];
+      td(tr, budget ? add(document.createDocumentFragment(), budget[0] + "% of $" + budget[1], budget[2] ? add(document.createDocumentFragment(), " ", flagged(budget[2])) : "") : "\u2014", "num");
+      td(tr, k[10] ? flagged(String(k[10])) : "0", "num");
+      td(tr, k[11]);
+      if (!k[4]) {
+        none = false;
+        var row = spare.insertRow();
+        keyCell(row, k, false);
+        td(row, bdi(k[2]));
+        td(row, k[13] || "\u2014");
+        td(row, k[3]);
+        td(row, k[14] !== null && k[14] !== undefined ? String(k[14]) : "\u2014", "num");
+        td(row, k[11]);
+      }
+    });
+    if (none) { td(spare.insertRow(), "Every key was used in this period.").colSpan = 6; }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var every = document.getElementById("keys-every"), unused = document.getElementById("keys-unused");
+    if (every && unused) { showKeys(every, unused); }
+  });
+
+  /* tag.html?t=<page>, end-user.html?u=<page>: one page per period draws the tag or end user named in the URL from the period's
+     tag-data.js or end-user-data.js (table_data.py documents the arrays), as dimension.html.j2 drew a page for each. */
+  function itemMissing(root, data, page) {
+    var noun = root.dataset.noun;
+    document.title = noun + " not found \u2014 IG1 usage report";
+    var text = !data ? "The data of this period (" + root.dataset.file + ") could not be loaded." :
+      !page ? "No " + noun.toLowerCase() + " is named in the address (?" + root.dataset.param + "=<page>)." :
+      "No " + noun.toLowerCase() + " " + page + " had requests in " + data.label + ".";
+    var back = el("a", "every " + noun.toLowerCase() + " of the period");
+    back.href = root.dataset.list;
+    add(root, el("h1", noun + " not found"), add(el("p", null, "notice"), text + " See ", back, "."));
+  }
+  function showItem(root) {
+    var data = window[root.dataset.var], page = new URLSearchParams(location.search).get(root.dataset.param);
+    var item = data && page && Object.prototype.hasOwnProperty.call(data.items, page) ? data.items[page] : null;
+    if (!item) { itemMissing(root, data, page); return; }
+    var noun = root.dataset.noun;
+    document.title = "\u2068" + shorten(item[0], 60) + "\u2069 \u2014 " + data.label + " \u2014 IG1 usage report";
+    add(root, add(el("h1"), noun + " ", bdi(item[0], 60), " ", el("span", data.label, "period")));
+    var kpis = add(el("section", null, "kpis"), kpi("Spend (USD, estimate)", spend(item[7], item[8])),
+      kpi("Tokens", count(item[6]), count(item[4]) + " in \u00b7 " + count(item[5]) + " out"),
+      kpi("Requests", count(item[1]), count(item[2]) + " successful \u00b7 " + count(item[3]) + " failed" +
+        (root.dataset.shared && item[9] ? " \u00b7 " + count(item[9]) + " also under another tag" : "")));
+    kpis.setAttribute("aria-label", "Totals");
+    root.appendChild(kpis);
+    var byDay = {};
+    item[10].forEach(function (d) { byDay[d[0]] = d; });
+    var days = [];
+    data.days.forEach(function (date, i) {
+      var d = byDay[i];
+      if (d) { days.push([date].concat(d.slice(1))); } else if (data.all) { days.push([date, 0, 0, 0, "0.0000", 0]); }
+    });
+    [["By day", "Date", days], ["Models", "Model", item[11]], ["Teams", "Team", item[12]]].forEach(function (part) {
+      var rows = part[2], top = 0;
+      rows.forEach(function (r) { if (r[3] > top) { top = r[3]; } });
+      var t = table([part[1], "Requests", "Failed", "Tokens", "Spend (USD)"]);
+      rows.forEach(function (r) {
+        var tr = t.tBodies[0].insertRow(), bar = el("meter", null, "bar");
+        tr.appendChild(add(el("td"), bdi(r[0])));
+        num(tr, count(r[1]));
+        num(tr, count(r[2]));
+        bar.min = 0; bar.max = top || 1; bar.value = r[3] || 0;
+        bar.setAttribute("aria-hidden", "true");
+        num(tr, add(document.createDocumentFragment(), count(r[3]) + " ", bar));
+        num(tr, spend(r[4], r[5]));
+      });
+      add(root, add(el("section"), el("h2", part[0]), t));
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var root = document.getElementById("dimension-page");
+    if (root) { showItem(root); }
+  });
+
   /* Teams page: filter the table by team name, in the page, without a server round trip. */
   var filter = document.getElementById("team-filter");
   if (filter) {

@@ -54,6 +54,9 @@ from usage_jobs.defs.report.queries import (
     period_data,
 )
 from usage_jobs.defs.report.range_data import write_range_data
+from usage_jobs.defs.report.table_data import DIMENSION_PAGES, dimension_data, keys_data
+from usage_jobs.defs.report.table_data import KEYS_SCRIPT as KEYS_DATA_FILE
+from usage_jobs.defs.report.table_data import script as data_script
 
 # Templates, stylesheet, script and icon ship inside the package: an installed wheel builds the site.
 TEMPLATES = importlib.resources.files("usage_jobs") / "report_templates"
@@ -386,6 +389,8 @@ class SiteBuilder:
                       export_files={f"{entry['export']}.{entry['format']}": entry["file"] for entry in exports})
         top_level = [("index.html", "global.html.j2"), ("teams.html", "teams.html.j2"), ("keys.html", "keys.html.j2"), ("models.html", "models.html.j2")]
         status_counts = _status_counts(data)
+        (folder / KEYS_DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (folder / KEYS_DATA_FILE).write_text(data_script("KEYS_DATA", keys_data(period, data.keys, common["page_href"], _when)), encoding="ascii")
         for file, template in top_level:
             self._write(folder / file, template, **common, charts=chart_refs(""), here="", root="../../", view_file=file, status_counts=status_counts,
                         range_view=file.removesuffix(".html"))
@@ -400,11 +405,12 @@ class SiteBuilder:
             self._write(folder / file, file.replace(".html", ".html.j2"), **common, insights=views.insights, charts=chart_refs(""), here="",
                         root="../../", view_file=file, range_view=file.removesuffix(".html"))
         result.pages += len(top_level) + len(INSIGHT_VIEWS) + 2 * int(self.context.billing_configured) + 1
-        for folder_name, view_file, dimension in (("tags", "tags.html", views.insights.tags), ("end-users", "end-users.html", views.insights.end_users)):
-            for page in dimension.pages:
-                self._write(folder / folder_name / f"{page.usage.page}.html", "dimension.html.j2", **common, page=page, dimension=folder_name,
-                            here="../", root="../../../", view_file=view_file)
-            result.pages += len(dimension.pages)
+        for name, view_file, dimension in (("tags", "tags.html", views.insights.tags), ("end-users", "end-users.html", views.insights.end_users)):
+            page_file, data_file, data_var, param = DIMENSION_PAGES[name]  # one page drawing any tag (end user) from the period's data
+            (folder / data_file).write_text(data_script(data_var, dimension_data(period, dimension)), encoding="ascii")
+            self._write(folder / page_file, "dimension.html.j2", **common, dimension=name, data_file=data_file, data_var=data_var, param=param,
+                        here="", root="../../", view_file=view_file)
+            result.pages += 1
         for team_page in data.team_pages:
             self._write(folder / "teams" / f"{team_page.team.page}.html", "team.html.j2", **common, page=team_page, here="../", root="../../../",
                         view_file="teams.html")

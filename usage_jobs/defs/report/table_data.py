@@ -1,0 +1,87 @@
+"""Data scripts for the pages report.js draws: a period's keys table (`keys-data.js`) and its tag and end-user pages
+(`tag-data.js`, `end-user-data.js`), each read by one page of the period (keys.html, tag.html?t=<page>, end-user.html?u=<page>).
+
+Rendered as markup, keys.html listed every key of the inventory twice (1.5 MB a period at 3,000 keys) and every tag and end user
+had a page per period (~2,300 files, 76 MB). As key_data.py: a script assigning `window.<NAME>` (the site opens from file://,
+where fetch() fails), arrays rather than named fields, counts as integers, money as the decimal text the page shows (4 places,
+as the `usd4` filter); the page only adds "$" and thousands separators. Names are set as text by the page.
+
+`KEYS_DATA` = {"label": period label, "keys": [KEY …] in the table's order}, KEY = [alias or null, first 12 characters of key_hash,
+team (alias, else id), status, requests, failed, total tokens, spend or null (unpriced), unpriced requests, budget or null, abnormal
+days, last request (as the `when` filter), href of the key's page from keys.html or null (unused), owner or null, age in days or
+null], budget = [used % as the page shows it, max budget, flag or null].
+
+`TAG_DATA` / `END_USER_DATA` = {"label": period label, "days": [every day of the period], "all": whether every day is listed (else
+only the days with requests), "items": {page name: ITEM}}, ITEM = [label, requests, successful, failed, input tokens, output
+tokens, total tokens, spend or null, unpriced requests, requests also under another tag, DAYS, MODELS, TEAMS], DAYS = [[index in
+days, requests, failed, total tokens, spend or null, unpriced requests] …] (the days with requests), MODELS and TEAMS = [[name,
+requests, failed, total tokens, spend or null, unpriced requests] …], largest spender first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+
+from usage_jobs.defs.report.insights import DimensionView
+from usage_jobs.defs.report.periods import Period
+from usage_jobs.defs.report.queries import MAX_DAYS_LISTED, KeyUsage
+
+KEYS_SCRIPT = "keys-data.js"
+# Per dimension folder name (as insights and exports call them): its page, its data script, the script's variable, the query
+# parameter naming an item.
+DIMENSION_PAGES = {"tags": ("tag.html", "tag-data.js", "TAG_DATA", "t"), "end-users": ("end-user.html", "end-user-data.js", "END_USER_DATA", "u")}
+KEYS_FIELDS = ("alias", "key_hash", "team", "status", "requests", "failed_requests", "total_tokens", "spend", "unpriced_requests", "budget",
+               "anomalies", "last_request", "href", "owner", "age_days")
+ITEM_FIELDS = ("label", "requests", "successful_requests", "failed_requests", "input_tokens", "output_tokens", "total_tokens", "spend",
+               "unpriced_requests", "shared_requests", "days", "models", "teams")
+ROW_FIELDS = ("name", "requests", "failed_requests", "total_tokens", "spend", "unpriced_requests")
+
+
+def _money(value) -> str | None:
+    return None if value is None else f"{Decimal(value):.4f}"
+
+
+def script(name: str, document: dict) -> str:
+    """`window.<name> = {…};`: JSON with <, > and & escaped, ASCII only (the file is read in the page's encoding)."""
+    text = json.dumps(document, separators=(",", ":"))
+    return f"window.{name} = " + text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + ";\n"
+
+
+def read_script(text: str) -> dict:
+    """The document of a data script (tests, tools)."""
+    return json.loads(text.split(" = ", 1)[1].rstrip().removesuffix(";"))
+
+
+def _key(key: KeyUsage, href: str | None, when: Callable) -> list:
+    budget = [f"{key.budget_used_pct}", f"{key.max_budget}", key.budget_flag] if key.budget_used_pct is not None else None
+    return [key.key_alias, key.key_hash[:12], key.team_alias or key.team_id, key.status, key.requests or 0, key.failed_requests or 0,
+            key.total_tokens or 0, _money(key.spend_usd), key.unpriced_requests or 0, budget, key.anomalies or 0, when(key.last_request_at),
+            href, key.owner, key.age_days]
+
+
+def keys_data(period: Period, keys: tuple[KeyUsage, ...], page_href: Callable, when: Callable) -> dict:
+    """The rows of keys.html; `page_href` as build._page_links gives it, for links from the period's folder."""
+    return {"label": period.label, "keys": [_key(key, page_href("keys", key.page, "", "../../") if key.page else None, when) for key in keys]}
+
+
+def _row(row, name) -> list:
+    return [name, row.requests, row.failed_requests, row.total_tokens, _money(row.spend_usd), row.unpriced_requests]
+
+
+def _used(row) -> bool:
+    return bool(row.requests or row.failed_requests or row.total_tokens or row.unpriced_requests) or row.spend_usd != 0
+
+
+def dimension_data(period: Period, view: DimensionView) -> dict:
+    days = [day.isoformat() for day in period.days]
+    index = {day: i for i, day in enumerate(days)}
+    items = {}
+    for page in view.pages:
+        u = page.usage
+        items[u.page] = [u.label, u.requests, u.successful_requests, u.failed_requests, u.input_tokens, u.output_tokens, u.total_tokens,
+                         _money(u.spend_usd), u.unpriced_requests, u.shared_requests,
+                         [_row(d, index[d.name]) for d in page.days if _used(d)],
+                         [_row(m, m.name) for m in page.models], [_row(t, t.name) for t in page.teams]]
+    return {"label": period.label, "days": days, "all": period.length <= MAX_DAYS_LISTED, "items": items}
