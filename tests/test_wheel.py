@@ -61,5 +61,7 @@ def test_the_installed_wheel_builds_the_demo_site(tmp_path):
     assert "Global usage" in (site / "index.html").read_text(encoding="utf-8")
     assert list(period.glob("teams/*.html")) and list(period.glob("charts/*.png"))
     assert (period / "key.html").is_file() and "window.KEY_DATA = " in (period / "key-data.js").read_text(encoding="ascii")
+    assert "window.KEYS_DATA = " in (period / "keys-data.js").read_text(encoding="ascii")  # keys.html's tables
+    assert (period / "tag.html").is_file() and (period / "end-user.html").is_file() and not (period / "tags").exists()
     exports = {path.name for path in (period / "exports").iterdir()}
     assert {"daily.csv", "daily.json", "keys.csv", "focus.csv", "reconciliation.csv", "manifest.json"} <= exports
