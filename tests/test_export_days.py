@@ -125,3 +125,15 @@ def test_rows_not_grouped_by_day_are_written_whole_and_a_published_day_is_read_b
     monkeypatch.setattr(exports, "_bodies", bodies)
     assert gzip.decompress((tmp_path / "month" / "team_model_daily.csv.gz").read_bytes()) == render_csv(month)
     assert gzip.decompress((tmp_path / "month" / "team_model_daily.json.gz").read_bytes()) == render_json(month, {"period": "2026-11"})
+
+
+def test_days_past_the_budget_are_dropped_oldest_used_first_and_formatted_again(tmp_path):
+    days = ExportDays(budget=200)
+    tables = {name: _table([{"date": f"2026-11-0{d}", "team_alias": "T", "spend": Decimal(d)} for d in digits]) for name, digits in
+              (("a", "123"), ("b", "34"), ("c", "1234"))}
+    for name, table in tables.items():
+        [csv_entry, json_entry] = write_exports(tmp_path / name, [table], {}, days=days)
+        assert (tmp_path / name / csv_entry["file"]).read_bytes() == render_csv(table)
+        assert (tmp_path / name / json_entry["file"]).read_bytes() == render_json(table, {})
+        assert days.size == sum(len(csv) + len(json) for csv, json in days.bodies.values()) <= 200
+    assert [key[1] for key in days.bodies][-1] == "2026-11-04" and len(days.bodies) < 4

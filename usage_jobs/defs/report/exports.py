@@ -10,6 +10,7 @@ in the gzip header, so still byte-identical), the manifest saying so.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -197,11 +198,15 @@ class ExportDays:
     (CSV lines, JSON rows). A quarter, a year and the rolling periods hold the same days as their months, weeks and day periods:
     each day is formatted once a build, not once in each period holding it (~6 times in a full build; a month, quarter, year and
     the rolling periods all re-formatted every old day when a new day came). `published`: the export folders of the day periods
-    whose published files are current (their fingerprint matched), read instead of formatting their day."""
+    whose published files are current (their fingerprint matched), read instead of formatting their day.
 
-    def __init__(self, published: list[Path] | None = None):
-        self.bodies: dict[tuple, tuple[str, str]] = {}
+    At most `budget` characters are kept, the least recently used day dropped first (formatted again if a later period needs
+    it): a day of 3,000 keys is ~8 MB of text, and a full build of a year's history would otherwise keep every day of the year."""
+
+    def __init__(self, published: list[Path] | None = None, budget: int = 1_000_000_000):
+        self.bodies: collections.OrderedDict[tuple, tuple[str, str]] = collections.OrderedDict()
         self.published = published or []
+        self.budget, self.size = budget, 0
         self._read: set[str] = set()
 
     def lookup(self, table: ExportTable, key: tuple) -> tuple[str, str] | None:
@@ -209,7 +214,17 @@ class ExportDays:
             self._read.add(table.name)
             for folder in self.published:
                 self._read_published(table, folder)
-        return self.bodies.get(key)
+        bodies = self.bodies.get(key)
+        if bodies is not None:
+            self.bodies.move_to_end(key)
+        return bodies
+
+    def keep(self, key: tuple, bodies: tuple[str, str]) -> None:
+        self.bodies[key] = bodies
+        self.size += len(bodies[0]) + len(bodies[1])
+        while self.size > self.budget and len(self.bodies) > 1:
+            _, dropped = self.bodies.popitem(last=False)
+            self.size -= len(dropped[0]) + len(dropped[1])
 
     def _read_published(self, table: ExportTable, folder: Path) -> None:
         files = {}
@@ -231,7 +246,7 @@ class ExportDays:
         days = {row.get(table.day_column) for row in rows}
         if len(days) != 1 or not isinstance(day := days.pop(), str):
             return
-        self.bodies[(table.name, day, _period_values(table, rows))] = (csv_body, json_body)
+        self.keep((table.name, day, _period_values(table, rows)), (csv_body, json_body))
 
 
 def _period_values(table: ExportTable, rows: list[dict]) -> tuple:
@@ -251,7 +266,8 @@ def _assembled(table: ExportTable, days: ExportDays) -> tuple[str, str] | None:
         key = (table.name, day, _period_values(table, rows))
         bodies = days.lookup(table, key)
         if bodies is None:
-            bodies = days.bodies[key] = _bodies(dataclasses.replace(table, rows=rows))
+            bodies = _bodies(dataclasses.replace(table, rows=rows))
+            days.keep(key, bodies)
         csv_parts.append(bodies[0])
         json_parts.append(bodies[1])
     return "".join(csv_parts), ",\n".join(json_parts)
