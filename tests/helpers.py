@@ -48,3 +48,10 @@ def local_http_server(*, threaded: bool = False) -> Iterator[HTTPServer]:
     server = HTTPServer(host="127.0.0.1", threaded=threaded)
     with server:
         yield server
+
+
+def export_text(path: Path) -> str:
+    """An export file's text by its plain name: the file itself, or its `.gz` when it was written compressed (exports.COMPRESS_OVER)."""
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    return gzip.decompress(path.with_name(path.name + ".gz").read_bytes()).decode("utf-8")

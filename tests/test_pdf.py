@@ -5,6 +5,7 @@ fails, still publishes the site, without the PDF and saying so."""
 import csv
 import datetime as dt
 import html
+import io
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import pytest
 from pypdf import PdfReader
 
 from conftest import CHROMIUM, DEMO_DAYS, DEMO_END
-from helpers import payload, write
+from helpers import export_text, payload, write
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
@@ -42,8 +43,7 @@ NAVIGATION = ("Filter by team name", "Export data", "no earlier", "no later", "L
 
 
 def _csv(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as stream:
-        return list(csv.DictReader(stream))
+    return list(csv.DictReader(io.StringIO(export_text(path), newline="")))
 
 
 def _text(path: Path) -> str:

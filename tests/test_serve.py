@@ -304,7 +304,8 @@ def test_no_page_has_inline_script_style_or_handlers_and_every_script_is_the_sit
     site = demo_site.site_dir
     pages = list(site.rglob("*.html"))
     assert len(pages) > 100 and (site / "report.js").is_file()
-    scripts = {(site / "report.js").resolve()} | {path.resolve() for path in (site / "range").glob("*.js")}  # the picker's daily rows
+    # The picker's daily rows, and each period's data the key, keys, tag and end-user pages draw.
+    scripts = {(site / "report.js").resolve()} | {path.resolve() for path in [*(site / "range").glob("*.js"), *(site / "periods").glob("*/*.js")]}
     for page in pages:
         text = page.read_text(encoding="utf-8")
         assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", text), page  # every script is a file

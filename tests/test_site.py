@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import hashlib
 import html
+import io
 import json
 import re
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEMO_END
-from helpers import payload, write
+from helpers import export_text, payload, write
 from usage_jobs import warehouse
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
@@ -30,8 +31,7 @@ EXPORTS = ("daily", "teams", "keys", "models", "team_model_daily", "key_model_da
 
 
 def _csv(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as stream:
-        return list(csv.DictReader(stream))
+    return list(csv.DictReader(io.StringIO(export_text(path), newline="")))
 
 
 def _sum(rows: list[dict], column: str) -> Decimal:
@@ -60,7 +60,7 @@ def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exp
         exports = folder / "exports"
         tables = {name: _csv(exports / f"{name}.csv") for name in EXPORTS}
         for name in EXPORTS:  # JSON holds the same rows as CSV, value for value
-            document = json.loads((exports / f"{name}.json").read_text(encoding="utf-8"))
+            document = json.loads(export_text(exports / f"{name}.json"))
             assert len(document["data"]) == len(tables[name]) and document["metadata"]["period"] == folder.name
             for from_json, from_csv in zip(document["data"], tables[name]):
                 assert list(from_json) == list(from_csv)
@@ -96,7 +96,8 @@ def test_every_period_adds_up_across_days_teams_keys_and_models_in_pages_and_exp
         # Billed cost allocated to teams adds up to IG1's bill for the period's days.
         assert _sum(tables["teams"], "billed_cost_allocated") == _sum(tables["team_model_daily"], "billed_cost_allocated")
         manifest = json.loads((exports / "manifest.json").read_text())
-        assert {f["file"] for f in manifest["files"]} == {f"{n}.{s}" for n in EXPORTS for s in ("csv", "json")}
+        assert {f["file"].removesuffix(".gz") for f in manifest["files"]} == {f"{n}.{s}" for n in EXPORTS for s in ("csv", "json")}
+        assert all(f["file"].endswith(".gz") == (f.get("compression") == "gzip") for f in manifest["files"])
         for entry in manifest["files"]:
             assert hashlib.sha256((exports / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
         assert manifest["metadata"]["generated_at"] and manifest["metadata"]["source_days"]
