@@ -278,9 +278,6 @@ FORMATS = ("csv", "json")
 # every one of the 35+ day periods (about half the site's bytes), a rolling period's focus 83 MB. A file below this, what a
 # smaller organisation's exports mostly are, stays plain for a spreadsheet to open as it is.
 COMPRESS_OVER = 256_000
-# zlib's default: 20% smaller than level 1 on a 3,000-key month's exports (17.2 against 21.6 MB; the key hashes barely compress),
-# for 0.7 s more per month: the files are written once and downloaded many times.
-COMPRESS_LEVEL = 6
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
@@ -298,7 +295,7 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
             name, extra = f"{table.name}.{suffix}", {}
             if len(content) > COMPRESS_OVER:
                 extra = {"compression": "gzip", "uncompressed_bytes": len(content), "uncompressed_sha256": hashlib.sha256(content).hexdigest()}
-                name, content = name + ".gz", gzip.compress(content, compresslevel=COMPRESS_LEVEL, mtime=0)
+                name, content = name + ".gz", gzip.compress(content, compresslevel=1, mtime=0)
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
                             "sha256": hashlib.sha256(content).hexdigest(), **extra})
