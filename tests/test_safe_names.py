@@ -23,7 +23,6 @@ from usage_jobs.defs.billing.parse import BillingFormatError, parse_history
 from usage_jobs.defs.billing.reconcile import reconcile, store_history
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.report.build import build_site
-from usage_jobs.defs.report.key_data import read_key_data
 from usage_jobs.defs.report.table_data import read_script
 from usage_jobs.demo.emulator import IG1Emulator
 from usage_jobs.names import chart_labels, normalise_name, plain_label
@@ -132,7 +131,7 @@ def test_a_long_name_is_whole_in_the_tables_and_shortened_with_a_title_in_headin
     # A key's page is drawn in the browser from its month's key data, the whole alias in it (shortened in the heading with a
     # title, as names.name_html(…, 60): test_browser.py); the key page itself holds no name.
     month = odd_site / "periods" / DAY.strftime("%Y-%m")
-    aliases = [key[0] for key in read_key_data((month / "key-data.js").read_text(encoding="ascii"))["keys"].values()]
+    aliases = [key[0] for key in read_script((month / "key-data.js").read_text(encoding="ascii"))["keys"].values()]
     assert sorted(aliases) == sorted([LONG, LONG_TWIN, RLO_NAME, "plain-model"])
     assert LONG not in (month / "key.html").read_text(encoding="utf-8")
 

@@ -22,7 +22,7 @@ from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report.build import build_site
-from usage_jobs.defs.report.key_data import DAY_FIELDS, KEY_FIELDS, MODEL_FIELDS, read_key_data
+from usage_jobs.defs.report.key_data import DAY_FIELDS, KEY_FIELDS, MODEL_FIELDS
 from usage_jobs.defs.report.queries import page_name
 from usage_jobs.defs.report.table_data import ITEM_FIELDS, KEYS_FIELDS, ROW_FIELDS, read_script
 
@@ -291,7 +291,7 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
 
 def _key_data(folder: Path) -> dict:
     """A period's key-data.js, each key's and day's and model's arrays named by key_data's field lists."""
-    document = read_key_data((folder / "key-data.js").read_text(encoding="ascii"))
+    document = read_script((folder / "key-data.js").read_text(encoding="ascii"))
     for key in document["keys"].values():
         assert len(key) == len(KEY_FIELDS)
     return document | {"keys": {page: dict(zip(KEY_FIELDS, key)) | {

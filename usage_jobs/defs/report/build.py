@@ -37,7 +37,7 @@ from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cell
 from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
 from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
 from usage_jobs.defs.report.key_data import SCRIPT_FILE as KEY_DATA_FILE
-from usage_jobs.defs.report.key_data import key_data_script
+from usage_jobs.defs.report.key_data import key_data
 from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, find_chromium, is_pdf_kind, missing_note, pdf_name, print_pdfs, withdraw_link
 from usage_jobs.defs.report.periods import Navigation, Period, day_runs, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
@@ -416,7 +416,7 @@ class SiteBuilder:
                         view_file="teams.html")
         result.pages += len(data.team_pages)
         if period.kind in PAGE_KINDS:  # one page for every key, drawn in the browser from the period's key data
-            (folder / KEY_DATA_FILE).write_text(key_data_script(data, _when), encoding="ascii")
+            (folder / KEY_DATA_FILE).write_text(data_script("KEY_DATA", key_data(data, _when)), encoding="ascii")
             self._write(folder / KEY_PAGE, "key.html.j2", **common, here="", root="../../", view_file="keys.html")
             result.pages += 1
         if is_pdf_kind(period.kind):  # a finance period: its print page, printed to its PDF once every chart is drawn

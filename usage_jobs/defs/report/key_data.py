@@ -1,4 +1,4 @@
-"""One data script per month and rolling period holding every used key's page (`key-data.js`), read by its one `key.html`.
+"""One data script per month and rolling period holding every used key's page (`key-data.js`, written by table_data.script), read by its one `key.html`.
 
 A page per key and period made ~10,000 files (82 MB) of a 3,000-key site; the page is now drawn in the browser by report.js
 from `window.KEY_DATA`, assigned in a script (not JSON fetched: the site is opened from file:// too). To stay small it holds
@@ -17,11 +17,10 @@ requests] …], largest spender first.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from decimal import Decimal
 
 from usage_jobs.defs.report.queries import KeyPage, PeriodData
+from usage_jobs.defs.report.table_data import day_listing, money
 
 SCRIPT_FILE = "key-data.js"
 PAGE_FILE = "key.html"
@@ -32,10 +31,6 @@ DAY_FIELDS = ("day", "requests", "failed_requests", "total_tokens", "spend", "un
 MODEL_FIELDS = ("model", "requests", "total_tokens", "spend", "unpriced_requests")
 
 
-def _money(value) -> str | None:
-    return None if value is None else f"{Decimal(value):.4f}"
-
-
 def _key(page: KeyPage, index: dict, when: Callable) -> list:
     key = page.key
     budget = [key.budget_flag, f"{key.budget_spend_usd:.2f}", str(key.max_budget)] if key.budget_flag else None
@@ -44,29 +39,15 @@ def _key(page: KeyPage, index: dict, when: Callable) -> list:
         usage = day.usage
         if usage is None and not day.anomaly:
             continue
-        row = [index[day.date.isoformat()]] + ([usage.requests, usage.failed_requests, usage.total_tokens, _money(usage.spend_usd), usage.unpriced_requests]
+        row = [index[day.date.isoformat()]] + ([usage.requests, usage.failed_requests, usage.total_tokens, money(usage.spend_usd), usage.unpriced_requests]
                                               if usage else [None, None, None, None, None])
         days.append(row + [day.anomaly] if day.anomaly else row)
-    models = [[m.model, m.requests, m.total_tokens, _money(m.spend_usd), m.unpriced_requests] for m in page.models]
+    models = [[m.model, m.requests, m.total_tokens, money(m.spend_usd), m.unpriced_requests] for m in page.models]
     return [key.key_alias, key.key_hash, key.team_alias or key.team_id, key.status, when(key.first_request_at), when(key.last_request_at),
-            _money(key.spend_usd), key.unpriced_requests, key.input_tokens, key.output_tokens, key.total_tokens, key.requests,
+            money(key.spend_usd), key.unpriced_requests, key.input_tokens, key.output_tokens, key.total_tokens, key.requests,
             key.successful_requests, key.failed_requests, budget, days, models]
 
 
 def key_data(data: PeriodData, when: Callable) -> dict:
-    period = data.period
-    days = [day.isoformat() for day in period.days]
-    index = {day: i for i, day in enumerate(days)}
-    return {"label": period.label, "days": days, "all": period.length <= 31,
-            "keys": {page.key.page: _key(page, index, when) for page in data.key_pages}}
-
-
-def key_data_script(data: PeriodData, when: Callable) -> str:
-    """`window.KEY_DATA = {…};`: JSON with <, > and & escaped, ASCII only (the file is read in the page's encoding)."""
-    text = json.dumps(key_data(data, when), separators=(",", ":"))
-    return "window.KEY_DATA = " + text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + ";\n"
-
-
-def read_key_data(text: str) -> dict:
-    """The document of a `key-data.js` (tests, tools)."""
-    return json.loads(text.removeprefix("window.KEY_DATA = ").rstrip().removesuffix(";"))
+    head, index = day_listing(data.period)
+    return head | {"keys": {page.key.page: _key(page, index, when) for page in data.key_pages}}

@@ -39,7 +39,8 @@ ITEM_FIELDS = ("label", "requests", "successful_requests", "failed_requests", "i
 ROW_FIELDS = ("name", "requests", "failed_requests", "total_tokens", "spend", "unpriced_requests")
 
 
-def _money(value) -> str | None:
+def money(value) -> str | None:
+    """Money as the exact decimal text the pages show (4 places, as the `usd4` filter)."""
     return None if value is None else f"{Decimal(value):.4f}"
 
 
@@ -57,7 +58,7 @@ def read_script(text: str) -> dict:
 def _key(key: KeyUsage, href: str | None, when: Callable) -> list:
     budget = [f"{key.budget_used_pct}", f"{key.max_budget}", key.budget_flag] if key.budget_used_pct is not None else None
     return [key.key_alias, key.key_hash[:12], key.team_alias or key.team_id, key.status, key.requests or 0, key.failed_requests or 0,
-            key.total_tokens or 0, _money(key.spend_usd), key.unpriced_requests or 0, budget, key.anomalies or 0, when(key.last_request_at),
+            key.total_tokens or 0, money(key.spend_usd), key.unpriced_requests or 0, budget, key.anomalies or 0, when(key.last_request_at),
             href, key.owner, key.age_days]
 
 
@@ -67,21 +68,26 @@ def keys_data(period: Period, keys: tuple[KeyUsage, ...], page_href: Callable, w
 
 
 def _row(row, name) -> list:
-    return [name, row.requests, row.failed_requests, row.total_tokens, _money(row.spend_usd), row.unpriced_requests]
+    return [name, row.requests, row.failed_requests, row.total_tokens, money(row.spend_usd), row.unpriced_requests]
 
 
 def _used(row) -> bool:
     return bool(row.requests or row.failed_requests or row.total_tokens or row.unpriced_requests) or row.spend_usd != 0
 
 
-def dimension_data(period: Period, view: DimensionView) -> dict:
+def day_listing(period: Period) -> tuple[dict, dict[str, int]]:
+    """A document listing days: its head (the period's label, every day, whether the page lists them all) and each day's index."""
     days = [day.isoformat() for day in period.days]
-    index = {day: i for i, day in enumerate(days)}
+    return {"label": period.label, "days": days, "all": period.length <= MAX_DAYS_LISTED}, {day: i for i, day in enumerate(days)}
+
+
+def dimension_data(period: Period, view: DimensionView) -> dict:
+    head, index = day_listing(period)
     items = {}
     for page in view.pages:
         u = page.usage
         items[u.page] = [u.label, u.requests, u.successful_requests, u.failed_requests, u.input_tokens, u.output_tokens, u.total_tokens,
-                         _money(u.spend_usd), u.unpriced_requests, u.shared_requests,
+                         money(u.spend_usd), u.unpriced_requests, u.shared_requests,
                          [_row(d, index[d.name]) for d in page.days if _used(d)],
                          [_row(m, m.name) for m in page.models], [_row(t, t.name) for t in page.teams]]
-    return {"label": period.label, "days": days, "all": period.length <= MAX_DAYS_LISTED, "items": items}
+    return head | {"items": items}
