@@ -721,10 +721,6 @@ class _Loader:
         self.conn.unregister("read_paths_np")
 
 
-def _write_shard(job: tuple[Path, list[tuple[str, str]]]) -> list[str]:
-    return write_shard(*job)
-
-
 def _fold_slices(jobs: list[tuple[Path, list[tuple[str, str]]]]) -> list[list[str]]:
     """Each slice's files written to its shard (write_shard); the files each holds. Folding is Python per file, bound by one
     core: many files are folded by processes when this one may start them (a run's staging worker, a daemon, may not; it
@@ -735,9 +731,9 @@ def _fold_slices(jobs: list[tuple[Path, list[tuple[str, str]]]]) -> list[list[st
         context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
         context.set_forkserver_preload(["usage_jobs.defs.gateway.fold"])
         with ProcessPoolExecutor(cores, mp_context=context, initializer=_leave_interrupts_to_parent) as pool:
-            return list(pool.map(_write_shard, jobs))
+            return list(pool.map(write_shard, *zip(*jobs)))
     with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
-        return list(pool.map(_write_shard, jobs))
+        return list(pool.map(write_shard, *zip(*jobs)))
 
 
 def _partial(shard: Path) -> Path:
