@@ -29,7 +29,7 @@ from usage_jobs.defs.billing.forecast import CommitForecast, commit_forecast
 from usage_jobs.defs.billing.fx import UsdRates
 from usage_jobs.defs.billing.nowcast import calibrated_days
 from usage_jobs.defs.billing.parse import BilledHistory
-from usage_jobs.warehouse import transaction
+from usage_jobs.warehouse import insert_rows, transaction
 
 UNASSIGNED = "unassigned"  # gateway traffic without a team (or key): the "no team" bucket
 NOT_SEEN = "not-seen-by-gateway"  # billed usage with no gateway traffic for that billing day × model
@@ -88,11 +88,10 @@ def store_history(conn: duckdb.DuckDBPyConnection, history: BilledHistory, start
         if replaced:
             conn.execute("DELETE FROM billed_usage WHERE list_contains(?, day)", [replaced])
         if history.rows:
-            conn.executemany("INSERT INTO billed_usage VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             [(r.day, r.model, r.input_tokens, r.output_tokens, r.requests, r.cost, history.currency) for r in history.rows])
+            insert_rows(conn, "billed_usage", [(r.day, r.model, r.input_tokens, r.output_tokens, r.requests, r.cost, history.currency) for r in history.rows])
         if replaced:
             conn.execute("DELETE FROM billing_days WHERE list_contains(?, day)", [replaced])
-            conn.executemany("INSERT INTO billing_days (day, billed, models, cost, currency, restated, withdrawn) VALUES (?, ?, ?, ?, ?, ?, ?)", day_rows)
+            insert_rows(conn, "billing_days", day_rows, ("day", "billed", "models", "cost", "currency", "restated", "withdrawn"))
     return result
 
 
@@ -220,7 +219,7 @@ def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, 
     with transaction(conn):
         conn.execute("DELETE FROM reconciliation WHERE day BETWEEN ? AND ?", [start, end])
         if rows:
-            conn.executemany("INSERT INTO reconciliation VALUES (" + ", ".join("?" * 16) + ")", rows)
+            insert_rows(conn, "reconciliation", rows)
     return len(rows)
 
 

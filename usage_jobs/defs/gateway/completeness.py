@@ -46,7 +46,7 @@ import duckdb
 from usage_jobs.defs.gateway.ingest import NO_MODEL
 from usage_jobs.defs.gateway.layout import utc_day_span
 from usage_jobs.http_retry import RetryingJsonClient, gateway_client
-from usage_jobs.warehouse import transaction
+from usage_jobs.warehouse import insert_rows, transaction
 
 USER_ACTIVITY = "/user/daily/activity"
 TEAM_ACTIVITY = "/team/daily/activity"
@@ -429,7 +429,7 @@ def store_comparisons(conn: duckdb.DuckDBPyConnection, lines: list[Comparison], 
         if days:
             conn.execute(f"DELETE FROM gateway_completeness WHERE day IN ({', '.join('?' * len(days))})", days)
         if values:
-            conn.executemany(f"INSERT INTO gateway_completeness ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+            insert_rows(conn, "gateway_completeness", values, columns)
     return len(values)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from usage_jobs.defs.inventory.parse import KEY_COLUMNS, TEAM_COLUMNS, Inventory
-from usage_jobs.warehouse import transaction
+from usage_jobs.warehouse import insert_rows, transaction
 
 NOT_CONFIGURED = "no inventory configured: set USAGE_INVENTORY_FILE or GATEWAY_BASE_URL + GATEWAY_ADMIN_KEY"
 
@@ -20,7 +20,7 @@ def store_inventory(conn: duckdb.DuckDBPyConnection, snapshot: Inventory | None)
             conn.execute("INSERT INTO inventory_status VALUES ('none', 0, 0, ?)", [NOT_CONFIGURED])
             return
         if snapshot.keys:
-            conn.executemany(f"INSERT INTO inventory_keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' * len(KEY_COLUMNS))})", snapshot.keys)
+            insert_rows(conn, "inventory_keys", snapshot.keys, KEY_COLUMNS)
         if snapshot.teams:
-            conn.executemany(f"INSERT INTO inventory_teams ({', '.join(TEAM_COLUMNS)}) VALUES ({', '.join('?' * len(TEAM_COLUMNS))})", snapshot.teams)
+            insert_rows(conn, "inventory_teams", snapshot.teams, TEAM_COLUMNS)
         conn.execute("INSERT INTO inventory_status VALUES (?, ?, ?, NULL)", [snapshot.source, len(snapshot.keys), len(snapshot.teams)])

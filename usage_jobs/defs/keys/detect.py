@@ -14,7 +14,7 @@ import statistics
 import duckdb
 
 from usage_jobs.defs.keys.anomalies import WINDOW_DAYS, Finding, KeyDay, judge_key
-from usage_jobs.warehouse import transaction
+from usage_jobs.warehouse import insert_rows, transaction
 
 FIRST_DAY_METRIC = "first_day"
 
@@ -89,5 +89,4 @@ def store(conn: duckdb.DuckDBPyConnection, findings: list[Finding], start: dt.da
         if first_day_from is not None and first_day_from < start:
             conn.execute("DELETE FROM key_anomalies WHERE metric = ? AND day >= ? AND day < ?", [FIRST_DAY_METRIC, first_day_from, start])
         if findings:
-            conn.executemany("INSERT INTO key_anomalies VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             [(f.key_hash, f.day, f.metric, f.value, f.baseline, f.score, f.reason) for f in findings])
+            insert_rows(conn, "key_anomalies", [(f.key_hash, f.day, f.metric, f.value, f.baseline, f.score, f.reason) for f in findings])
