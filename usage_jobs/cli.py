@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import os
 import secrets
 import shutil
@@ -282,14 +283,20 @@ class Session:
             yield conn
 
 
+@functools.lru_cache(maxsize=4)
+def _definitions(environment: tuple[tuple[str, str], ...], refetch: bool):
+    """The definitions of an environment, built once a process: dg.execute_job rebuilds a run's job about four times."""
+    from usage_jobs.definitions import build_definitions
+
+    return build_definitions(load_settings(dict(environment)), refetch=refetch)
+
+
 def cli_job(job_name: str, settings_env: dict[str, str], refetch: bool, assets: list[str] | None = None):
     """A job of the definitions built from `settings_env` and the process environment's secrets (some of its assets, with
     the job's checks on them): what dg.execute_job rebuilds for each run of the command."""
     import dagster as dg
 
-    from usage_jobs.definitions import build_definitions
-
-    job = build_definitions(load_settings({**os.environ, **settings_env}), refetch=refetch).resolve_job_def(job_name)
+    job = _definitions(tuple(sorted({**os.environ, **settings_env}.items())), refetch).resolve_job_def(job_name)
     if not assets:
         return job
     keys = {dg.AssetKey.from_user_string(name) for name in assets}
