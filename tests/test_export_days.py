@@ -28,7 +28,7 @@ def _exports(site: Path) -> dict[str, bytes]:
 
 def _unassembled(conn, site: Path, billing: bool) -> dict[str, bytes]:
     """Every period's exports written from its own rows, table by table (no day text shared)."""
-    builder = site_build.SiteBuilder(conn, site, timezone="UTC", billing_configured=billing, generated_at=WHEN)
+    builder = site_build.SiteBuilder.from_warehouse(conn, timezone="UTC", billing_configured=billing, generated_at=WHEN)
     days = [row[0] for row in conn.execute("SELECT day FROM ingest_days ORDER BY day").fetchall()]
     for period in report_periods(days):
         views = builder.period_views(period)

@@ -431,3 +431,19 @@ def test_an_end_users_and_a_tags_page_data_is_what_their_requests_add_up_to(demo
 
 def _text(spend) -> str | None:
     return None if spend is None else f"{spend:.4f}"
+
+
+def test_period_workers_build_the_same_site_as_one_process(demo_site, tmp_path):
+    """A read-only connection to a file has the periods rendered by worker processes, each with its own connection; a writing
+    one (which locks other processes out) renders them here: the same files, byte for byte."""
+    db = tmp_path / "usage.duckdb"
+    db.write_bytes(demo_site.warehouse.read_bytes())
+    sites = {}
+    for read_only in (True, False):
+        site = tmp_path / f"site-{'workers' if read_only else 'here'}"
+        with warehouse.session(db, read_only=read_only) as conn:
+            assert (site_build._read_only_file(conn) is not None) is read_only
+            build_site(conn, site, timezone="UTC", billing_configured=True, generated_at=dt.datetime(2026, 11, 27, tzinfo=dt.UTC),
+                       chromium="/nonexistent/chromium")
+        sites[read_only] = {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    assert len(sites[True]) > 500 and sites[True] == sites[False]

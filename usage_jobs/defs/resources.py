@@ -23,8 +23,8 @@ class WarehouseResource(dg.ConfigurableResource):
     memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.session(Path(self.path), memory_limit=self.memory_limit) as conn:
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.session(Path(self.path), read_only=read_only, memory_limit=self.memory_limit) as conn:
             yield conn
 
 

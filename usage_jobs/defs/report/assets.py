@@ -23,7 +23,9 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     Materialised in a run of its own (`site_job`, `usage-report site`), after the run that
     refreshes `key_inventory` and `commit_status`, whatever its outcome: the site shows what the
     warehouse holds, and its pages state a source that could not be refreshed."""
-    with warehouse.connect() as conn:
+    with warehouse.connect():
+        pass  # the file created or brought to the current schema: the build reads it read-only, its period workers beside it
+    with warehouse.connect(read_only=True) as conn:
         result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
                             billing_timezone=site.billing_timezone, hide_user_agent_tags=site.hide_user_agent_tags, chromium=site.chromium,
                             progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))

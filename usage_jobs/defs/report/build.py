@@ -18,7 +18,7 @@ import json
 import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -130,6 +130,8 @@ class Rendered:
 
 
 CHART_DIGESTS = ".digests.json"
+# The forkserver starts once a process, with the modules of whichever pool came first: the period workers' and the charts'.
+FORKSERVER_PRELOAD = ["usage_jobs.defs.report.build", "usage_jobs.defs.report.charts"]
 
 
 def _reuse_charts(jobs: list[ChartJob], published: Path | None, version: str) -> list[ChartJob]:
@@ -327,14 +329,25 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
     return jobs
 
 
+@dataclass(frozen=True)
+class PeriodJob:
+    period: Period
+    nav: Navigation
+    fingerprint: str
+
+
 class SiteBuilder:
-    def __init__(self, conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str, billing_configured: bool, generated_at: dt.datetime,
-                 billing_timezone: str = "UTC", hide_user_agent_tags: bool = False):
-        self.conn, self.site_dir, self.timezone = conn, site_dir, timezone
+    def __init__(self, conn: duckdb.DuckDBPyConnection, context: SiteContext):
+        self.conn, self.context, self.timezone = conn, context, context.timezone
         self.env = _environment()
-        self.context = _site_context(conn, timezone, billing_configured, generated_at, billing_timezone)
-        self.context.hide_user_agent_tags = hide_user_agent_tags
         self.version = _source_version()
+
+    @classmethod
+    def from_warehouse(cls, conn: duckdb.DuckDBPyConnection, *, timezone: str, billing_configured: bool, generated_at: dt.datetime,
+                       billing_timezone: str = "UTC", hide_user_agent_tags: bool = False) -> SiteBuilder:
+        context = _site_context(conn, timezone, billing_configured, generated_at, billing_timezone)
+        context.hide_user_agent_tags = hide_user_agent_tags
+        return cls(conn, context)
 
     def views(self) -> list[tuple[str, str]]:
         views = [("index.html", "Global"), ("teams.html", "Teams"), ("keys.html", "Keys"), ("models.html", "Models")] + INSIGHT_VIEWS
@@ -362,6 +375,16 @@ class SiteBuilder:
                     "rolling": stamps.rolling_digest if rolling else None,
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
         return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
+
+    def render_period(self, scratch: Path, job: PeriodJob, export_days: ExportDays, published: Path | None) -> Rendered:
+        """One period rendered into `scratch`, with its fingerprint and counts (what a period worker does)."""
+        views = self.period_views(job.period)
+        rendered = self.render(scratch, views, job.nav, self._freshness(job.period, views.data), published=published, export_days=export_days)
+        folder = scratch / "periods" / job.period.slug
+        (folder / FINGERPRINT_FILE).write_text(job.fingerprint)
+        own_pages = rendered.pages - int(job.period.slug == "last-7-days")  # the front page is the site's, not the period's
+        (folder / COUNTS_FILE).write_text(json.dumps({"pages": own_pages, "charts": rendered.charts, "exports": rendered.exports}))
+        return rendered
 
     def _write(self, path: Path, template: str, **values) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -464,6 +487,56 @@ def _status_counts(data: PeriodData) -> list[str]:
     return [f"{n} {status}" for status, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
+# The state of a period worker process: its builder (a read-only connection of its own) and the day text it formatted.
+_RENDERER: dict = {}
+
+
+def _start_renderer(database: str, context: SiteContext, published_days: list[Path]) -> None:
+    from usage_jobs import warehouse
+
+    _RENDERER.update(builder=SiteBuilder(warehouse.connect(Path(database), read_only=True), context), days=ExportDays(published_days))
+
+
+def _render_in_worker(scratch: Path, job: PeriodJob, published: Path | None) -> Rendered:
+    return _RENDERER["builder"].render_period(scratch, job, _RENDERER["days"], published)
+
+
+def _render_periods(builder: SiteBuilder, scratch: Path, jobs: list[PeriodJob], published_days: list[Path], site_dir: Path | None):
+    """Each period rendered, (job, Rendered) as they are done: in worker processes, each with its own read-only connection, when
+    the build's connection is a read-only one to a file (a writing connection locks other processes out) and there are two periods
+    or more; else here. `site_dir`: the published site whose charts drawn alike are linked (None: a full build draws them all).
+    The periods are rendered on every core (up to 4), the longest first: their Python (queries into rows, exports, templates)
+    made the build single-threaded."""
+    def published(job: PeriodJob) -> Path | None:
+        return site_dir / "periods" / job.period.slug if site_dir else None
+
+    database = _read_only_file(builder.conn)
+    workers = min(os.cpu_count() or 1, 4, len(jobs))
+    if database is None or workers < 2 or multiprocessing.current_process().daemon:  # a daemon process cannot start workers
+        export_days = ExportDays(published_days)
+        for job in jobs:
+            yield job, builder.render_period(scratch, job, export_days, published(job))
+        return
+    context = multiprocessing.get_context("forkserver")  # not fork: forking a process that runs threads can deadlock the child
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_renderer,
+                             initargs=(database, builder.context, published_days)) as pool:
+        by_length = sorted(jobs, key=lambda job: -job.period.length)
+        futures = {pool.submit(_render_in_worker, scratch, job, published(job)): job for job in by_length}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _read_only_file(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """The database file of a read-only connection; None for a writing one or one in memory."""
+    mode, path = conn.execute("SELECT current_setting('access_mode'), "
+                              "(SELECT path FROM duckdb_databases() WHERE database_name = current_database())").fetchone()
+    return path if mode == "read_only" and path else None
+
+
 def _draw(job: ChartJob) -> None:
     from usage_jobs.defs.report import charts  # matplotlib only where a chart is drawn: not in every command that imports the site
 
@@ -479,7 +552,7 @@ def _draw_all(jobs: list[ChartJob]) -> None:
         return
     # forkserver, not fork: forking a process that runs threads (Dagster, DuckDB, servers) can deadlock the child.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["usage_jobs.defs.report.charts"])
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         list(pool.map(_draw, jobs, chunksize=4))
 
@@ -592,7 +665,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     published one, then the picker's data, the static files and the front page; a failure before that leaves every published
     period as it was. The finance periods are printed to PDF with `chromium` (REPORT_CHROMIUM; None: found on PATH); without
     one, or should one fail, the build goes on and says so."""
-    builder = SiteBuilder(conn, site_dir, timezone=timezone, billing_configured=billing_configured,
+    builder = SiteBuilder.from_warehouse(conn, timezone=timezone, billing_configured=billing_configured,
                           generated_at=generated_at or dt.datetime.now(dt.UTC), billing_timezone=billing_timezone,
                           hide_user_agent_tags=hide_user_agent_tags)
     printer = find_chromium(chromium)
@@ -617,39 +690,39 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     pdf_jobs: list[PdfJob] = []
     fingerprints = {period.slug: builder.fingerprint(stamps, period, navs[period.slug], reach) for period in periods}
     current = {period.slug for period in periods if not full and _read(site_dir / "periods" / period.slug / FINGERPRINT_FILE) == fingerprints[period.slug]}
-    # Each day's export rows formatted once for every period holding it; a day period left as published gives its own files.
-    export_days = ExportDays([site_dir / "periods" / period.slug / "exports" for period in periods if period.kind == "day" and period.slug in current])
-    for index, period in enumerate(periods):
-        nav = navs[period.slug]
-        fingerprint = fingerprints[period.slug]
-        published = site_dir / "periods" / period.slug
+    done = 0
+    for period in periods:
         if period.slug in current:
-            result.reused_periods += 1
+            published = site_dir / "periods" / period.slug
             try:
                 known = json.loads((published / COUNTS_FILE).read_text())
             except (OSError, ValueError):
                 known = {"pages": sum(1 for _ in published.rglob("*.html")), "charts": sum(1 for _ in published.glob("charts/*.png")),
                          "exports": sum(1 for _ in published.glob("exports/*"))}
+            result.reused_periods += 1
             result.pages += known["pages"]
             result.charts += known["charts"]
             result.export_files += known["exports"]
-        else:
-            views = builder.period_views(period)
-            freshness = builder._freshness(period, views.data)
-            rendered = builder.render(scratch, views, nav, freshness, published=None if full else published, export_days=export_days)
-            folder = scratch / "periods" / period.slug
-            (folder / FINGERPRINT_FILE).write_text(fingerprint)
-            own_pages = rendered.pages - int(period.slug == "last-7-days")  # the front page is the site's, not the period's
-            (folder / COUNTS_FILE).write_text(json.dumps({"pages": own_pages, "charts": rendered.charts, "exports": rendered.exports}))
-            jobs += rendered.to_draw
-            pdf_jobs += rendered.pdfs
-            result.rendered_periods += 1
-            result.rendered.append(period.slug)
-            result.pages += rendered.pages
-            result.charts += rendered.charts
-            result.export_files += rendered.exports
+            done += 1
+            if progress:
+                progress(done, len(periods), period.slug)
+    # Each day's export rows formatted once for every period holding it; a day period left as published gives its own files.
+    published_days = [site_dir / "periods" / period.slug / "exports" for period in periods if period.kind == "day" and period.slug in current]
+    to_render = [PeriodJob(period, navs[period.slug], fingerprints[period.slug]) for period in periods if period.slug not in current]
+    by_slug: dict[str, Rendered] = {}
+    for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
+        by_slug[job.period.slug] = rendered
+        done += 1
         if progress:
-            progress(index + 1, len(periods), period.slug)
+            progress(done, len(periods), job.period.slug)
+    result.rendered = [job.period.slug for job in to_render]
+    for rendered in map(by_slug.__getitem__, result.rendered):  # in the periods' order, however the workers finished
+        jobs += rendered.to_draw
+        pdf_jobs += rendered.pdfs
+        result.rendered_periods += 1
+        result.pages += rendered.pages
+        result.charts += rendered.charts
+        result.export_files += rendered.exports
     if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
         result.pages += 1  # the published front page stays
     _draw_all(jobs)
