@@ -299,8 +299,20 @@ def _key_data(folder: Path) -> dict:
         "models": [dict(zip(MODEL_FIELDS, model)) for model in key[KEY_FIELDS.index("models")]]} for page, key in document["keys"].items()}}
 
 
-def _keys_data(folder) -> dict:
-    return read_script((folder / "keys-data.js").read_text(encoding="ascii"))
+def _keys_rows(folder) -> list[dict]:
+    """keys.html's rows as keys-data.js gives them, with the team, owner and link each index or page name stands for."""
+    document = read_script((folder / "keys-data.js").read_text(encoding="ascii"))
+    assert len(set(document["teams"])) == len(document["teams"]) and len(set(document["owners"])) == len(document["owners"])
+    assert len(set(document["days"])) == len(document["days"])
+    rows = []
+    for key in document["keys"]:
+        assert len(key) == len(KEYS_FIELDS)
+        row = dict(zip(KEYS_FIELDS, key))
+        day = None if row["day"] is None else document["days"][row["day"]]
+        assert (day is None) == (row["page"] is None or "{day}" not in document["href"]), row
+        href = None if row["page"] is None else document["href"].replace("{month}", (day or "")[:7]).replace("{day}", day or "").replace("{page}", row["page"])
+        rows.append(row | {"team": document["teams"][row["team"]], "owner": None if row["owner"] is None else document["owners"][row["owner"]], "href": href})
+    return rows
 
 
 def test_a_quarters_and_a_years_keys_link_their_page_of_the_month_at_their_last_day(demo_site):
@@ -315,7 +327,7 @@ def test_a_quarters_and_a_years_keys_link_their_page_of_the_month_at_their_last_
             last_day[row["key_hash"]] = max(last_day.get(row["key_hash"], ""), row["date"])
         assert last_day
         assert not (site / slug / "keys").exists() and not (site / slug / "teams").exists() and not (site / slug / "key.html").exists()
-        hrefs = {key[1]: key[KEYS_FIELDS.index("href")] for key in _keys_data(site / slug)["keys"]}  # keys.html's rows: keys-data.js
+        hrefs = {row["key_hash"]: row["href"] for row in _keys_rows(site / slug)}  # keys.html's rows: keys-data.js
         for key_hash, day in last_day.items():
             assert hrefs[key_hash[:12]] == f"../../periods/{day[:7]}/key.html?k={page_name(key_hash)}#d-{day}", (slug, key_hash)
             month = months.setdefault(day[:7], _key_data(site / day[:7]))
@@ -380,7 +392,7 @@ def test_the_keys_tables_data_is_what_the_requests_of_each_key_add_up_to(demo_si
         "SELECT key_hash, count(*), count(*) FILTER (status = 'failure'), sum(total_tokens), coalesce(sum(spend_usd), 0), "
         "count(*) FILTER (unpriced) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall()}
     conn.close()
-    rows = [dict(zip(KEYS_FIELDS, key)) for key in _keys_data(folder)["keys"]]
+    rows = _keys_rows(folder)
     assert len({row["key_hash"] for row in rows}) == len(rows) and len(used) > 10
     shown = {row["key_hash"]: (row["requests"], row["failed_requests"], row["total_tokens"], row["spend"], row["unpriced_requests"])
              for row in rows if row["requests"]}

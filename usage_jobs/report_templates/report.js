@@ -238,9 +238,15 @@
   /* keys.html: both tables drawn from window.KEYS_DATA (keys-data.js, written by table_data.py, which documents its arrays), as
      keys.html.j2 drew them: names as text in <bdi>, counts and money as the count and usd4 filters, the unpriced note as m.spend. */
   function td(row, content, className) { return row.appendChild(add(el("td", null, className), content)); }
-  function keyCell(row, key, link) {
+  function listed(list, index) { return index === null || index === undefined ? null : list[index]; }
+  function keyHref(data, key) {  /* the document's link pattern with the key's page and day put in, each at once */
+    if (!key[12]) { return null; }
+    var day = listed(data.days, key[15]) || "";
+    return data.href.replace(/\{(page|month|day)\}/g, function (_, part) { return part === "page" ? key[12] : part === "month" ? day.slice(0, 7) : day; });
+  }
+  function keyCell(row, key, link, href) {
     var name = bdi(key[0] || "(no alias)"), code = el("code", key[1]), cellNode = el("td");
-    if (link && key[12]) { var a = el("a"); a.href = key[12]; a.appendChild(name); cellNode.appendChild(a); } else { cellNode.appendChild(name); }
+    if (link && href) { var a = el("a"); a.href = href; a.appendChild(name); cellNode.appendChild(a); } else { cellNode.appendChild(name); }
     if (link) { code.title = "sha256 of the virtual key"; }
     add(cellNode, " ", code);
     row.appendChild(cellNode);
@@ -255,8 +261,9 @@
     var body = every.tBodies[0], spare = unused.tBodies[0], none = true;
     data.keys.forEach(function (k) {
       var tr = body.insertRow();
-      keyCell(tr, k, true);
-      td(tr, bdi(k[2]));
+      var team = listed(data.teams, k[2]);
+      keyCell(tr, k, true, keyHref(data, k));
+      td(tr, bdi(team));
       td(tr, k[3] !== "active" ? flagged(k[3]) : "active");
       td(tr, count(k[4]), "num");
       td(tr, count(k[5]), "num");
@@ -269,9 +276,9 @@
       if (!k[4]) {
         none = false;
         var row = spare.insertRow();
-        keyCell(row, k, false);
-        td(row, bdi(k[2]));
-        td(row, k[13] || "\u2014");
+        keyCell(row, k, false, null);
+        td(row, bdi(team));
+        td(row, listed(data.owners, k[13]) || "\u2014");
         td(row, k[3]);
         td(row, k[14] !== null && k[14] !== undefined ? String(k[14]) : "\u2014", "num");
         td(row, k[11]);

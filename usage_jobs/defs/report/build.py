@@ -457,26 +457,37 @@ class SiteBuilder:
 
 def _page_links(period: Period, data: PeriodData):
     """`page_href(folder, page, here, root)`: the link to a team's ("teams") or key's ("keys") page from a page of this period.
-    A key's page is the period's one key page, the key named in its query (`key.html?k=<page>`)."""
+    A key's page is the period's one key page, the key named in its query (`key.html?k=<page>`). `page_href.day(folder, page)` is
+    the day a link opens the page at (None in a month or rolling period) and `page_href.pattern(folder, here, root)` the link with
+    "{page}", "{month}" and "{day}" for the page, the day's month and the day, which keys-data.js holds once (table_data.keys_data)."""
 
     def page_of(folder: str, page: str) -> str:
         return f"{KEY_PAGE}?k={page}" if folder == "keys" else f"{folder}/{page}.html"
 
-    if period.kind in PAGE_KINDS:
-        return lambda folder, page, here, root: f"{here}{page_of(folder, page)}"
-    last: dict[tuple[str, str], str] = {}
-    for cell in data.team_model_daily:
-        if cell.requests or cell.billed_cost_allocated is not None:
-            last[("teams", cell.team_id)] = max(last.get(("teams", cell.team_id), ""), cell.date)
-    for cell in data.key_model_daily:
-        last[("keys", cell.key_hash)] = max(last.get(("keys", cell.key_hash), ""), cell.date)
-    days = {(folder, page_name(identifier)): date for (folder, identifier), date in last.items()}
-    fallback = data.last_ingested or period.end.isoformat()
+    def link(folder: str, page: str, here: str, root: str, month: str | None, day: str | None) -> str:
+        return f"{here}{page_of(folder, page)}" if day is None else f"{root}periods/{month}/{page_of(folder, page)}#d-{day}"
+
+    days: dict[tuple[str, str], str] = {}
+    fallback = None
+    if period.kind not in PAGE_KINDS:
+        last: dict[tuple[str, str], str] = {}
+        for cell in data.team_model_daily:
+            if cell.requests or cell.billed_cost_allocated is not None:
+                last[("teams", cell.team_id)] = max(last.get(("teams", cell.team_id), ""), cell.date)
+        for cell in data.key_model_daily:
+            last[("keys", cell.key_hash)] = max(last.get(("keys", cell.key_hash), ""), cell.date)
+        days = {(folder, page_name(identifier)): date for (folder, identifier), date in last.items()}
+        fallback = data.last_ingested or period.end.isoformat()
+
+    def day_of(folder: str, page: str) -> str | None:
+        return days.get((folder, page), fallback)
 
     def href(folder: str, page: str, here: str, root: str) -> str:
-        day = days.get((folder, page), fallback)
-        return f"{root}periods/{day[:7]}/{page_of(folder, page)}#d-{day}"
+        day = day_of(folder, page)
+        return link(folder, page, here, root, day and day[:7], day)
 
+    href.day = day_of
+    href.pattern = lambda folder, here, root: link(folder, "{page}", here, root, "{month}", None if period.kind in PAGE_KINDS else "{day}")
     return href
 
 
