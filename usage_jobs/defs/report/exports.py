@@ -278,6 +278,9 @@ FORMATS = ("csv", "json")
 # every one of the 35+ day periods (about half the site's bytes), a rolling period's focus 83 MB. A file below this, what a
 # smaller organisation's exports mostly are, stays plain for a spreadsheet to open as it is.
 COMPRESS_OVER = 256_000
+# zlib's default level: at 3,000 keys the site is 51 MB smaller than at level 1 (455 -> 404 MB) for 8.9 CPU-s more over a full
+# build's 1,584 files, spread over the period workers; a new day rewrites the large periods' files, ~1 CPU-s more.
+COMPRESS_LEVEL = 6
 
 
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
@@ -295,7 +298,7 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
             name, extra = f"{table.name}.{suffix}", {}
             if len(content) > COMPRESS_OVER:
                 extra = {"compression": "gzip", "uncompressed_bytes": len(content), "uncompressed_sha256": hashlib.sha256(content).hexdigest()}
-                name, content = name + ".gz", gzip.compress(content, compresslevel=1, mtime=0)
+                name, content = name + ".gz", gzip.compress(content, compresslevel=COMPRESS_LEVEL, mtime=0)
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
                             "sha256": hashlib.sha256(content).hexdigest(), **extra})
