@@ -38,7 +38,7 @@ from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERR
 from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
 from usage_jobs.defs.report.key_data import SCRIPT_FILE as KEY_DATA_FILE
 from usage_jobs.defs.report.key_data import key_data
-from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, find_chromium, is_pdf_kind, missing_note, pdf_name, print_pdfs, withdraw_link
+from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, Printer, find_chromium, is_pdf_kind, missing_note, pdf_name, withdraw_link
 from usage_jobs.defs.report.periods import Navigation, Period, day_runs, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
@@ -509,7 +509,13 @@ def _start_renderer(database: str, context: SiteContext, published_days: list[Pa
 
 
 def _render_in_worker(scratch: Path, job: PeriodJob, published: Path | None) -> Rendered:
-    return _RENDERER["builder"].render_period(scratch, job, _RENDERER["days"], published)
+    """A period rendered and its charts drawn here: its print page is complete when it comes back (the charts of one period
+    are drawn in the worker in the time the pool of `_draw_all` would take to start)."""
+    rendered = _RENDERER["builder"].render_period(scratch, job, _RENDERER["days"], published)
+    for chart in rendered.to_draw:
+        _draw(chart)
+    rendered.to_draw = []
+    return rendered
 
 
 def _render_periods(builder: SiteBuilder, scratch: Path, jobs: list[PeriodJob], published_days: list[Path], site_dir: Path | None):
@@ -721,31 +727,39 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     published_days = [site_dir / "periods" / period.slug / "exports" for period in periods if period.kind == "day" and period.slug in current]
     to_render = [PeriodJob(period, navs[period.slug], fingerprints[period.slug]) for period in periods if period.slug not in current]
     by_slug: dict[str, Rendered] = {}
-    for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
-        by_slug[job.period.slug] = rendered
-        done += 1
-        if progress:
-            progress(done, len(periods), job.period.slug)
-    result.rendered = [job.period.slug for job in to_render]
-    for rendered in map(by_slug.__getitem__, result.rendered):  # in the periods' order, however the workers finished
-        jobs += rendered.to_draw
-        pdf_jobs += rendered.pdfs
-        result.rendered_periods += 1
-        result.pages += rendered.pages
-        result.charts += rendered.charts
-        result.export_files += rendered.exports
-    if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
-        result.pages += 1  # the published front page stays
-    _draw_all(jobs)
-    range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
-                                                   stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
-    new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
-    if new_range:
-        write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
-        (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
+    with contextlib.ExitStack() as stack:
+        printing = stack.enter_context(Printer(printer)) if printer else None
+        for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
+            by_slug[job.period.slug] = rendered
+            if printing and not rendered.to_draw:  # its charts drawn (by a period worker): printed while the others render
+                for pdf_job in rendered.pdfs:
+                    printing.submit(pdf_job)
+            done += 1
+            if progress:
+                progress(done, len(periods), job.period.slug)
+        result.rendered = [job.period.slug for job in to_render]
+        for rendered in map(by_slug.__getitem__, result.rendered):  # in the periods' order, however the workers finished
+            jobs += rendered.to_draw
+            pdf_jobs += rendered.pdfs if rendered.to_draw else []  # the others are printing
+            result.rendered_periods += 1
+            result.pages += rendered.pages
+            result.charts += rendered.charts
+            result.export_files += rendered.exports
+        if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
+            result.pages += 1  # the published front page stays
+        _draw_all(jobs)
+        for pdf_job in pdf_jobs if printing else []:  # the charts drawn: the print pages are complete
+            printing.submit(pdf_job)
+        range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
+                                                       stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
+        new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
+        if new_range:
+            write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
+            (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
+        failures = sorted(printing.failures(), key=lambda failure: result.rendered.index(failure.slug)) if printing else []
     if printer is None and any(is_pdf_kind(period.kind) for period in periods):
         result.pdf_notes.append(builder.context.pdf_note)
-    for failure in print_pdfs(pdf_jobs, printer) if printer else []:  # the charts drawn: the print pages are complete
+    for failure in failures:
         withdraw_link(scratch / "periods" / failure.slug, str(failure))
         (scratch / "periods" / failure.slug / FINGERPRINT_FILE).unlink()  # rendered and printed again by the next build
         result.pdf_notes.append(str(failure))

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,13 +149,27 @@ def print_pdf(job: PdfJob, chromium: Path, timeout: float | None = None) -> PdfF
     return None
 
 
-def print_pdfs(jobs: list[PdfJob], chromium: Path, *, timeout: float | None = None, workers: int = WORKERS) -> list[PdfFailure]:
-    """Print every job, at most `workers` at once; the failures, in the jobs' order (empty when every PDF is written)."""
-    if not jobs:
-        return []
-    with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
-        outcomes = list(pool.map(lambda job: print_pdf(job, chromium, timeout), jobs))
-    return [failure for failure in outcomes if failure is not None]
+class Printer:
+    """Prints each job handed to it as it comes, at most `workers` at once: a finance period is printed as soon as its print page
+    and charts are complete, while the other periods are still being rendered. `failures()` waits for every print."""
+
+    def __init__(self, chromium: Path, *, timeout: float | None = None, workers: int = WORKERS):
+        self.chromium, self.timeout = chromium, timeout
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="pdf")
+        self.printing: list[Future] = []
+
+    def submit(self, job: PdfJob) -> None:
+        self.printing.append(self.pool.submit(print_pdf, job, self.chromium, self.timeout))
+
+    def failures(self) -> list[PdfFailure]:
+        """Why each PDF not made was not, in the order the jobs were handed over."""
+        return [failure for failure in (future.result() for future in self.printing) if failure is not None]
+
+    def __enter__(self) -> Printer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 LINK = re.compile(r"<!--pdf-link-->.*?<!--/pdf-link-->", re.S)
