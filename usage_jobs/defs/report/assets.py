@@ -28,7 +28,7 @@ def usage_report_site(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     with warehouse.connect(read_only=True) as conn:
         result = build_site(conn, Path(site.site_dir), timezone=site.timezone, billing_configured=site.billing_configured,
                             billing_timezone=site.billing_timezone, hide_user_agent_tags=site.hide_user_agent_tags, chromium=site.chromium,
-                            progress=lambda done, total, slug: context.log.debug(f"page {done}/{total}: {slug}"))
+                            progress=lambda done, total, slug: context.log.debug(f"period {done}/{total} rendered: {slug}"))
     for note in result.pdf_notes:  # no Chromium (said once), or a period whose PDF failed
         context.log.warning(note)
     return dg.MaterializeResult(metadata={
