@@ -221,6 +221,7 @@ def test_a_failed_build_leaves_the_published_site_untouched(demo_site, tmp_path,
     monkeypatch.setattr(site_build, "_draw_all", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         build_site(conn, site, timezone="UTC", billing_configured=True, full=True)
+    assert not site.with_name(site.name + ".building").exists()  # nothing left beside the site either
     after = {p.relative_to(site).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in site.rglob("*") if p.is_file()}
     assert after == before
 

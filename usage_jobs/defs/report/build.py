@@ -693,81 +693,93 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
     stamps = warehouse_stamps(conn)
     # A report day in another zone than UTC reads UTC-dated rows (billing days, the gateway's totals) of the day after too.
     reach = dt.timedelta(days=0 if timezone == "UTC" and (billing_timezone == "UTC" or not billing_configured) else 1)
+    with _scratch_beside(site_dir) as scratch:
+        (scratch / ".gitkeep").touch()
+        for name in STATIC_FILES:
+            (scratch / name).write_bytes((TEMPLATES / name).read_bytes())
+        result = BuildResult(pages=0, charts=0, export_files=0, periods=len(periods))
+        if not periods:
+            builder._write(scratch / "index.html", "empty.html.j2", root="")
+            result.pages = 1
+        navs = navigation(periods) if periods else {}
+        jobs: list[ChartJob] = []
+        pdf_jobs: list[PdfJob] = []
+        fingerprints = {period.slug: builder.fingerprint(stamps, period, navs[period.slug], reach) for period in periods}
+        current = {period.slug for period in periods if not full and _read(site_dir / "periods" / period.slug / FINGERPRINT_FILE) == fingerprints[period.slug]}
+        for period in periods:
+            if period.slug in current:
+                published = site_dir / "periods" / period.slug
+                try:
+                    known = json.loads((published / COUNTS_FILE).read_text())
+                except (OSError, ValueError):
+                    known = {"pages": sum(1 for _ in published.rglob("*.html")), "charts": sum(1 for _ in published.glob("charts/*.png")),
+                             "exports": sum(1 for _ in published.glob("exports/*"))}
+                result.reused_periods += 1
+                result.pages += known["pages"]
+                result.charts += known["charts"]
+                result.export_files += known["exports"]
+        # Each day's export rows formatted once for every period holding it; a day period left as published gives its own files.
+        published_days = [site_dir / "periods" / period.slug / "exports" for period in periods if period.kind == "day" and period.slug in current]
+        to_render = [PeriodJob(period, navs[period.slug], fingerprints[period.slug]) for period in periods if period.slug not in current]
+        by_slug: dict[str, Rendered] = {}
+        done = 0
+        with contextlib.ExitStack() as stack:
+            printing = stack.enter_context(Printer(printer)) if printer else None
+            for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
+                by_slug[job.period.slug] = rendered
+                if printing and not rendered.to_draw:  # its charts drawn (by a period worker): printed while the others render
+                    for pdf_job in rendered.pdfs:
+                        printing.submit(pdf_job)
+                done += 1
+                if progress:
+                    progress(done, len(to_render), job.period.slug)
+            result.rendered = [job.period.slug for job in to_render]
+            for rendered in map(by_slug.__getitem__, result.rendered):  # in the periods' order, however the workers finished
+                jobs += rendered.to_draw
+                pdf_jobs += rendered.pdfs if rendered.to_draw else []  # the others are printing
+                result.rendered_periods += 1
+                result.pages += rendered.pages
+                result.charts += rendered.charts
+                result.export_files += rendered.exports
+            if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
+                result.pages += 1  # the published front page stays
+            _draw_all(jobs)
+            for pdf_job in pdf_jobs if printing else []:  # the charts drawn: the print pages are complete
+                printing.submit(pdf_job)
+            range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
+                                                           stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
+            new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
+            if new_range:
+                write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
+                (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
+            failures = sorted(printing.failures(), key=lambda failure: result.rendered.index(failure.slug)) if printing else []
+        if printer is None and any(is_pdf_kind(period.kind) for period in periods):
+            result.pdf_notes.append(builder.context.pdf_note)
+        for failure in failures:
+            withdraw_link(scratch / "periods" / failure.slug, str(failure))
+            (scratch / "periods" / failure.slug / FINGERPRINT_FILE).unlink()  # rendered and printed again by the next build
+            result.pdf_notes.append(str(failure))
+        if full or not (site_dir / "periods").is_dir():
+            result.pdfs = sum(1 for _ in scratch.glob(f"periods/*/{pdf_name('*')}"))
+            _swap(scratch, site_dir)  # a first (or full) build: the whole site at once
+        else:
+            _publish(scratch, site_dir, rendered=result.rendered, keep={period.slug for period in periods}, new_range=new_range)
+            result.pdfs = sum(1 for _ in site_dir.glob(f"periods/*/{pdf_name('*')}"))
+        return result
+
+
+@contextlib.contextmanager
+def _scratch_beside(site_dir: Path):
+    """An empty folder beside the site to build in; removed should the build fail or be stopped (a build stopped by SIGTERM left
+    what it had rendered there, up to a whole site, until the next build)."""
     scratch = site_dir.with_name(site_dir.name + ".building")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    (scratch / ".gitkeep").touch()
-    for name in STATIC_FILES:
-        (scratch / name).write_bytes((TEMPLATES / name).read_bytes())
-    result = BuildResult(pages=0, charts=0, export_files=0, periods=len(periods))
-    if not periods:
-        builder._write(scratch / "index.html", "empty.html.j2", root="")
-        result.pages = 1
-    navs = navigation(periods) if periods else {}
-    jobs: list[ChartJob] = []
-    pdf_jobs: list[PdfJob] = []
-    fingerprints = {period.slug: builder.fingerprint(stamps, period, navs[period.slug], reach) for period in periods}
-    current = {period.slug for period in periods if not full and _read(site_dir / "periods" / period.slug / FINGERPRINT_FILE) == fingerprints[period.slug]}
-    for period in periods:
-        if period.slug in current:
-            published = site_dir / "periods" / period.slug
-            try:
-                known = json.loads((published / COUNTS_FILE).read_text())
-            except (OSError, ValueError):
-                known = {"pages": sum(1 for _ in published.rglob("*.html")), "charts": sum(1 for _ in published.glob("charts/*.png")),
-                         "exports": sum(1 for _ in published.glob("exports/*"))}
-            result.reused_periods += 1
-            result.pages += known["pages"]
-            result.charts += known["charts"]
-            result.export_files += known["exports"]
-    # Each day's export rows formatted once for every period holding it; a day period left as published gives its own files.
-    published_days = [site_dir / "periods" / period.slug / "exports" for period in periods if period.kind == "day" and period.slug in current]
-    to_render = [PeriodJob(period, navs[period.slug], fingerprints[period.slug]) for period in periods if period.slug not in current]
-    by_slug: dict[str, Rendered] = {}
-    done = 0
-    with contextlib.ExitStack() as stack:
-        printing = stack.enter_context(Printer(printer)) if printer else None
-        for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
-            by_slug[job.period.slug] = rendered
-            if printing and not rendered.to_draw:  # its charts drawn (by a period worker): printed while the others render
-                for pdf_job in rendered.pdfs:
-                    printing.submit(pdf_job)
-            done += 1
-            if progress:
-                progress(done, len(to_render), job.period.slug)
-        result.rendered = [job.period.slug for job in to_render]
-        for rendered in map(by_slug.__getitem__, result.rendered):  # in the periods' order, however the workers finished
-            jobs += rendered.to_draw
-            pdf_jobs += rendered.pdfs if rendered.to_draw else []  # the others are printing
-            result.rendered_periods += 1
-            result.pages += rendered.pages
-            result.charts += rendered.charts
-            result.export_files += rendered.exports
-        if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
-            result.pages += 1  # the published front page stays
-        _draw_all(jobs)
-        for pdf_job in pdf_jobs if printing else []:  # the charts drawn: the print pages are complete
-            printing.submit(pdf_job)
-        range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
-                                                       stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
-        new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
-        if new_range:
-            write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
-            (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
-        failures = sorted(printing.failures(), key=lambda failure: result.rendered.index(failure.slug)) if printing else []
-    if printer is None and any(is_pdf_kind(period.kind) for period in periods):
-        result.pdf_notes.append(builder.context.pdf_note)
-    for failure in failures:
-        withdraw_link(scratch / "periods" / failure.slug, str(failure))
-        (scratch / "periods" / failure.slug / FINGERPRINT_FILE).unlink()  # rendered and printed again by the next build
-        result.pdf_notes.append(str(failure))
-    if full or not (site_dir / "periods").is_dir():
-        result.pdfs = sum(1 for _ in scratch.glob(f"periods/*/{pdf_name('*')}"))
-        _swap(scratch, site_dir)  # a first (or full) build: the whole site at once
-    else:
-        _publish(scratch, site_dir, rendered=result.rendered, keep={period.slug for period in periods}, new_range=new_range)
-        result.pdfs = sum(1 for _ in site_dir.glob(f"periods/*/{pdf_name('*')}"))
-    return result
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 def _publish(scratch: Path, site_dir: Path, *, rendered: list[str], keep: set[str], new_range: bool) -> None:
