@@ -8,10 +8,13 @@ import html
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import DEMO_END
@@ -460,3 +463,31 @@ def test_period_workers_build_the_same_site_as_one_process(demo_site, tmp_path):
                        chromium="/nonexistent/chromium")
         sites[read_only] = {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*") if p.is_file()}
     assert len(sites[True]) > 500 and sites[True] == sites[False]
+
+
+def test_period_workers_exit_with_a_killed_build_and_free_the_warehouse(demo_site, tmp_path):
+    """A build killed outright (SIGKILL, out of memory) leaves no period worker holding its read-only connection: a writer
+    opens the warehouse within seconds (each worker waited on its pool's queue for ever, locking every run out)."""
+    db = tmp_path / "usage.duckdb"
+    db.write_bytes(demo_site.warehouse.read_bytes())
+    scratch = tmp_path / "site.building" / "periods"
+    script = ("from pathlib import Path\nfrom usage_jobs import warehouse\nfrom usage_jobs.defs.report.build import build_site\n"
+              f"with warehouse.session(Path({str(db)!r}), read_only=True) as conn:\n"
+              f"    build_site(conn, Path({str(tmp_path / 'site')!r}), timezone='UTC', billing_configured=True, chromium='/nonexistent/chromium')\n")
+    build = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (scratch.is_dir() and any(scratch.iterdir())) and build.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert build.poll() is None, "the build ended before a worker had rendered a period"
+    finally:
+        build.kill()
+        build.wait()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            duckdb.connect(str(db)).close()  # a writer: refused while any process holds the file
+            break
+        except duckdb.IOException:
+            assert time.monotonic() < deadline, "a period worker still holds the warehouse after its build was killed"
+            time.sleep(0.2)

@@ -18,6 +18,8 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -502,10 +504,22 @@ def _status_counts(data: PeriodData) -> list[str]:
 _RENDERER: dict = {}
 
 
-def _start_renderer(database: str, context: SiteContext, published_days: list[Path]) -> None:
+def _start_renderer(database: str, context: SiteContext, published_days: list[Path], build: int) -> None:
     from usage_jobs import warehouse
 
+    threading.Thread(target=_exit_with, args=(build,), name="exit-with-build", daemon=True).start()
     _RENDERER.update(builder=SiteBuilder(warehouse.connect(Path(database), read_only=True), context), days=ExportDays(published_days))
+
+
+def _exit_with(build: int) -> None:
+    """A period worker whose build's process was killed (SIGKILL, out of memory) would wait on its pool's queue for ever, its
+    read-only connection locking every writer out of the warehouse: it exits within a second of that process instead."""
+    while True:
+        time.sleep(1)
+        try:
+            os.kill(build, 0)
+        except ProcessLookupError:
+            os._exit(1)
 
 
 def _render_in_worker(scratch: Path, job: PeriodJob, published: Path | None) -> Rendered:
@@ -537,7 +551,7 @@ def _render_periods(builder: SiteBuilder, scratch: Path, jobs: list[PeriodJob], 
     context = multiprocessing.get_context("forkserver")  # not fork: forking a process that runs threads can deadlock the child
     context.set_forkserver_preload(FORKSERVER_PRELOAD)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_renderer,
-                             initargs=(database, builder.context, published_days)) as pool:
+                             initargs=(database, builder.context, published_days, os.getpid())) as pool:
         by_length = sorted(jobs, key=lambda job: -job.period.length)
         futures = {pool.submit(_render_in_worker, scratch, job, published(job)): job for job in by_length}
         try:
