@@ -87,8 +87,7 @@ def store_history(conn: duckdb.DuckDBPyConnection, history: BilledHistory, start
         replaced = [row[0] for row in day_rows]
         if replaced:
             conn.execute("DELETE FROM billed_usage WHERE list_contains(?, day)", [replaced])
-        if history.rows:
-            insert_rows(conn, "billed_usage", [(r.day, r.model, r.input_tokens, r.output_tokens, r.requests, r.cost, history.currency) for r in history.rows])
+        insert_rows(conn, "billed_usage", [(r.day, r.model, r.input_tokens, r.output_tokens, r.requests, r.cost, history.currency) for r in history.rows])
         if replaced:
             conn.execute("DELETE FROM billing_days WHERE list_contains(?, day)", [replaced])
             insert_rows(conn, "billing_days", day_rows, ("day", "billed", "models", "cost", "currency", "restated", "withdrawn"))
@@ -218,8 +217,7 @@ def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, 
     # The window's rows are replaced together, so a re-run never leaves a mix of old and new.
     with transaction(conn):
         conn.execute("DELETE FROM reconciliation WHERE day BETWEEN ? AND ?", [start, end])
-        if rows:
-            insert_rows(conn, "reconciliation", rows)
+        insert_rows(conn, "reconciliation", rows)
     return len(rows)
 
 

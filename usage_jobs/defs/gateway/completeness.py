@@ -428,8 +428,7 @@ def store_comparisons(conn: duckdb.DuckDBPyConnection, lines: list[Comparison], 
     with transaction(conn):
         if days:
             conn.execute(f"DELETE FROM gateway_completeness WHERE day IN ({', '.join('?' * len(days))})", days)
-        if values:
-            insert_rows(conn, "gateway_completeness", values, columns)
+        insert_rows(conn, "gateway_completeness", values, columns)
     return len(values)
 
 

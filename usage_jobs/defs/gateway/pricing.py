@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from usage_jobs.warehouse import insert_rows
+
 
 class PriceTableError(ValueError):
     pass
@@ -50,8 +52,4 @@ def load_prices(path: Path | None = None) -> dict[str, ModelPrice]:
 def register_prices(conn: duckdb.DuckDBPyConnection, prices: dict[str, ModelPrice]) -> None:
     """Expose the table to SQL as the temporary table `prices` (USD per token)."""
     conn.execute("CREATE OR REPLACE TEMP TABLE prices (model VARCHAR PRIMARY KEY, input DOUBLE, output DOUBLE, cached_input DOUBLE)")
-    if prices:
-        conn.executemany(
-            "INSERT INTO prices VALUES (?, ?, ?, ?)",
-            [(name, p.input / 1e6, p.output / 1e6, p.cached_input / 1e6) for name, p in sorted(prices.items())],
-        )
+    insert_rows(conn, "prices", [(name, p.input / 1e6, p.output / 1e6, p.cached_input / 1e6) for name, p in sorted(prices.items())])

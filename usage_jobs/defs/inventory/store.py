@@ -19,8 +19,6 @@ def store_inventory(conn: duckdb.DuckDBPyConnection, snapshot: Inventory | None)
         if snapshot is None:
             conn.execute("INSERT INTO inventory_status VALUES ('none', 0, 0, ?)", [NOT_CONFIGURED])
             return
-        if snapshot.keys:
-            insert_rows(conn, "inventory_keys", snapshot.keys, KEY_COLUMNS)
-        if snapshot.teams:
-            insert_rows(conn, "inventory_teams", snapshot.teams, TEAM_COLUMNS)
+        insert_rows(conn, "inventory_keys", snapshot.keys, KEY_COLUMNS)
+        insert_rows(conn, "inventory_teams", snapshot.teams, TEAM_COLUMNS)
         conn.execute("INSERT INTO inventory_status VALUES (?, ?, ?, NULL)", [snapshot.source, len(snapshot.keys), len(snapshot.teams)])

@@ -88,5 +88,4 @@ def store(conn: duckdb.DuckDBPyConnection, findings: list[Finding], start: dt.da
         conn.execute("DELETE FROM key_anomalies WHERE day BETWEEN ? AND ?", [start, end])
         if first_day_from is not None and first_day_from < start:
             conn.execute("DELETE FROM key_anomalies WHERE metric = ? AND day >= ? AND day < ?", [FIRST_DAY_METRIC, first_day_from, start])
-        if findings:
-            insert_rows(conn, "key_anomalies", [(f.key_hash, f.day, f.metric, f.value, f.baseline, f.score, f.reason) for f in findings])
+        insert_rows(conn, "key_anomalies", [(f.key_hash, f.day, f.metric, f.value, f.baseline, f.score, f.reason) for f in findings])
