@@ -9,6 +9,7 @@ command needs it, so `check-config` stays quick.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime as dt
 import functools
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from usage_jobs import collector
 from usage_jobs.settings import ENV_NAMES, SECRET_ENV_NAMES, Settings, SettingsError, load_settings
 
 DAGSTER_YAML = """# Dagster instance of usage-report (created by the usage-report command).
@@ -822,6 +824,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from usage_jobs.run_guard import Stopped
 
+    collector.tune()
+    if argv is None:  # the program itself (not a test calling main): it exits on return
+        atexit.register(collector.freeze_for_exit)
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     args.command_line = " ".join(argv)

@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from usage_jobs import collector
 from usage_jobs.defs.gateway.fold import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, write_shard
 from usage_jobs.defs.gateway.layout import (
     FOLDER,
@@ -542,7 +543,7 @@ def _ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[d
     ahead: deque[tuple[dt.date, Path, AsyncResult]] = deque()
     queue = iter(days)
     # Leaving the block (done, failed or interrupted) terminates the workers, whatever they were staging.
-    with tempfile.TemporaryDirectory(prefix="usage-staging-") as scratch, context.Pool(workers, initializer=_leave_interrupts_to_parent) as pool:
+    with tempfile.TemporaryDirectory(prefix="usage-staging-") as scratch, context.Pool(workers, initializer=_start_worker) as pool:
 
         def submit() -> None:
             day = next(queue, None)
@@ -563,9 +564,11 @@ def _ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[d
             yield store_day(conn, staged)
 
 
-def _leave_interrupts_to_parent() -> None:
-    """A staging worker ignores Ctrl-C (sent to the whole terminal's process group): the parent decides, and terminates it."""
+def _start_worker() -> None:
+    """A staging or folding worker ignores Ctrl-C (sent to the whole terminal's process group): the parent decides, and
+    terminates it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    collector.tune()
 
 
 def _stage_to_files(where: DaySource, day: dt.date, folder: Path, threads: int) -> StagedDay:
@@ -730,7 +733,7 @@ def _fold_slices(jobs: list[tuple[Path, list[tuple[str, str]]]]) -> list[list[st
     if files >= FOLD_IN_PROCESSES_FROM and cores > 1 and not multiprocessing.current_process().daemon:
         context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
         context.set_forkserver_preload(["usage_jobs.defs.gateway.fold"])
-        with ProcessPoolExecutor(cores, mp_context=context, initializer=_leave_interrupts_to_parent) as pool:
+        with ProcessPoolExecutor(cores, mp_context=context, initializer=_start_worker) as pool:
             return list(pool.map(write_shard, *zip(*jobs)))
     with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
         return list(pool.map(write_shard, *zip(*jobs)))

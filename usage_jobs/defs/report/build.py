@@ -505,8 +505,9 @@ _RENDERER: dict = {}
 
 
 def _start_renderer(database: str, context: SiteContext, published_days: list[Path], build: int) -> None:
-    from usage_jobs import warehouse
+    from usage_jobs import collector, warehouse
 
+    collector.tune()
     threading.Thread(target=_exit_with, args=(build,), name="exit-with-build", daemon=True).start()
     _RENDERER.update(builder=SiteBuilder(warehouse.connect(Path(database), read_only=True), context), days=ExportDays(published_days))
 
