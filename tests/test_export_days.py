@@ -3,9 +3,11 @@ bytes each period's own rows give."""
 
 import datetime as dt
 import gzip
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import DEMO_END
@@ -135,5 +137,31 @@ def test_days_past_the_budget_are_dropped_oldest_used_first_and_formatted_again(
         [csv_entry, json_entry] = write_exports(tmp_path / name, [table], {}, days=days)
         assert (tmp_path / name / csv_entry["file"]).read_bytes() == render_csv(table)
         assert (tmp_path / name / json_entry["file"]).read_bytes() == render_json(table, {})
-        assert days.size == sum(len(csv) + len(json) for csv, json in days.bodies.values()) <= 200
+        assert days.size == sum(day.size for day in days.bodies.values()) <= 200
     assert [key[1] for key in days.bodies][-1] == "2026-11-04" and len(days.bodies) < 4
+
+
+def test_a_compressed_export_is_a_gzip_member_a_day_the_published_days_kept_as_they_are_and_read_whole(tmp_path, monkeypatch):
+    """A large period's file takes a current day period's member byte for byte (not compressed again), and every gzip reader
+    (Python, the gzip program, DuckDB) reads the members as one text."""
+    monkeypatch.setattr(exports, "COMPRESS_OVER", 100)
+    day = _table([{"date": "2026-11-02", "team_alias": f"T{i}", "spend": Decimal(i)} for i in range(20)])
+    write_exports(tmp_path / "day", [day], {"period": "2026-11-02"})
+    published = {suffix: exports._members((tmp_path / "day" / f"team_model_daily.{suffix}.gz").read_bytes()) for suffix in ("csv", "json")}
+    compressed = []
+    member = exports._member
+    monkeypatch.setattr(exports, "_member", lambda text: compressed.append(text) or member(text))
+    month = _table([{"date": "2026-11-01", "team_alias": "T", "spend": Decimal(7)}, *day.rows,
+                    {"date": "2026-11-03", "team_alias": "T", "spend": Decimal(8)}])
+    write_exports(tmp_path / "month", [month], {"period": "2026-11"}, days=ExportDays([tmp_path / "day"]))
+    for suffix, expected in (("csv", render_csv(month)), ("json", render_json(month, {"period": "2026-11"}))):
+        path = tmp_path / "month" / f"team_model_daily.{suffix}.gz"
+        members = exports._members(path.read_bytes())
+        day_rows = published[suffix][1]  # the day file's members: head, its rows[, tail]
+        assert day_rows in members and day_rows[1] not in compressed
+        assert len(members) == (1 + 3 if suffix == "csv" else 1 + 3 + 2 + 1)  # head, 3 days[, 2 separators, tail]
+        assert gzip.decompress(path.read_bytes()) == expected
+        assert subprocess.run(["gzip", "-dc", str(path)], capture_output=True, check=True).stdout == expected
+    rows = duckdb.connect().execute("SELECT date, team_alias, spend FROM read_csv(?) ORDER BY date, team_alias",
+                                    [str(tmp_path / "month" / "team_model_daily.csv.gz")]).fetchall()
+    assert len(rows) == len(month.rows) and rows[0] == (dt.date(2026, 11, 1), "T", 7.0)

@@ -21,6 +21,7 @@ import itertools
 import json
 import numbers
 import re
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
@@ -175,14 +176,25 @@ def _bodies(table: ExportTable, formats: tuple[str, ...] = ("csv", "json")) -> t
     return csv_body, json_body
 
 
+def _csv_head(table: ExportTable) -> str:
+    return _csv_text([table.columns])
+
+
+def _json_head(table: ExportTable, metadata: dict) -> str:
+    head = json.dumps({**metadata, "export": table.name, "columns": table.columns, "rows": len(table.rows)}, ensure_ascii=False)
+    # One row per line: readable, and json's C encoder (indent= falls back to pure Python, 5x slower).
+    return f'{{"metadata": {head},\n"data": [\n'
+
+
+JSON_TAIL, JSON_SEPARATOR = "\n]}\n", ",\n"
+
+
 def _csv_file(table: ExportTable, body: str) -> bytes:
-    return (_csv_text([table.columns]) + body).encode("utf-8")
+    return (_csv_head(table) + body).encode("utf-8")
 
 
 def _json_file(table: ExportTable, metadata: dict, body: str) -> bytes:
-    head = json.dumps({**metadata, "export": table.name, "columns": table.columns, "rows": len(table.rows)}, ensure_ascii=False)
-    # One row per line: readable, and json's C encoder (indent= falls back to pure Python, 5x slower).
-    return f'{{"metadata": {head},\n"data": [\n{body}\n]}}\n'.encode()
+    return (_json_head(table, metadata) + body + JSON_TAIL).encode("utf-8")
 
 
 def render_csv(table: ExportTable) -> bytes:
@@ -193,51 +205,80 @@ def render_json(table: ExportTable, metadata: dict) -> bytes:
     return _json_file(table, metadata, _bodies(table, ("json",))[1])
 
 
-class ExportDays:
-    """One build's text of each day's rows of the tables with a `day_column`: (table, day, the day's `period_columns` values) →
-    (CSV lines, JSON rows). A quarter, a year and the rolling periods hold the same days as their months, weeks and day periods:
-    each day is formatted once a build, not once in each period holding it (~6 times in a full build; a month, quarter, year and
-    the rolling periods all re-formatted every old day when a new day came). `published`: the export folders of the day periods
-    whose published files are current (their fingerprint matched), read instead of formatting their day.
+@dataclass(eq=False)
+class DayText:
+    """A day's rows of a table as text (CSV lines; JSON rows, one a line, joined by ",\n") and, once compressed, as gzip members."""
 
-    At most `budget` characters are kept, the least recently used day dropped first (formatted again if a later period needs
-    it): a day of 3,000 keys is ~8 MB of text, and a full build of a year's history would otherwise keep every day of the year."""
+    key: tuple  # (table, day, the day's `period_columns` values)
+    csv: str
+    json: str
+    members: dict[str, bytes] = dataclasses.field(default_factory=dict)  # format -> its text as one gzip member
+
+    @property
+    def size(self) -> int:
+        return len(self.csv) + len(self.json) + sum(map(len, self.members.values()))
+
+
+class ExportDays:
+    """One build's text of each day's rows of the tables with a `day_column` (DayText). A quarter, a year and the rolling periods
+    hold the same days as their months, weeks and day periods: each day is formatted once a build, not once in each period holding
+    it (~6 times in a full build; a month, quarter, year and the rolling periods all re-formatted every old day when a new day
+    came), and compressed once (a compressed file of such a table is a gzip member a day, see write_exports). `published`: the
+    export folders of the day periods whose published files are current (their fingerprint matched), read instead of formatting
+    their day, their members kept as they are.
+
+    At most `budget` characters and bytes are kept, the least recently used day dropped first (formatted again if a later period
+    needs it): a day of 3,000 keys is ~8 MB of text, and a full build of a year's history would otherwise keep every day of it."""
 
     def __init__(self, published: list[Path] | None = None, budget: int = 1_000_000_000):
-        self.bodies: collections.OrderedDict[tuple, tuple[str, str]] = collections.OrderedDict()
+        self.bodies: collections.OrderedDict[tuple, DayText] = collections.OrderedDict()
         self.published = published or []
         self.budget, self.size = budget, 0
         self._read: set[str] = set()
 
-    def lookup(self, table: ExportTable, key: tuple) -> tuple[str, str] | None:
+    def lookup(self, table: ExportTable, key: tuple) -> DayText | None:
         if table.name not in self._read:  # the published day files of this table, once
             self._read.add(table.name)
             for folder in self.published:
                 self._read_published(table, folder)
-        bodies = self.bodies.get(key)
-        if bodies is not None:
+        day = self.bodies.get(key)
+        if day is not None:
             self.bodies.move_to_end(key)
-        return bodies
+        return day
 
-    def keep(self, key: tuple, bodies: tuple[str, str]) -> None:
-        self.bodies[key] = bodies
-        self.size += len(bodies[0]) + len(bodies[1])
+    def keep(self, day: DayText) -> None:
+        self.bodies[day.key] = day
+        self.size += day.size
         while self.size > self.budget and len(self.bodies) > 1:
             _, dropped = self.bodies.popitem(last=False)
-            self.size -= len(dropped[0]) + len(dropped[1])
+            self.size -= dropped.size
+
+    def member(self, day: DayText, suffix: str, text: bytes) -> bytes:
+        """The day's `text` of format `suffix` as a gzip member, compressed the first time only."""
+        if suffix not in day.members:
+            day.members[suffix] = _member(text)
+            if self.bodies.get(day.key) is day:
+                self.size += len(day.members[suffix])
+        return day.members[suffix]
 
     def _read_published(self, table: ExportTable, folder: Path) -> None:
-        files = {}
+        texts, members = {}, {}
         for suffix in FORMATS:
             for name in (f"{table.name}.{suffix}", f"{table.name}.{suffix}.gz"):
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, zlib.error, EOFError):
                     content = (folder / name).read_bytes()
-                    files[suffix] = (gzip.decompress(content) if name.endswith(".gz") else content).decode("utf-8")
-        header, json_start, json_end = _csv_text([table.columns]), '\n"data": [\n', "\n]}\n"
-        if len(files) < 2 or not files["csv"].startswith(header) or json_start not in files["json"] or not files["json"].endswith(json_end):
+                    if not name.endswith(".gz"):
+                        texts[suffix] = content.decode("utf-8")
+                        continue
+                    split = _members(content)
+                    texts[suffix] = b"".join(text for _, text in split).decode("utf-8")
+                    if len(split) == (3 if suffix == "json" else 2):  # as write_exports writes a day: head, the rows[, tail]
+                        members[suffix] = split[1]
+        header, json_start = _csv_head(table), '\n"data": [\n'
+        if len(texts) < 2 or not texts["csv"].startswith(header) or json_start not in texts["json"] or not texts["json"].endswith(JSON_TAIL):
             return  # not there, or not written as this code writes it: the day is formatted
-        csv_body = files["csv"][len(header):]
-        json_body = files["json"][files["json"].index(json_start) + len(json_start):-len(json_end)]  # the metadata is one line
+        csv_body = texts["csv"][len(header):]
+        json_body = texts["json"][texts["json"].index(json_start) + len(json_start):-len(JSON_TAIL)]  # the metadata is one line
         if not json_body:
             return
         # A row a line: the first and last rows name the day, unless every row is read for the period's columns.
@@ -246,7 +287,29 @@ class ExportDays:
         days = {row.get(table.day_column) for row in rows}
         if len(days) != 1 or not isinstance(day := days.pop(), str):
             return
-        self.keep((table.name, day, _period_values(table, rows)), (csv_body, json_body))
+        text = DayText((table.name, day, _period_values(table, rows)), csv_body, json_body)
+        # a member kept when it holds exactly the day's rows
+        text.members = {suffix: member for suffix, (member, rows_text) in members.items() if rows_text == getattr(text, suffix).encode("utf-8")}
+        self.keep(text)
+
+
+def _member(text: bytes) -> bytes:
+    """`text` as one gzip member: no name or time in its header, so the same bytes every build."""
+    return gzip.compress(text, compresslevel=COMPRESS_LEVEL, mtime=0)
+
+
+def _members(content: bytes) -> list[tuple[bytes, bytes]]:
+    """A gzip file's members in order, each as (its bytes, its text)."""
+    members = []
+    while content:
+        inflater = zlib.decompressobj(wbits=31)  # one gzip member
+        text = inflater.decompress(content) + inflater.flush()
+        if not inflater.eof:
+            raise EOFError("a gzip member ends early")
+        rest = inflater.unused_data
+        members.append((content[:len(content) - len(rest)], text))
+        content = rest
+    return members
 
 
 def _period_values(table: ExportTable, rows: list[dict]) -> tuple:
@@ -254,23 +317,22 @@ def _period_values(table: ExportTable, rows: list[dict]) -> tuple:
     return tuple(tuple(row.get(column) for column in table.period_columns) for row in rows) if table.period_columns else ()
 
 
-def _assembled(table: ExportTable, days: ExportDays) -> tuple[str, str] | None:
-    """The table's bodies as the concatenation, in row order, of each day's (formatted once a build); None when its rows are
-    not grouped by day (each day one run of rows)."""
-    csv_parts, json_parts, seen = [], [], set()
+def _assembled(table: ExportTable, days: ExportDays) -> list[DayText] | None:
+    """The table's rows as each day's text (formatted once a build), in row order; None when its rows are not grouped by day (each
+    day one run of rows)."""
+    parts, seen = [], set()
     for day, group in itertools.groupby(table.rows, key=itemgetter(table.day_column)):
         if day in seen or not isinstance(day, str):
             return None
         seen.add(day)
         rows = list(group)
         key = (table.name, day, _period_values(table, rows))
-        bodies = days.lookup(table, key)
-        if bodies is None:
-            bodies = _bodies(dataclasses.replace(table, rows=rows))
-            days.keep(key, bodies)
-        csv_parts.append(bodies[0])
-        json_parts.append(bodies[1])
-    return "".join(csv_parts), ",\n".join(json_parts)
+        text = days.lookup(table, key)
+        if text is None:
+            text = DayText(key, *_bodies(dataclasses.replace(table, rows=rows)))
+            days.keep(text)
+        parts.append(text)
+    return parts
 
 
 FORMATS = ("csv", "json")
@@ -283,22 +345,45 @@ COMPRESS_OVER = 256_000
 COMPRESS_LEVEL = 6
 
 
+def _pieces(table: ExportTable, suffix: str, metadata: dict, bodies: list) -> list:
+    """A file's text as the pieces it is written from (str, or a DayText's text of that format): its head, the bodies (JSON's
+    joined by a separator), its tail."""
+    if suffix == "csv":
+        return [_csv_head(table), *bodies]
+    return [_json_head(table, metadata), *[piece for body in bodies for piece in (JSON_SEPARATOR, body)][1:], JSON_TAIL]
+
+
 def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, generated_at: str | None = None,
                   formats: tuple[str, ...] = FORMATS, days: ExportDays | None = None) -> list[dict]:
     """Write every table as CSV and JSON (those of `formats`), and a manifest listing each file's rows and sha256,
-    the period, its source days and the generation time (the data files carry no time). With `days`, a table with a
-    `day_column` is assembled from its days' text (the same bytes)."""
+    the period, its source days and the generation time (the data files carry no time). A table with a `day_column` is
+    assembled from its days' text, kept in `days` for the next periods (the same bytes as its rows formatted whole).
+
+    A file over COMPRESS_OVER is written as a gzip member a piece of its text (head, each day's rows, tail; RFC 1952 allows
+    several, and gzip, zcat, Python, pandas, DuckDB read them as one text): a day's rows are compressed once a build, or not
+    at all when its day period's published file has them so, where a month, quarter, year and the rolling periods compressed
+    every day again (2 of a quarter's 10 CPU-s at 3,000 keys)."""
     folder.mkdir(parents=True, exist_ok=True)
+    days = ExportDays() if days is None else days  # a day table's file is made of its days' pieces however it is written
     entries = []
     for table in tables:
-        bodies = _assembled(table, days) if days is not None and table.day_column else None
-        csv_body, json_body = bodies or _bodies(table, formats)  # the values read once for both files
-        for suffix in (f for f in FORMATS if f in formats):
-            content = _csv_file(table, csv_body) if suffix == "csv" else _json_file(table, metadata, json_body)
-            name, extra = f"{table.name}.{suffix}", {}
-            if len(content) > COMPRESS_OVER:
-                extra = {"compression": "gzip", "uncompressed_bytes": len(content), "uncompressed_sha256": hashlib.sha256(content).hexdigest()}
-                name, content = name + ".gz", gzip.compress(content, compresslevel=COMPRESS_LEVEL, mtime=0)
+        parts = _assembled(table, days) if table.day_column else None
+        whole = None if parts is not None else _bodies(table, formats)  # the values read once for both files
+        for index, suffix in enumerate(FORMATS):
+            if suffix not in formats:
+                continue
+            pieces = _pieces(table, suffix, metadata, parts if parts is not None else [whole[index]])
+            texts = [(piece if isinstance(piece, str) else getattr(piece, suffix)).encode("utf-8") for piece in pieces]
+            name, size, extra = f"{table.name}.{suffix}", sum(map(len, texts)), {}
+            if size > COMPRESS_OVER:
+                digest = hashlib.sha256()
+                for text in texts:
+                    digest.update(text)
+                extra = {"compression": "gzip", "uncompressed_bytes": size, "uncompressed_sha256": digest.hexdigest()}
+                name, content = name + ".gz", b"".join(_member(text) if isinstance(piece, str) else days.member(piece, suffix, text)
+                                                      for piece, text in zip(pieces, texts) if text)
+            else:
+                content = b"".join(texts)
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
                             "sha256": hashlib.sha256(content).hexdigest(), **extra})
