@@ -36,11 +36,12 @@ print(json.dumps({"seconds": seconds, "rows": sum(r[1] for r in rows), "rss_mb":
 PRODUCT = """
 import datetime as dt, json, resource, sys, time
 from pathlib import Path
-from usage_jobs import warehouse
+from usage_jobs import collector, warehouse
 from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
 from usage_jobs.defs.gateway.tokens import cl100k
 cl100k()  # the tokenizer loads once per process, not per day
+collector.tune()  # as every process of the product does (the CLI, and the definitions Dagster loads for a run)
 started = time.perf_counter()
 conn = warehouse.connect(Path(sys.argv[2]))
 stats = ingest_day(conn, logs_dir=Path(sys.argv[1]), day=dt.date.fromisoformat(sys.argv[3]), timezone="UTC",

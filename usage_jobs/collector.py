@@ -1,4 +1,4 @@
-"""The garbage collector's settings for the product's processes (the command, period workers, staging workers).
+"""The garbage collector's settings for the product's processes (the command, runs Dagster starts, period and staging workers).
 
 CPython's default thresholds (700, 10, 10) start a collection every 700 new container objects and walk the whole heap every
 100th: a command holds ~230,000 objects once Dagster is imported, a period worker builds ~10^6 (a quarter's day × key × model

@@ -7,6 +7,7 @@ import warnings
 
 import dagster as dg
 
+from usage_jobs import collector
 from usage_jobs.defs.billing.assets import (
     billed_usage,
     billing_arrived,
@@ -172,4 +173,5 @@ def _freshness(settings: Settings, partitions: dg.PartitionsDefinition) -> tuple
 @dg.definitions
 def defs() -> dg.Definitions:
     """What `dagster dev` and `dg` load: the definitions from the process environment's settings."""
+    collector.tune()  # each process Dagster starts for the product (code server, run worker) loads this first
     return build_definitions(load_settings())
