@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 
 from usage_jobs.names import chart_labels  # noqa: E402
 
@@ -24,8 +26,11 @@ STYLE = {
 
 
 def _save(fig, path: Path) -> None:
+    """The figure cropped to what it draws, as `savefig.bbox: tight` crops it, but drawn once: "tight" draws the whole figure to
+    measure it, then again to save it (half of a chart's time); the extent is measured without drawing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    extent = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    fig.savefig(path, format="png", metadata={"Software": None}, bbox_inches=extent)
     plt.close(fig)
 
 
@@ -42,12 +47,20 @@ def stacked_bars(path: Path, labels: list[str], series: dict[str, list[float]], 
         fig, ax = plt.subplots(figsize=(7.5, 3.2))
         labels = chart_labels(labels)
         series = dict(zip(chart_labels(list(series)), series.values()))
-        bottom = [0.0] * len(labels)
+        bottom = np.zeros(len(labels))
         for index, (name, values) in enumerate(series.items()):
-            ax.bar(range(len(labels)), values, bottom=bottom, label=name, color=PALETTE[index % len(PALETTE)],
-                   hatch=["", "//", "..", "xx", "\\\\", "oo", "--", "++", "**"][index // len(PALETTE) % 9], edgecolor="white",
-                   linewidth=0.4 if len(labels) <= 31 else 0)  # thin bars of a quarter or a year: no edge to wash them out
-            bottom = [b + v for b, v in zip(bottom, values)]
+            # One collection of the series' bars, as ax.bar draws them (0.8 wide, from the bars below): ax.bar makes an artist a
+            # bar, and a year's 9 series of 365 bars took 1.3 s to draw, a chart of each large period every day.
+            top = bottom + np.asarray(values, dtype=float)
+            left, right = np.arange(len(labels)) - 0.4, np.arange(len(labels)) + 0.4
+            bars = PolyCollection(np.stack([np.column_stack(corner) for corner in ((left, bottom), (left, top), (right, top), (right, bottom))], axis=1),
+                                  label=name, facecolors=PALETTE[index % len(PALETTE)], edgecolors="white",
+                                  hatch=["", "//", "..", "xx", "\\\\", "oo", "--", "++", "**"][index // len(PALETTE) % 9],
+                                  linewidths=0.4 if len(labels) <= 31 else 0)  # thin bars of a quarter or a year: no edge to wash them out
+            bars.sticky_edges.y.append(0)  # as a bar's: no margin under zero
+            ax.add_collection(bars)
+            bottom = top
+        ax.autoscale_view()
         ax.set_ylabel(ylabel)
         ax.set_title(title, loc="left")
         _day_ticks(ax, labels)
