@@ -110,19 +110,22 @@ def statement(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> 
         key["models"][model] += cost
         key["team_alias"] = key["team_alias"] or team_alias or BUCKET_LABELS.get(team_id)
         key["key_alias"] = key["key_alias"] or key_alias
-    team_ids = sorted({team_id for team_id, _ in keys})
-    team_exact = [sum((v["cost"] for (t, _), v in keys.items() if t == team_id), Decimal(0)) for team_id in team_ids]
+    by_team: dict[str, list[tuple[str, dict]]] = defaultdict(list)  # each team's keys, grouped once (teams x keys scans were quadratic)
+    for (team_id, key_hash), values in sorted(keys.items()):
+        by_team[team_id].append((key_hash, values))
+    team_ids = sorted(by_team)
+    team_exact = [sum((v["cost"] for _, v in by_team[team_id]), Decimal(0)) for team_id in team_ids]
     team_cents = round_once(exact_total, team_exact) if team_ids else []
     with_usd = bool(keys) and all(v["converted"] for v in keys.values())
     exact_usd = sum((v["usd"] for v in keys.values()), Decimal(0))
-    team_usd_exact = [sum((v["usd"] for (t, _), v in keys.items() if t == team_id), Decimal(0)) for team_id in team_ids]
+    team_usd_exact = [sum((v["usd"] for _, v in by_team[team_id]), Decimal(0)) for team_id in team_ids]
     team_usd = round_once(exact_usd, team_usd_exact) if with_usd and team_ids else [None] * len(team_ids)
     bill_days = conn.execute(
         "SELECT strftime(day, '%Y-%m-%d'), billed, withdrawn FROM billing_days WHERE day BETWEEN ? AND ? ORDER BY day", [start, end]).fetchall()
     billed_days = sum(1 for _, is_billed, withdrawn in bill_days if is_billed and not withdrawn)
     teams = []
     for team_id, exact, cents, usd in zip(team_ids, team_exact, team_cents, team_usd):
-        members = sorted((key_hash, v) for (t, key_hash), v in keys.items() if t == team_id)
+        members = by_team[team_id]
         key_cents = round_once(cents, [v["cost"] for _, v in members])
         key_usd = round_once(usd, [v["usd"] for _, v in members]) if usd is not None else [None] * len(members)
         lines, team_models = [], defaultdict(Decimal)
