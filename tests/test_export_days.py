@@ -13,7 +13,7 @@ import pytest
 from conftest import DEMO_END
 from usage_jobs import warehouse
 from usage_jobs.defs.report import build as site_build
-from usage_jobs.defs.report import exports
+from usage_jobs.defs.report import exports, queries
 from usage_jobs.defs.report.build import build_site, export_metadata, export_tables
 from usage_jobs.defs.report.exports import ExportDays, ExportTable, render_csv, render_json, write_exports
 from usage_jobs.defs.report.periods import report_periods
@@ -78,9 +78,13 @@ def test_a_changed_day_reformats_only_itself_and_every_export_is_a_full_builds(d
         return bodies(table, *args)
 
     monkeypatch.setattr(exports, "_bodies", spy)
+    cells_read: list[str] = []  # the days whose key × model cells were read from the warehouse
+    cells = queries.KeyModelDays.cells
+    monkeypatch.setattr(queries.KeyModelDays, "cells", lambda self, days: cells_read.extend(days) or cells(self, days))
     result = build_site(conn, tmp_path / "site", timezone="UTC", billing_configured=True, generated_at=WHEN, chromium=NO_PDF)
     assert changed.isoformat() in result.rendered and (DEMO_END - dt.timedelta(days=3)).isoformat() not in result.rendered
     assert formatted["key_model_daily"] == formatted["team_model_daily"] == {changed.isoformat()}
+    assert set(cells_read) == {changed.isoformat()}  # read once in each period holding it, not the other days
     assert formatted["focus"] == {f"{changed.isoformat()}T00:00:00Z"}
     monkeypatch.setattr(exports, "_bodies", bodies)
     build_site(conn, tmp_path / "full", timezone="UTC", billing_configured=True, generated_at=WHEN, full=True, chromium=NO_PDF)

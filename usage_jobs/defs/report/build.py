@@ -34,7 +34,7 @@ from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
-from usage_jobs.defs.report.exports import ExportDays, ExportTable, write_exports
+from usage_jobs.defs.report.exports import DayRows, ExportDays, ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
 from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
 from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
@@ -265,7 +265,8 @@ def export_tables(views: PeriodViews) -> list[ExportTable]:
         # in the period, a team out of the inventory); a key cell's alias and team are the cell's own.
         ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily), EXACT, day_column="date",
                     period_columns=("team_alias",)),
-        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _records(data.key_model_daily), day_column="date"),
+        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, DayRows(data.key_model_daily.counts, lambda days: {
+            day: _records(cells) for day, cells in data.key_model_daily.cells(days).items()}), day_column="date"),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
         # Ordered by (day, team, model), a day's charge period and cells its own (focus.py); the team's name (without billing, the
         # period's alias) is written in these three columns.
@@ -476,8 +477,7 @@ def _page_links(period: Period, data: PeriodData):
         for cell in data.team_model_daily:
             if cell.requests or cell.billed_cost_allocated is not None:
                 last[("teams", cell.team_id)] = max(last.get(("teams", cell.team_id), ""), cell.date)
-        for cell in data.key_model_daily:
-            last[("keys", cell.key_hash)] = max(last.get(("keys", cell.key_hash), ""), cell.date)
+        last |= {("keys", key_hash): day for key_hash, day in data.key_model_daily.last_days().items()}
         days = {(folder, page_name(identifier)): date for (folder, identifier), date in last.items()}
         fallback = data.last_ingested or period.end.isoformat()
 

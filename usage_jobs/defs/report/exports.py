@@ -22,6 +22,7 @@ import json
 import numbers
 import re
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
@@ -44,7 +45,7 @@ class ExportTable:
     name: str
     columns: list[str]
     money_columns: frozenset[str]  # written with 6 decimals
-    rows: list[dict]
+    rows: Sequence[dict]  # a list, or DayRows
     # Money written with every decimal it has (unrounded shares, estimated costs a variance is recomputed from): wins over money_columns.
     exact_columns: frozenset[str] = frozenset()
     # Rows ordered by this text column (a day) first, a day's rows the same in every period holding the day but for the text
@@ -52,6 +53,24 @@ class ExportTable:
     # are assembled from each day's text, formatted once a build (ExportDays).
     day_column: str | None = None
     period_columns: tuple[str, ...] = ()
+
+
+class DayRows(Sequence):
+    """A day table's rows (ExportTable.rows, ordered by day) read a day at a time when asked: `counts` is each day's number of rows
+    in day order, `fetch(days)` the rows of those days. Written from the days' text (ExportDays), a large period builds the rows of
+    the days not formatted yet only; anything else reading them gets them all."""
+
+    def __init__(self, counts: dict[str, int], fetch: Callable[[list[str]], dict[str, list[dict]]]):
+        self.counts, self.fetch = counts, fetch
+        self._all: list[dict] | None = None
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def __getitem__(self, index):
+        if self._all is None:
+            self._all = [row for rows in self.fetch(list(self.counts)).values() for row in rows]
+        return self._all[index]
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -320,6 +339,12 @@ def _period_values(table: ExportTable, rows: list[dict]) -> tuple:
 def _assembled(table: ExportTable, days: ExportDays) -> list[DayText] | None:
     """The table's rows as each day's text (formatted once a build), in row order; None when its rows are not grouped by day (each
     day one run of rows)."""
+    if isinstance(table.rows, DayRows) and not table.period_columns:  # the rows of the days without text only
+        texts = {day: days.lookup(table, (table.name, day, ())) for day in table.rows.counts}
+        for day, rows in table.rows.fetch([day for day, text in texts.items() if text is None]).items():
+            texts[day] = DayText((table.name, day, ()), *_bodies(dataclasses.replace(table, rows=rows)))
+            days.keep(texts[day])
+        return list(texts.values())
     parts, seen = [], set()
     for day, group in itertools.groupby(table.rows, key=itemgetter(table.day_column)):
         if day in seen or not isinstance(day, str):

@@ -234,7 +234,7 @@ class PeriodData:
     keys: tuple[KeyUsage, ...]  # every key in the inventory or the logs
     top_keys: tuple[KeyUsage, ...]
     team_model_daily: tuple[TeamModelDay, ...]
-    key_model_daily: tuple[KeyModelDay, ...]
+    key_model_daily: KeyModelDays
     anomalies: tuple[Anomaly, ...]
     attention: tuple[AttentionItem, ...]  # what an admin should look at, most pressing first
     team_pages: tuple[TeamPage, ...]
@@ -254,14 +254,22 @@ def _by_spend(usage: Usage, tie: int, name: str) -> tuple:
 # One query sums the period's daily_usage rows over every slice a page or an export shows.
 DIMENSIONS = ("day", "team_id", "key_hash", "model")
 SLICES = ((), ("day",), ("model",), ("team_id",), ("key_hash",), ("day", "team_id"), ("day", "key_hash"), ("day", "model"), ("team_id", "model"),
-          ("team_id", "key_hash"), ("key_hash", "model"), ("day", "team_id", "model"), ("day", "key_hash", "model"))
+          ("team_id", "key_hash"), ("key_hash", "model"), ("day", "team_id", "model"))
+# The day × key × model cells (a large period's ~200,000, most of its rows) are read apart, a day at a time when asked: KeyModelDays.
+CELL_SLICE = ("day", "key_hash", "model")
 # Only the team and key pages read these (their days, keys and models); a period without pages skips them: (day, key_hash) alone
 # is a third of a quarter's rows.
 PAGE_SLICES = frozenset({("day", "team_id"), ("day", "key_hash"), ("team_id", "key_hash"), ("key_hash", "model")})
-# GROUPING(day, team_id, key_hash, model): a bit set for each dimension a slice rolls up.
-SLICE_OF_GROUPING = {sum(1 << (len(DIMENSIONS) - 1 - i) for i, name in enumerate(DIMENSIONS) if name not in s): s for s in SLICES}
+
+
+def _grouping(dimensions: tuple[str, ...]) -> int:
+    """GROUPING(day, team_id, key_hash, model) of a slice: a bit set for each dimension it rolls up."""
+    return sum(1 << (len(DIMENSIONS) - 1 - i) for i, name in enumerate(DIMENSIONS) if name not in dimensions)
+
+
+SLICE_OF_GROUPING = {_grouping(s): s for s in (*SLICES, CELL_SLICE)}
 SLICED_USAGE = (
-    "SELECT GROUPING(" + ", ".join(DIMENSIONS) + ") AS grouping, strftime(day, '%Y-%m-%d') AS day, team_id, key_hash, model, "
+    "SELECT {grouping} AS grouping, {dimensions}, "
     # counts as BIGINT: DuckDB's sum of BIGINTs is a HUGEINT, ~3x slower to fetch into Python (0.6 s of a quarter's 206,000 rows)
     + ", ".join(f"coalesce(sum({name}), 0){'' if name == 'spend_usd' else '::BIGINT'} AS {name}" for name in USAGE_FIELDS) + ", "
     # a model with no price on some row has no spend figure when nothing else is priced
@@ -273,11 +281,17 @@ SLICED_USAGE = (
     "FROM daily_usage WHERE day BETWEEN $start AND $end GROUP BY GROUPING SETS ({sets})")
 
 
-def _sliced_usage(conn: duckdb.DuckDBPyConnection, period: Period, pages: bool) -> dict[tuple[str, ...], dict[tuple, dict]]:
-    """Slice (its dimensions) → the slice's values (their day, team, key, model in that order) → the summed row; without `pages`,
-    not the slices only pages read."""
-    wanted = [s for s in SLICES if pages or s not in PAGE_SLICES]
-    cursor = conn.execute(SLICED_USAGE.format(sets=", ".join(f"({', '.join(s)})" for s in wanted)), {"start": period.start, "end": period.end})
+def _sliced_usage(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, wanted: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[tuple, dict]]:
+    """Slice (its dimensions) → the slice's values (their day, team, key, model in that order) → the summed row, of the days
+    start..end, for the `wanted` slices."""
+    # A dimension no set groups by may be neither selected nor named by GROUPING(): a single set's rows are all of its slice.
+    grouped = {name for s in wanted for name in s}
+    assert len(wanted) == 1 or grouped == set(DIMENSIONS)
+    dimensions = ", ".join(f"NULL AS {name}" if name not in grouped else "strftime(day, '%Y-%m-%d') AS day" if name == "day" else name
+                           for name in DIMENSIONS)
+    grouping = f"GROUPING({', '.join(DIMENSIONS)})" if len(wanted) > 1 else str(_grouping(wanted[0]))
+    sql = SLICED_USAGE.format(grouping=grouping, dimensions=dimensions, sets=", ".join(f"({', '.join(s)})" for s in wanted))
+    cursor = conn.execute(sql, {"start": start, "end": end})
     names = [d[0] for d in cursor.description]
     # Per grouping: its slice and the positions of the slice's values in a row (a tuple of them, one value too).
     keys = {grouping: (s, [names.index(name) for name in s]) for grouping, s in SLICE_OF_GROUPING.items() if s in wanted}
@@ -369,7 +383,7 @@ class _PeriodReader:
     def __init__(self, conn: duckdb.DuckDBPyConnection, period: Period, pages: bool = True):
         self.conn, self.period = conn, period
         bounds = [period.start, period.end]
-        self.slices = _sliced_usage(conn, period, pages)
+        self.slices = _sliced_usage(conn, period.start, period.end, [s for s in SLICES if pages or s not in PAGE_SLICES])
         self.team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
         self.inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
             "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
@@ -472,11 +486,6 @@ class _PeriodReader:
                                                             billed_cost_allocated=cost, billed_currency=currency)
         return tuple(sorted(cells.values(), key=lambda c: (c.date, c.team_id, c.model)))
 
-    def key_model_daily(self) -> tuple[KeyModelDay, ...]:
-        cells = [KeyModelDay(**_counts(row), date=day, key_hash=key_hash, key_alias=row["first_key_alias"], team_id=row["first_team_id"], model=model)
-                 for (day, key_hash, model), row in self.slices[("day", "key_hash", "model")].items()]
-        return tuple(sorted(cells, key=lambda c: (c.date, c.key_hash, c.model)))
-
     def page_days(self, dimension: str, identifier: str, anomalies: dict[str, str]) -> tuple[PageDay, ...]:
         by_day = self.slices[("day", dimension)]
         days = (PageDay(day, _usage(by_day.get((day.isoformat(), identifier))), anomalies.get(day.isoformat())) for day in self.period.days)
@@ -502,6 +511,48 @@ class _PeriodReader:
         return tuple(sorted(series, key=lambda s: (-sum(s.daily_spend), s.model)))
 
 
+class KeyModelDays:
+    """The period's day × key × model cells, read from the warehouse a day at a time when asked. A quarter at 3,000 keys holds
+    ~150,000 of them, most of its rows, and its export (the one reader) is mostly written from each day's text formatted once
+    (exports.ExportDays): built whole for every large period, they were a quarter of its time."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, period: Period):
+        self.conn, self.period = conn, period
+        # each day holding cells → how many, in day order
+        self.counts: dict[str, int] = dict(conn.execute(
+            "SELECT strftime(day, '%Y-%m-%d'), count(*) FROM (SELECT DISTINCT day, key_hash, model FROM daily_usage WHERE day BETWEEN ? AND ?) "
+            "GROUP BY day ORDER BY day", [period.start, period.end]).fetchall())
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def cells(self, days: list[str]) -> dict[str, list[KeyModelDay]]:
+        """The cells of `days` (each a day of `counts`), each day's in (key, model) order: one query a run of consecutive days."""
+        cells: dict[str, list[KeyModelDay]] = {day: [] for day in days}
+        for first, last in _runs(sorted(dt.date.fromisoformat(day) for day in days)):
+            rows = _sliced_usage(self.conn, first, last, [CELL_SLICE])[CELL_SLICE]
+            for (day, key_hash, model), row in sorted(rows.items()):
+                cells[day].append(KeyModelDay(**_counts(row), date=day, key_hash=key_hash, key_alias=row["first_key_alias"],
+                                              team_id=row["first_team_id"], model=model))
+        return cells
+
+    def last_days(self) -> dict[str, str]:
+        """Each key's last day with a cell."""
+        return dict(self.conn.execute("SELECT key_hash, strftime(max(day), '%Y-%m-%d') FROM daily_usage WHERE day BETWEEN ? AND ? GROUP BY key_hash",
+                                      [self.period.start, self.period.end]).fetchall())
+
+
+def _runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Sorted days as runs of consecutive days, (first, last) each."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in days:
+        if runs and day == runs[-1][1] + dt.timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
 def _billed(values: tuple | None) -> dict:
     if values is None:
         return {}
@@ -524,7 +575,7 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period, *, pages: bool 
         period=period, daily=tuple(DayUsage(**_counts(reader.slices[("day",)].get((d.isoformat(),))), date=d.isoformat()) for d in period.days),
         totals=_usage(reader.slices[()][()]), previous_totals=_totals(conn, *period.previous_span()),
         models=reader.models(), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list, top_keys=used_keys[:10],
-        team_model_daily=reader.team_model_daily(), key_model_daily=reader.key_model_daily(),
+        team_model_daily=reader.team_model_daily(), key_model_daily=KeyModelDays(conn, period),
         anomalies=anomalies, attention=_attention(anomalies, key_list, teams),
         team_pages=tuple(reader.team_page(team, keys) for team in teams) if pages else (),
         key_pages=tuple(reader.key_page(key) for key in used_keys) if pages else (),
