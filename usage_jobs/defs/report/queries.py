@@ -523,9 +523,6 @@ class KeyModelDays:
             "SELECT strftime(day, '%Y-%m-%d'), count(*) FROM (SELECT DISTINCT day, key_hash, model FROM daily_usage WHERE day BETWEEN ? AND ?) "
             "GROUP BY day ORDER BY day", [period.start, period.end]).fetchall())
 
-    def __len__(self) -> int:
-        return sum(self.counts.values())
-
     def cells(self, days: list[str]) -> dict[str, list[KeyModelDay]]:
         """The cells of `days` (each a day of `counts`), each day's in (key, model) order: one query a run of consecutive days."""
         cells: dict[str, list[KeyModelDay]] = {day: [] for day in days}
