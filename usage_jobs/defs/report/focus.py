@@ -42,6 +42,7 @@ FOCUS_MONEY = frozenset({"PricingQuantity", "BilledCost", "ContractedCost", "Eff
 
 
 @functools.lru_cache(maxsize=4096)  # four per row, of a few dozen distinct days
+@functools.lru_cache(maxsize=4096)  # 4 a row, for the same few days: a quarter's 49,000 rows made 195,000 conversions
 def _utc(day: dt.date, timezone: str) -> str:
     """Midnight of a report day, as a UTC timestamp (FOCUS charge periods are UTC)."""
     return dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -108,6 +109,11 @@ def report_day_cells(team_model_daily: Sequence[TeamModelDay], *, timezone: str)
                        c.spend_usd, c.unpriced_requests > 0) for c in team_model_daily]
 
 
+@functools.lru_cache(maxsize=4096)
+def _tags(team: str) -> str:
+    return json.dumps({"team": team}, ensure_ascii=False, sort_keys=True)
+
+
 def focus_rows(cells: Sequence[ChargeCell]) -> list[dict]:
     rows = []
     for cell in cells:
@@ -137,7 +143,7 @@ def focus_rows(cells: Sequence[ChargeCell]) -> list[dict]:
             "ServiceCategory": "AI and Machine Learning", "ServiceName": "IG1 AI models", "ServiceSubcategory": "Generative AI",
             "SkuId": cell.model, "SkuMeter": "Tokens", "SkuPriceDetails": None, "SkuPriceId": f"{cell.model}:tokens",
             "SubAccountId": cell.team_id, "SubAccountName": team, "SubAccountType": "Team",
-            "Tags": json.dumps({"team": team}, ensure_ascii=False, sort_keys=True),
+            "Tags": _tags(team),
             "x_EstimatedCostUsd": cell.estimated_usd, "x_Unpriced": unpriced,
         })
     return rows
