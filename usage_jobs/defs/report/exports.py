@@ -202,26 +202,19 @@ def _csv_head(table: ExportTable) -> str:
 def _json_head(table: ExportTable, metadata: dict) -> str:
     head = json.dumps({**metadata, "export": table.name, "columns": table.columns, "rows": len(table.rows)}, ensure_ascii=False)
     # One row per line: readable, and json's C encoder (indent= falls back to pure Python, 5x slower).
-    return f'{{"metadata": {head},\n"data": [\n'
+    return f'{{"metadata": {head},{JSON_DATA}'
 
 
-JSON_TAIL, JSON_SEPARATOR = "\n]}\n", ",\n"
-
-
-def _csv_file(table: ExportTable, body: str) -> bytes:
-    return (_csv_head(table) + body).encode("utf-8")
-
-
-def _json_file(table: ExportTable, metadata: dict, body: str) -> bytes:
-    return (_json_head(table, metadata) + body + JSON_TAIL).encode("utf-8")
+# What a JSON file's rows follow (its metadata is one line before), separates them and ends it.
+JSON_DATA, JSON_SEPARATOR, JSON_TAIL = '\n"data": [\n', ",\n", "\n]}\n"
 
 
 def render_csv(table: ExportTable) -> bytes:
-    return _csv_file(table, _bodies(table, ("csv",))[0])
+    return "".join(_pieces(table, "csv", {}, [_bodies(table, ("csv",))[0]])).encode("utf-8")
 
 
 def render_json(table: ExportTable, metadata: dict) -> bytes:
-    return _json_file(table, metadata, _bodies(table, ("json",))[1])
+    return "".join(_pieces(table, "json", metadata, [_bodies(table, ("json",))[1]])).encode("utf-8")
 
 
 @dataclass(eq=False)
@@ -293,11 +286,11 @@ class ExportDays:
                     texts[suffix] = b"".join(text for _, text in split).decode("utf-8")
                     if len(split) == (3 if suffix == "json" else 2):  # as write_exports writes a day: head, the rows[, tail]
                         members[suffix] = split[1]
-        header, json_start = _csv_head(table), '\n"data": [\n'
-        if len(texts) < 2 or not texts["csv"].startswith(header) or json_start not in texts["json"] or not texts["json"].endswith(JSON_TAIL):
+        header = _csv_head(table)
+        if len(texts) < 2 or not texts["csv"].startswith(header) or JSON_DATA not in texts["json"] or not texts["json"].endswith(JSON_TAIL):
             return  # not there, or not written as this code writes it: the day is formatted
         csv_body = texts["csv"][len(header):]
-        json_body = texts["json"][texts["json"].index(json_start) + len(json_start):-len(JSON_TAIL)]  # the metadata is one line
+        json_body = texts["json"][texts["json"].index(JSON_DATA) + len(JSON_DATA):-len(JSON_TAIL)]  # the metadata is one line
         if not json_body:
             return
         # A row a line: the first and last rows name the day, unless every row is read for the period's columns.
