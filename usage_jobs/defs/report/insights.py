@@ -8,7 +8,6 @@ so any span's percentiles come from its days' rows, in the site, the range picke
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -253,33 +252,26 @@ def _bucket_value(bucket: int) -> int:
     return round(LATENCY_BUCKET_RATIO ** (bucket + 0.5))
 
 
-def percentile(buckets: list[tuple[int, int]], q: int) -> int:
-    """The nearest-rank q-th percentile of (bucket, requests) pairs, as the range picker (report.js) reads it too."""
-    total = sum(n for _, n in buckets)
-    rank, seen = math.ceil(q / 100 * total), 0
-    for bucket, n in sorted(buckets):
-        seen += n
-        if seen >= rank:
-            return _bucket_value(bucket)
-    return 0
+# Each slice's buckets summed, then each slice's count, duration sum and nearest-rank percentiles (the range picker, report.js,
+# reads them alike) in SQL: a quarter's ~190,000 bucket rows were grouped and walked in Python (0.65 s of a 3,000-key quarter).
+LATENCY = (
+    "WITH buckets AS (SELECT GROUPING(day, model, key_hash) AS grouping, strftime(day, '%Y-%m-%d') AS day, model, key_hash, stream, bucket, "
+    "sum(requests) AS requests, sum(duration_ms_sum) AS duration FROM daily_latency WHERE day BETWEEN $start AND $end "
+    "GROUP BY GROUPING SETS ((model, stream, bucket), (key_hash, stream, bucket), (day, stream, bucket), (day, model, stream, bucket))), "
+    "ranked AS (SELECT *, sum(requests) OVER (slice ORDER BY bucket ROWS UNBOUNDED PRECEDING) AS seen, sum(requests) OVER (slice) AS total "
+    "FROM buckets WINDOW slice AS (PARTITION BY grouping, day, model, key_hash, stream)) "
+    "SELECT grouping, day, model, key_hash, stream, any_value(total)::BIGINT, sum(duration), "
+    + ", ".join(f"min(bucket) FILTER (seen >= ceil({q} / 100 * total))" for q in PERCENTILES) +
+    " FROM ranked GROUP BY grouping, day, model, key_hash, stream")
 
 
 def _latency(conn: duckdb.DuckDBPyConnection, period: Period, key_aliases: dict[str, str | None]) -> LatencyView:
-    rows = conn.execute(
-        "SELECT GROUPING(day, model, key_hash), strftime(day, '%Y-%m-%d'), model, key_hash, stream, bucket, sum(requests), sum(duration_ms_sum) "
-        "FROM daily_latency WHERE day BETWEEN $start AND $end "
-        "GROUP BY GROUPING SETS ((model, stream, bucket), (key_hash, stream, bucket), (day, stream, bucket), (day, model, stream, bucket))",
-        {"start": period.start, "end": period.end}).fetchall()
-    groups: dict[tuple, list] = {}
-    for grouping, day, model, key_hash, stream, bucket, requests, duration in rows:
-        name = {0b101: "model", 0b110: "key", 0b011: "day", 0b001: "day-model"}[grouping]
-        groups.setdefault((name, day, model, key_hash, stream), []).append((bucket, int(requests), duration))
     result: dict[str, list[Latency]] = {"model": [], "key": [], "day": [], "day-model": []}
-    for (name, day, model, key_hash, stream), buckets in groups.items():
-        counts = [(b, n) for b, n, _ in buckets]
-        requests = sum(n for _, n in counts)
+    for grouping, day, model, key_hash, stream, requests, duration, *buckets in conn.execute(
+            LATENCY, {"start": period.start, "end": period.end}).fetchall():
+        name = {0b101: "model", 0b110: "key", 0b011: "day", 0b001: "day-model"}[grouping]
         result[name].append(Latency(name, model, key_hash, key_aliases.get(key_hash) if key_hash else None, day, stream, requests,
-                                    round(sum(d for *_, d in buckets) / requests), *(percentile(counts, q) for q in PERCENTILES)))
+                                    round(duration / requests), *(_bucket_value(bucket) for bucket in buckets)))
     return LatencyView(tuple(sorted(result["model"], key=lambda r: (r.model, r.stream))),
                        tuple(sorted(result["key"], key=lambda r: (-r.p95_ms, r.key_hash, r.stream))),
                        tuple(sorted(result["day"], key=lambda r: (r.date, r.stream))),
