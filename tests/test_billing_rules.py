@@ -1,8 +1,10 @@
 """The pure billing rules: allocation to the cent, exchange rates, the commit forecast."""
 
 import datetime as dt
+import math
 import random
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -23,6 +25,32 @@ def test_allocation_adds_up_exactly_for_awkward_amounts():
         # Nobody is more than a cent away from their exact share.
         exact = [total * w / sum(weights) for w in weights]
         assert all(abs(p - e) < 1 for p, e in zip(parts, exact))
+
+
+def _largest_remainder_in_fractions(total: int, weights: list) -> list[int]:
+    """The rule computed independently, share by share in exact fractions."""
+    exact = [Fraction(w) for w in weights]
+    shares = [total * w / sum(exact) for w in exact]
+    parts = [math.floor(share) for share in shares]
+    for index in sorted(range(len(shares)), key=lambda i: (-(shares[i] - parts[i]), i))[:total - sum(parts)]:
+        parts[index] += 1
+    return parts
+
+
+@pytest.mark.parametrize("kind", ["decimals of any scale", "small integers (ties)", "fractions", "negative total (a credit)"])
+def test_allocation_is_the_exact_largest_remainder_split(kind):
+    rng = random.Random(kind)
+    for _ in range(300):
+        size = rng.randint(1, 40)
+        weights = {"decimals of any scale": lambda: Decimal(rng.randint(0, 10**12)).scaleb(-rng.randint(0, 20)),
+                   "small integers (ties)": lambda: rng.choice([0, 1, 2, 3]),
+                   "fractions": lambda: Fraction(rng.randint(0, 1000), rng.randint(1, 97)),
+                   "negative total (a credit)": lambda: Decimal(rng.randint(0, 10**6)).scaleb(-6)}[kind]
+        drawn = [weights() for _ in range(size)]
+        if not any(drawn):
+            drawn[0] = Decimal(1)
+        total = rng.randint(-10_000, -1) if kind.startswith("negative") else rng.randint(0, 100_000)
+        assert allocate_cents(total, drawn) == _largest_remainder_in_fractions(total, drawn)
 
 
 def test_one_cent_among_many_goes_to_the_largest_share_and_ties_to_the_first():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
@@ -20,17 +21,20 @@ def allocate_cents(total_cents: int, weights: list[Fraction | Decimal | int]) ->
     Each part gets the floor of its exact share; the cents left over go to the largest
     fractional remainders (ties to the earlier weight), so the result is deterministic
     for an ordered input. Weights must be >= 0 with a positive sum."""
-    exact = [Fraction(w) for w in weights]
-    if any(w < 0 for w in exact):
+    # Exact in integers: the weights over their least common denominator keep their proportions, and every share's remainder
+    # is then a multiple of 1 / (their sum). As exact as Fractions, without a Fraction per weight (a statement rounds thousands).
+    ratios = [weight.as_integer_ratio() for weight in weights]
+    denominator = math.lcm(*(d for _, d in ratios))
+    units = [n * (denominator // d) for n, d in ratios]
+    if any(unit < 0 for unit in units):
         raise ValueError("allocation weights must be >= 0")
-    weight_sum = sum(exact)
-    if weight_sum <= 0:
+    unit_sum = sum(units)
+    if unit_sum <= 0:
         raise ValueError("allocation weights must not all be zero")
-    shares = [total_cents * w / weight_sum for w in exact]
-    parts = [share.numerator // share.denominator for share in shares]
+    parts, remainders = zip(*(divmod(total_cents * unit, unit_sum) for unit in units))
+    parts = list(parts)
     left = total_cents - sum(parts)
-    by_remainder = sorted(range(len(shares)), key=lambda i: (-(shares[i] - parts[i]), i))
-    for index in by_remainder[:left]:
+    for index in sorted(range(len(parts)), key=lambda i: (-remainders[i], i))[:left]:
         parts[index] += 1
     return parts
 
@@ -61,4 +65,4 @@ def round_once(total: Decimal, shares: list[Decimal]) -> list[Decimal]:
         if cents:
             raise ValueError("a non-zero total cannot be split among zero shares")
         return [Decimal("0.00")] * len(shares)
-    return [Decimal(part).scaleb(-2) for part in allocate_cents(cents, [Fraction(share) for share in shares])]
+    return [Decimal(part).scaleb(-2) for part in allocate_cents(cents, shares)]
