@@ -252,6 +252,18 @@ def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp
     assert changed.rendered_periods == 7 and changed.reused_periods == first.periods - 7
 
 
+@pytest.mark.parametrize("module", ["defs/billing/statement.py", "defs/billing/allocation.py", "defs/keys/budgets.py", "names.py",
+                                    "defs/report/queries.py"])
+def test_a_change_to_any_code_the_pages_run_re_renders_every_period(module, monkeypatch):
+    """The rounding of a statement or a budget rule shows on the pages as much as a template: a published period rendered by
+    older code is not current."""
+    before = site_build._source_version()
+    changed = Path(site_build.names.__file__).parent / module
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: read_bytes(path) + (b"\n# changed" if path == changed else b""))
+    assert site_build._source_version() != before
+
+
 def _rendered_after(conn, site, change: str, params: list) -> set[str]:
     conn.execute(change, params)
     return set(build_site(conn, site, timezone="UTC", billing_configured=True).rendered)

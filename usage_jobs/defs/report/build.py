@@ -80,11 +80,13 @@ INSIGHT_VIEWS = [("tags.html", "Tags"), ("end-users.html", "End users"), ("error
 
 
 def _source_version() -> str:
-    """Templates and rendering code: a change to either re-renders every period."""
+    """Templates and the package's code: a change to either re-renders every period. The whole package, not the report's
+    modules alone: the pages also run the billing statement, allocation, nowcast and budget rules, names' escaping."""
     digest = hashlib.sha256()
-    sources = sorted(TEMPLATES.iterdir(), key=lambda item: item.name) + sorted(Path(__file__).parent.glob("*.py")) + [Path(names.__file__)]
+    package = Path(names.__file__).parent
+    sources = sorted(TEMPLATES.iterdir(), key=lambda item: item.name) + sorted(package.rglob("*.py"))
     for source in sources:
-        digest.update(source.name.encode() + source.read_bytes())
+        digest.update(str(source.relative_to(package)).encode() + source.read_bytes())
     return digest.hexdigest()
 
 
