@@ -431,16 +431,21 @@ class _PeriodReader:
         models += [ModelUsage(model=name, **_billed(values)) for name, values in self.billed.items() if (name,) not in seen_models]
         return tuple(sorted(models, key=lambda m: _by_spend(m, m.requests, m.model)))
 
+    def _owned(self, dimensions: tuple[str, str], owner: int) -> dict[str, dict[str, dict]]:
+        """A two-dimension slice's rows by their `owner` value (0: the first dimension, 1: the second), then by the other: grouped
+        once per slice, not scanned for each team or key."""
+        if not hasattr(self, "_owned_slices"):
+            self._owned_slices: dict[tuple, dict[str, dict[str, dict]]] = {}
+        if (dimensions, owner) not in self._owned_slices:
+            grouped: dict[str, dict[str, dict]] = {}
+            for values, row in self.slices[dimensions].items():
+                grouped.setdefault(values[owner], {})[values[1 - owner]] = row
+            self._owned_slices[(dimensions, owner)] = grouped
+        return self._owned_slices[(dimensions, owner)]
+
     def ranked_models(self, dimension: str, identifier: str, limit: int | None = None) -> tuple[ModelUsage, ...]:
         """A team's or key's models, largest spender first."""
-        if not hasattr(self, "_by_owner"):
-            self._by_owner: dict[str, dict[str, list]] = {}
-        if dimension not in self._by_owner:  # grouped once per dimension, not scanned for every team or key
-            grouped: dict[str, list] = {}
-            for (owner, model), row in self.slices[(dimension, "model")].items():
-                grouped.setdefault(owner, []).append((model, row))
-            self._by_owner[dimension] = grouped
-        rows = [ModelUsage(**_counts(row), model=model) for model, row in self._by_owner[dimension].get(identifier, [])]
+        rows = [ModelUsage(**_counts(row), model=model) for model, row in self._owned((dimension, "model"), 0).get(identifier, {}).items()]
         return tuple(sorted(rows, key=lambda m: _by_spend(m, m.total_tokens, m.model))[:limit])
 
     def teams(self) -> list[TeamUsage]:
@@ -494,20 +499,14 @@ class _PeriodReader:
         return tuple(sorted(cells.values(), key=lambda c: (c.date, c.team_id, c.model)))
 
     def page_days(self, dimension: str, identifier: str, anomalies: dict[str, str]) -> tuple[PageDay, ...]:
-        if not hasattr(self, "_days_by_owner"):
-            self._days_by_owner: dict[str, dict[str, dict[str, dict]]] = {}
+        if not hasattr(self, "_day_names"):
             self._day_names = [(day, day.isoformat()) for day in self.period.days]
-        if dimension not in self._days_by_owner:  # grouped once per dimension, not looked up for each day of each team or key
-            grouped: dict[str, dict[str, dict]] = {}
-            for (day, owner), row in self.slices[("day", dimension)].items():
-                grouped.setdefault(owner, {})[day] = row
-            self._days_by_owner[dimension] = grouped
-        used, every_day = self._days_by_owner[dimension].get(identifier, {}), self.period.length <= MAX_DAYS_LISTED
+        used, every_day = self._owned(("day", dimension), 1).get(identifier, {}), self.period.length <= MAX_DAYS_LISTED
         return tuple(PageDay(day, _usage(used.get(name)), anomalies.get(name)) for day, name in self._day_names
                      if every_day or name in used or anomalies.get(name))
 
     def team_page(self, team: TeamUsage, keys: dict[str, KeyUsage]) -> TeamPage:
-        by_key = [(keys[key_hash], row) for (team_id, key_hash), row in self.slices[("team_id", "key_hash")].items() if team_id == team.team_id]
+        by_key = [(keys[key_hash], row) for key_hash, row in self._owned(("team_id", "key_hash"), 0).get(team.team_id, {}).items()]
         top_keys = sorted(by_key, key=lambda item: _by_spend(_usage(item[1]), item[1]["requests"], item[0].key_hash))[:10]
         return TeamPage(team, self.page_days("team_id", team.team_id, {}), self.ranked_models("team_id", team.team_id, limit=10),
                         tuple(TeamKey(key, _usage(row)) for key, row in top_keys))
