@@ -145,6 +145,33 @@ def test_days_past_the_budget_are_dropped_oldest_used_first_and_formatted_again(
     assert [key[1] for key in days.bodies][-1] == "2026-11-04" and len(days.bodies) < 4
 
 
+def test_days_past_the_budget_keep_their_gzip_members_alone_and_give_the_same_bytes(tmp_path, monkeypatch):
+    """Compressed, a day is kept as its members (its text inflated when a period needs it) before any day is dropped: nothing is
+    formatted or compressed again."""
+    monkeypatch.setattr(exports, "COMPRESS_OVER", 100)
+    rows = {d: [{"date": f"2026-11-0{d}", "team_alias": f"T{i}", "spend": Decimal(i)} for i in range(20)] for d in range(1, 6)}
+    texts = ExportDays()
+    write_exports(tmp_path / "sizes", [_table([row for day in rows.values() for row in day])], {}, days=texts)
+    members = sum(len(member) for day in texts.bodies.values() for member in day.members.values())
+    days = ExportDays(budget=members + 1_000)  # every member, not every text
+    periods = {name: _table([row for d in digits for row in rows[int(d)]]) for name, digits in
+               (("first", "12345"), ("again", "12345"), ("last-three", "345"))}
+    expected = {name: (render_csv(table), render_json(table, {"period": name})) for name, table in periods.items()}
+    formatted, compressed = [], []
+    bodies, member = exports._bodies, exports._member
+    monkeypatch.setattr(exports, "_bodies", lambda table, *args: formatted.append(table.rows[0]["date"]) or bodies(table, *args))
+    monkeypatch.setattr(exports, "_member", lambda text: compressed.append(text) or member(text))
+    for name, table in periods.items():
+        write_exports(tmp_path / name, [table], {"period": name}, days=days)
+        for suffix, text in zip(("csv", "json"), expected[name]):
+            assert gzip.decompress((tmp_path / name / f"team_model_daily.{suffix}.gz").read_bytes()) == text, (name, suffix)
+        assert days.size == sum(day.size for day in days.bodies.values()) <= days.budget
+    assert len(days.bodies) == 5 and any(day.csv is None for day in days.bodies.values())  # compacted, none dropped
+    assert sorted(formatted) == [f"2026-11-0{d}" for d in range(1, 6)]  # each day formatted once
+    day_members = [text for text in compressed if b"2026-11-0" in text]
+    assert len(day_members) == 10  # each day compressed once a format
+
+
 def test_a_compressed_export_is_a_gzip_member_a_day_the_published_days_kept_as_they_are_and_read_whole(tmp_path, monkeypatch):
     """A large period's file takes a current day period's member byte for byte (not compressed again), and every gzip reader
     (Python, the gzip program, DuckDB) reads the members as one text."""
