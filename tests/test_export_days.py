@@ -13,7 +13,7 @@ import pytest
 from conftest import DEMO_END
 from usage_jobs import warehouse
 from usage_jobs.defs.report import build as site_build
-from usage_jobs.defs.report import exports, queries
+from usage_jobs.defs.report import exports, focus, queries
 from usage_jobs.defs.report.build import build_site, export_metadata, export_tables
 from usage_jobs.defs.report.exports import ExportDays, ExportTable, render_csv, render_json, write_exports
 from usage_jobs.defs.report.periods import report_periods
@@ -81,10 +81,14 @@ def test_a_changed_day_reformats_only_itself_and_every_export_is_a_full_builds(d
     cells_read: list[str] = []  # the days whose key × model cells were read from the warehouse
     cells = queries.KeyModelDays.cells
     monkeypatch.setattr(queries.KeyModelDays, "cells", lambda self, days: cells_read.extend(days) or cells(self, days))
+    charged: list[tuple] = []  # the billing days whose FOCUS cells were built
+    charge_cells = focus._cells
+    monkeypatch.setattr(focus, "_cells", lambda conn, start, end, zone: charged.append((start, end)) or charge_cells(conn, start, end, zone))
     result = build_site(conn, tmp_path / "site", timezone="UTC", billing_configured=True, generated_at=WHEN, chromium=NO_PDF)
     assert changed.isoformat() in result.rendered and (DEMO_END - dt.timedelta(days=3)).isoformat() not in result.rendered
     assert formatted["key_model_daily"] == formatted["team_model_daily"] == {changed.isoformat()}
     assert set(cells_read) == {changed.isoformat()}  # read once in each period holding it, not the other days
+    assert set(charged) == {(changed, changed)}
     assert formatted["focus"] == {f"{changed.isoformat()}T00:00:00Z"}
     monkeypatch.setattr(exports, "_bodies", bodies)
     build_site(conn, tmp_path / "full", timezone="UTC", billing_configured=True, generated_at=WHEN, full=True, chromium=NO_PDF)

@@ -35,7 +35,7 @@ from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, Sta
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import DayRows, ExportDays, ExportTable, write_exports
-from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, charge_cells, focus_rows, report_day_cells
+from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_day_rows, focus_rows, report_day_cells
 from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERROR_COLUMNS, LATENCY_COLUMNS, TAG_COLUMNS, Insights, insights
 from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
 from usage_jobs.defs.report.key_data import SCRIPT_FILE as KEY_DATA_FILE
@@ -238,7 +238,7 @@ def period_views(conn: duckdb.DuckDBPyConnection, period: Period, *, timezone: s
             charges = statement(conn, period.start, period.end)
         except StatementError:
             charges = None  # two contract currencies in one period: no statement (the reconciliation shows both)
-        focus = focus_rows(charge_cells(conn, period, billing_timezone=billing_timezone))
+        focus = focus_day_rows(conn, period, billing_timezone=billing_timezone)
     extra = insights(conn, period, team_names={team.team_id: team.team_alias for team in data.teams},
                      key_aliases={key.key_hash: key.key_alias for key in data.keys}, hide_user_agent_tags=hide_user_agent_tags)
     return PeriodViews(period, data, billing, quality_view(conn, period), charges, focus, extra)
@@ -270,10 +270,10 @@ def export_tables(views: PeriodViews) -> list[ExportTable]:
         ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, DayRows(data.key_model_daily.counts, lambda days: {
             day: _records(cells) for day, cells in data.key_model_daily.cells(days).items()}), day_column="date"),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
-        # Ordered by (day, team, model), a day's charge period and cells its own (focus.py); the team's name (without billing, the
+        # Ordered by (day, team, model), a day's charge period and cells its own (focus.py); without billing, the team's name (the
         # period's alias) is written in these three columns.
         ExportTable("focus", FOCUS_COLUMNS, MONEY, views.focus, day_column="ChargePeriodStart",
-                    period_columns=("SubAccountName", "ChargeDescription", "Tags")),
+                    period_columns=() if isinstance(views.focus, DayRows) else ("SubAccountName", "ChargeDescription", "Tags")),
         ExportTable("anomalies", ANOMALY_COLUMNS, MONEY, _records(data.anomalies)),
         ExportTable("data_quality", DATA_QUALITY_COLUMNS, MONEY, _records(quality.days)),
         ExportTable("tags", TAG_COLUMNS, MONEY, [vars(row) | {"tag": row.label} for row in views.insights.tags.rows]),

@@ -362,6 +362,8 @@ def _assembled(table: ExportTable, days: ExportDays) -> list[DayText] | None:
     if isinstance(table.rows, DayRows) and not table.period_columns:  # the rows of the days without text only
         texts = {day: days.lookup(table, (table.name, day, ())) for day in table.rows.counts}
         for day, rows in table.rows.fetch([day for day, text in texts.items() if text is None]).items():
+            if len(rows) != table.rows.counts[day]:  # the file's row count (its manifest, its JSON head) is taken from the counts
+                raise ValueError(f"{table.name}: {len(rows)} rows built for {day}, {table.rows.counts[day]} counted")
             texts[day] = DayText((table.name, day, ()), *_bodies(dataclasses.replace(table, rows=rows)))
             days.keep(texts[day])
         return list(texts.values())

@@ -172,16 +172,21 @@ def navigation(periods: list[Period]) -> dict[str, Navigation]:
     return result
 
 
+def consecutive_runs(days) -> list[tuple[dt.date, dt.date]]:
+    """Days (dates, in any order, repeats allowed) as runs of consecutive days, (first, last) each, in order."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(days)):
+        if runs and day == runs[-1][1] + dt.timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
 def day_runs(days: list[dt.date] | list[str], limit: int = 6) -> str:
     """Days as runs of consecutive days: `2026-11-01 to 2026-11-16, 2026-11-21`; past `limit` runs, the first and last ones."""
-    dates = sorted({dt.date.fromisoformat(d) if isinstance(d, str) else d for d in days})
-    runs: list[list[dt.date]] = []
-    for day in dates:
-        if runs and (day - runs[-1][-1]).days == 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    text = [run[0].isoformat() if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs]
+    runs = consecutive_runs(dt.date.fromisoformat(d) if isinstance(d, str) else d for d in days)
+    text = [first.isoformat() if first == last else f"{first} to {last}" for first, last in runs]
     if len(text) > limit:
         text = text[: limit // 2] + [f"… ({len(text) - 2 * (limit // 2)} more runs) …"] + text[-(limit // 2):]
     return ", ".join(text)

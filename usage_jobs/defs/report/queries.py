@@ -16,7 +16,7 @@ import duckdb
 
 from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, UNASSIGNED
 from usage_jobs.defs.keys.budgets import budget_flag, budget_window_days
-from usage_jobs.defs.report.periods import Period
+from usage_jobs.defs.report.periods import Period, consecutive_runs
 
 # A team's or key's page lists every day of a period up to a month long; a quarter's or a year's, the days it was used.
 MAX_DAYS_LISTED = 31
@@ -540,7 +540,7 @@ class KeyModelDays:
     def cells(self, days: list[str]) -> dict[str, list[KeyModelDay]]:
         """The cells of `days` (each a day of `counts`), each day's in (key, model) order: one query a run of consecutive days."""
         cells: dict[str, list[KeyModelDay]] = {day: [] for day in days}
-        for first, last in _runs(sorted(dt.date.fromisoformat(day) for day in days)):
+        for first, last in consecutive_runs(dt.date.fromisoformat(day) for day in days):
             rows = _sliced_usage(self.conn, first, last, [CELL_SLICE])[CELL_SLICE]
             for (day, key_hash, model), row in sorted(rows.items()):
                 cells[day].append(KeyModelDay(**_counts(row), date=day, key_hash=key_hash, key_alias=row["first_key_alias"],
@@ -551,17 +551,6 @@ class KeyModelDays:
         """Each key's last day with a cell."""
         return dict(self.conn.execute("SELECT key_hash, strftime(max(day), '%Y-%m-%d') FROM daily_usage WHERE day BETWEEN ? AND ? GROUP BY key_hash",
                                       [self.period.start, self.period.end]).fetchall())
-
-
-def _runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Sorted days as runs of consecutive days, (first, last) each."""
-    runs: list[tuple[dt.date, dt.date]] = []
-    for day in days:
-        if runs and day == runs[-1][1] + dt.timedelta(days=1):
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
 
 
 def _billed(values: tuple | None) -> dict:
