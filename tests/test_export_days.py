@@ -81,13 +81,16 @@ def test_a_changed_day_reformats_only_itself_and_every_export_is_a_full_builds(d
     cells_read: list[str] = []  # the days whose key × model cells were read from the warehouse
     cells = queries.KeyModelDays.cells
     monkeypatch.setattr(queries.KeyModelDays, "cells", lambda self, days: cells_read.extend(days) or cells(self, days))
+    team_cells_built: list[str] = []  # the days whose team × model cells were built
+    team_cells = queries.TeamModelDays.cells
+    monkeypatch.setattr(queries.TeamModelDays, "cells", lambda self, days: team_cells_built.extend(days) or team_cells(self, days))
     charged: list[tuple] = []  # the billing days whose FOCUS cells were built
     charge_cells = focus._cells
     monkeypatch.setattr(focus, "_cells", lambda conn, start, end, zone: charged.append((start, end)) or charge_cells(conn, start, end, zone))
     result = build_site(conn, tmp_path / "site", timezone="UTC", billing_configured=True, generated_at=WHEN, chromium=NO_PDF)
     assert changed.isoformat() in result.rendered and (DEMO_END - dt.timedelta(days=3)).isoformat() not in result.rendered
     assert formatted["key_model_daily"] == formatted["team_model_daily"] == {changed.isoformat()}
-    assert set(cells_read) == {changed.isoformat()}  # read once in each period holding it, not the other days
+    assert set(cells_read) == set(team_cells_built) == {changed.isoformat()}  # in each period holding it, not the other days
     assert set(charged) == {(changed, changed)}
     assert formatted["focus"] == {f"{changed.isoformat()}T00:00:00Z"}
     monkeypatch.setattr(exports, "_bodies", bodies)

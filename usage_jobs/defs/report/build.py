@@ -265,8 +265,9 @@ def export_tables(views: PeriodViews) -> list[ExportTable]:
         ExportTable("models", MODEL_COLUMNS, MONEY, _records(data.models)),
         # A day's cells are summed over that day's rows alone (queries.py): the same in every period, but a team's alias (its first
         # in the period, a team out of the inventory); a key cell's alias and team are the cell's own.
-        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _records(data.team_model_daily), EXACT, day_column="date",
-                    period_columns=("team_alias",)),
+        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, DayRows(data.team_model_daily.counts, lambda days: {
+            day: _records(cells) for day, cells in data.team_model_daily.cells(days).items()}, data.team_model_daily.names), EXACT,
+                    day_column="date", period_columns=("team_alias",)),
         ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, DayRows(data.key_model_daily.counts, lambda days: {
             day: _records(cells) for day, cells in data.key_model_daily.cells(days).items()}), day_column="date"),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
@@ -475,10 +476,7 @@ def _page_links(period: Period, data: PeriodData):
     days: dict[tuple[str, str], str] = {}
     fallback = None
     if period.kind not in PAGE_KINDS:
-        last: dict[tuple[str, str], str] = {}
-        for cell in data.team_model_daily:
-            if cell.requests or cell.billed_cost_allocated is not None:
-                last[("teams", cell.team_id)] = max(last.get(("teams", cell.team_id), ""), cell.date)
+        last = {("teams", team_id): day for team_id, day in data.team_model_daily.last_days().items()}
         last |= {("keys", key_hash): day for key_hash, day in data.key_model_daily.last_days().items()}
         days = {(folder, page_name(identifier)): date for (folder, identifier), date in last.items()}
         fallback = data.last_ingested or period.end.isoformat()

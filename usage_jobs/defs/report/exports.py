@@ -60,8 +60,10 @@ class DayRows(Sequence):
     in day order, `fetch(days)` the rows of those days. Written from the days' text (ExportDays), a large period builds the rows of
     the days not formatted yet only; anything else reading them gets them all."""
 
-    def __init__(self, counts: dict[str, int], fetch: Callable[[list[str]], dict[str, list[dict]]]):
+    def __init__(self, counts: dict[str, int], fetch: Callable[[list[str]], dict[str, list[dict]]],
+                 values: Callable[[str], tuple] | None = None):
         self.counts, self.fetch = counts, fetch
+        self.values = values  # a day's `period_columns` values (as _period_values reads them from its rows), for a table with them
         self._all: list[dict] | None = None
 
     def __len__(self) -> int:
@@ -359,12 +361,16 @@ def _period_values(table: ExportTable, rows: list[dict]) -> tuple:
 def _assembled(table: ExportTable, days: ExportDays) -> list[DayText] | None:
     """The table's rows as each day's text (formatted once a build), in row order; None when its rows are not grouped by day (each
     day one run of rows)."""
-    if isinstance(table.rows, DayRows) and not table.period_columns:  # the rows of the days without text only
-        texts = {day: days.lookup(table, (table.name, day, ())) for day in table.rows.counts}
-        for day, rows in table.rows.fetch([day for day, text in texts.items() if text is None]).items():
-            if len(rows) != table.rows.counts[day]:  # the file's row count (its manifest, its JSON head) is taken from the counts
-                raise ValueError(f"{table.name}: {len(rows)} rows built for {day}, {table.rows.counts[day]} counted")
-            texts[day] = DayText((table.name, day, ()), *_bodies(dataclasses.replace(table, rows=rows)))
+    lazy = table.rows if isinstance(table.rows, DayRows) else None
+    if lazy and (lazy.values or not table.period_columns):  # the rows of the days without text only
+        keys = {day: (table.name, day, lazy.values(day) if table.period_columns else ()) for day in lazy.counts}
+        texts = {day: days.lookup(table, key) for day, key in keys.items()}
+        for day, rows in lazy.fetch([day for day, text in texts.items() if text is None]).items():
+            if len(rows) != lazy.counts[day]:  # the file's row count (its manifest, its JSON head) is taken from the counts
+                raise ValueError(f"{table.name}: {len(rows)} rows built for {day}, {lazy.counts[day]} counted")
+            if keys[day][2] != _period_values(table, rows):
+                raise ValueError(f"{table.name}: the rows built for {day} name other {', '.join(table.period_columns)} than counted")
+            texts[day] = DayText(keys[day], *_bodies(dataclasses.replace(table, rows=rows)))
             days.keep(texts[day])
         return list(texts.values())
     parts, seen = [], set()

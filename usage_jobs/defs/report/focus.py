@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -140,7 +140,7 @@ def focus_day_rows(conn: duckdb.DuckDBPyConnection, period: Period, *, billing_t
     return DayRows({day: n for day, (_, n) in days.items()}, fetch)
 
 
-def report_day_cells(team_model_daily: Sequence[TeamModelDay], *, timezone: str) -> list[ChargeCell]:
+def report_day_cells(team_model_daily: Iterable[TeamModelDay], *, timezone: str) -> list[ChargeCell]:
     """Without billing: the report days × team × model and the gateway's USD estimate."""
     return [ChargeCell(dt.date.fromisoformat(c.date), timezone, c.team_id, c.team_alias, c.model, c.total_tokens, Decimal(c.spend_usd or 0), "USD",
                        c.spend_usd, c.unpriced_requests > 0) for c in team_model_daily]
