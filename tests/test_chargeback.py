@@ -30,7 +30,7 @@ from usage_jobs.defs.billing.statement import statement
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
-from usage_jobs.defs.report.focus import charge_cells, focus_rows
+from usage_jobs.defs.report.focus import focus_day_rows
 from usage_jobs.defs.report.periods import day_period
 from usage_jobs.defs.report.queries import period_data
 
@@ -159,14 +159,14 @@ def test_no_export_joins_a_billing_day_to_a_report_day_by_its_date(midnights):
 def test_focus_rows_carry_the_span_of_the_day_the_cost_was_billed_for(midnights):
     conn, _ = midnights
     for day in (dt.date(2026, 11, 10), dt.date(2026, 11, 11)):
-        rows = focus_rows(charge_cells(conn, day_period(day), billing_timezone="UTC"))
+        rows = list(focus_day_rows(conn, day_period(day), billing_timezone="UTC"))
         billed = [row for row in rows if row["BillingCurrency"] == "EUR"]
         assert billed and all(row["ChargePeriodStart"] == f"{day}T00:00:00Z" for row in rows)
         assert all(row["ChargePeriodEnd"] == f"{day + dt.timedelta(days=1)}T00:00:00Z" for row in rows)
         expected = sum(Decimal(str(r["cost"])) for r in BILLED if r["date"] == day.isoformat())
         assert sum(row["BilledCost"] for row in billed) == expected
     # The 12th is not billed: the gateway's estimate of that UTC day, in USD, on that UTC day's span.
-    rows = focus_rows(charge_cells(conn, day_period(dt.date(2026, 11, 12)), billing_timezone="UTC"))
+    rows = list(focus_day_rows(conn, day_period(dt.date(2026, 11, 12)), billing_timezone="UTC"))
     assert rows and {row["BillingCurrency"] for row in rows} == {"USD"} and {row["ChargePeriodStart"] for row in rows} == {"2026-11-12T00:00:00Z"}
 
 

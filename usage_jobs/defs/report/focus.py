@@ -88,12 +88,8 @@ def _window(start: dt.date, end: dt.date, billing_timezone: str) -> dict:
             "finish": dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)}
 
 
-def charge_cells(conn: duckdb.DuckDBPyConnection, period: Period, *, billing_timezone: str) -> list[ChargeCell]:
-    """The period's billing days × team × model: billed days from the chargeback, the others from the gateway's estimate."""
-    return _cells(conn, period.start, period.end, billing_timezone)
-
-
 def _cells(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, billing_timezone: str) -> list[ChargeCell]:
+    """Billing days start..end × team × model: billed days from the chargeback, the others from the gateway's estimate."""
     window = _window(start, end, billing_timezone)
     billed_days = {row[0] for row in conn.execute("SELECT day FROM billing_days WHERE billed AND day BETWEEN ? AND ?", [start, end]).fetchall()}
     not_seen_tokens = {(day, model): tokens for day, model, tokens in conn.execute(
