@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,7 +52,9 @@ from usage_jobs.defs.report.queries import (
     MODEL_COLUMNS,
     TEAM_COLUMNS,
     TEAM_MODEL_DAILY_COLUMNS,
+    KeyModelDays,
     PeriodData,
+    TeamModelDays,
     page_name,
     period_data,
 )
@@ -254,6 +257,11 @@ def export_metadata(views: PeriodViews, *, timezone: str, billing_configured: bo
     return metadata
 
 
+def _day_records(cells: TeamModelDays | KeyModelDays, values: Callable[[str], tuple] | None = None) -> DayRows:
+    """A period's day cells as export rows, built a day at a time when asked."""
+    return DayRows(cells.counts, lambda days: {day: _records(day_cells) for day, day_cells in cells.cells(days).items()}, values)
+
+
 def export_tables(views: PeriodViews) -> list[ExportTable]:
     """A period's export files, the site's and `usage-report export`'s alike."""
     data, billing, quality, charges = views.data, views.billing, views.quality, views.charges
@@ -265,11 +273,9 @@ def export_tables(views: PeriodViews) -> list[ExportTable]:
         ExportTable("models", MODEL_COLUMNS, MONEY, _records(data.models)),
         # A day's cells are summed over that day's rows alone (queries.py): the same in every period, but a team's alias (its first
         # in the period, a team out of the inventory); a key cell's alias and team are the cell's own.
-        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, DayRows(data.team_model_daily.counts, lambda days: {
-            day: _records(cells) for day, cells in data.team_model_daily.cells(days).items()}, data.team_model_daily.names), EXACT,
+        ExportTable("team_model_daily", TEAM_MODEL_DAILY_COLUMNS, MONEY, _day_records(data.team_model_daily, data.team_model_daily.names), EXACT,
                     day_column="date", period_columns=("team_alias",)),
-        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, DayRows(data.key_model_daily.counts, lambda days: {
-            day: _records(cells) for day, cells in data.key_model_daily.cells(days).items()}), day_column="date"),
+        ExportTable("key_model_daily", KEY_MODEL_DAILY_COLUMNS, MONEY, _day_records(data.key_model_daily), day_column="date"),
         ExportTable("reconciliation", RECONCILIATION_COLUMNS, MONEY, _records(billing.reconciliation), EXACT),
         # Ordered by (day, team, model), a day's charge period and cells its own (focus.py); without billing, the team's name (the
         # period's alias) is written in these three columns.

@@ -484,9 +484,6 @@ class _PeriodReader:
                 **self.window_spend.budget("key_hash", key_hash, inv.get("max_budget"), inv.get("budget_duration")))
         return keys
 
-    def team_model_daily(self) -> TeamModelDays:
-        return TeamModelDays(self)
-
     def page_days(self, dimension: str, identifier: str, anomalies: dict[str, str]) -> tuple[PageDay, ...]:
         if not hasattr(self, "_day_names"):
             self._day_names = [(day, day.isoformat()) for day in self.period.days]
@@ -520,12 +517,13 @@ class TeamModelDays:
     (`team_alias`), the one value of a day's rows another period may write otherwise: `names(day)`. A large period's days mostly
     come as text (exports.ExportDays); built whole, a year of 180 days at 3,000 keys took 1.8 CPU-s a build."""
 
-    def __init__(self, reader: _PeriodReader):
-        self.reader = reader
+    def __init__(self, seen: dict[tuple, dict], allocated: dict[tuple, tuple], team_alias: dict[str, str | None]):
+        # seen: the period's (day, team, model) sums; allocated: (day, team, model) → billed cost and currency; team_alias: its names
+        self.seen, self.allocated, self.team_alias = seen, allocated, team_alias
         cells: dict[str, set[tuple[str, str]]] = {}
-        for day, team_id, model in reader.slices[("day", "team_id", "model")]:
+        for day, team_id, model in seen:
             cells.setdefault(day, set()).add((team_id, model))
-        for day, *cell in reader.allocated:
+        for day, *cell in allocated:
             if cell:
                 cells.setdefault(day, set()).add(tuple(cell))
         self.order = {day: sorted(cells[day]) for day in sorted(cells)}
@@ -533,18 +531,16 @@ class TeamModelDays:
 
     def names(self, day: str) -> tuple:
         """The team name of each of the day's rows (exports' `period_columns` values)."""
-        return tuple((self.reader.team_alias.get(team_id),) for team_id, _ in self.order[day])
+        return tuple((self.team_alias.get(team_id),) for team_id, _ in self.order[day])
 
     def cells(self, days: list[str]) -> dict[str, list[TeamModelDay]]:
-        seen, allocated, alias = self.reader.slices[("day", "team_id", "model")], self.reader.allocated, self.reader.team_alias
         out = {}
         for day in days:
             out[day] = []
             for team_id, model in self.order[day]:
-                row = seen.get((day, team_id, model))
-                cost, currency = allocated.get((day, team_id, model), (None, None))
-                out[day].append(TeamModelDay(**_counts(row), date=day, team_id=team_id, team_alias=alias.get(team_id), model=model,
-                                             billed_cost_allocated=cost, billed_currency=currency))
+                cost, currency = self.allocated.get((day, team_id, model), (None, None))
+                out[day].append(TeamModelDay(**_counts(self.seen.get((day, team_id, model))), date=day, team_id=team_id,
+                                             team_alias=self.team_alias.get(team_id), model=model, billed_cost_allocated=cost, billed_currency=currency))
         return out
 
     def __iter__(self):
@@ -553,11 +549,11 @@ class TeamModelDays:
 
     def last_days(self) -> dict[str, str]:
         """Each team's last day with requests or a billed cost."""
-        seen, allocated, last = self.reader.slices[("day", "team_id", "model")], self.reader.allocated, {}
+        last = {}
         for day, day_cells in self.order.items():
             for team_id, model in day_cells:
-                row = seen.get((day, team_id, model))
-                if (row and row["requests"]) or allocated.get((day, team_id, model), (None,))[0] is not None:
+                row = self.seen.get((day, team_id, model))
+                if (row and row["requests"]) or self.allocated.get((day, team_id, model), (None,))[0] is not None:
                     last[team_id] = day
         return last
 
@@ -612,7 +608,8 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period, *, pages: bool 
         period=period, daily=tuple(DayUsage(**_counts(reader.slices[("day",)].get((d.isoformat(),))), date=d.isoformat()) for d in period.days),
         totals=_usage(reader.slices[()][()]), previous_totals=_totals(conn, *period.previous_span()),
         models=reader.models(), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list, top_keys=used_keys[:10],
-        team_model_daily=reader.team_model_daily(), key_model_daily=KeyModelDays(conn, period),
+        team_model_daily=TeamModelDays(reader.slices[("day", "team_id", "model")], reader.allocated, reader.team_alias),
+        key_model_daily=KeyModelDays(conn, period),
         anomalies=anomalies, attention=_attention(anomalies, key_list, teams),
         team_pages=tuple(reader.team_page(team, keys) for team in teams) if pages else (),
         key_pages=tuple(reader.key_page(key) for key in used_keys) if pages else (),
