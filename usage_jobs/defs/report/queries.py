@@ -389,6 +389,8 @@ class _PeriodReader:
         self.conn, self.period = conn, period
         bounds = [period.start, period.end]
         self.slices = _sliced_usage(conn, period.start, period.end, [s for s in SLICES if pages or s not in PAGE_SLICES])
+        self._owned_slices: dict[tuple, dict[str, dict[str, dict]]] = {}  # _owned's groupings, made when first asked
+        self._day_names = [(day, day.isoformat()) for day in period.days]
         self.team_names = dict(conn.execute("SELECT team_id, team_alias FROM inventory_teams").fetchall())
         self.team_first = {team_id: (alias, day) for team_id, alias, day in conn.execute(TEAM_NAMES, bounds).fetchall()}  # alias, first day
         self.key_names = {key_hash: (team_id, alias) for key_hash, team_id, alias in conn.execute(KEY_NAMES, bounds).fetchall()}  # team, last alias
@@ -434,8 +436,6 @@ class _PeriodReader:
     def _owned(self, dimensions: tuple[str, str], owner: int) -> dict[str, dict[str, dict]]:
         """A two-dimension slice's rows by their `owner` value (0: the first dimension, 1: the second), then by the other: grouped
         once per slice, not scanned for each team or key."""
-        if not hasattr(self, "_owned_slices"):
-            self._owned_slices: dict[tuple, dict[str, dict[str, dict]]] = {}
         if (dimensions, owner) not in self._owned_slices:
             grouped: dict[str, dict[str, dict]] = {}
             for values, row in self.slices[dimensions].items():
@@ -485,8 +485,6 @@ class _PeriodReader:
         return keys
 
     def page_days(self, dimension: str, identifier: str, anomalies: dict[str, str]) -> tuple[PageDay, ...]:
-        if not hasattr(self, "_day_names"):
-            self._day_names = [(day, day.isoformat()) for day in self.period.days]
         used, every_day = self._owned(("day", dimension), 1).get(identifier, {}), self.period.length <= MAX_DAYS_LISTED
         return tuple(PageDay(day, _usage(used.get(name)), anomalies.get(name)) for day, name in self._day_names
                      if every_day or name in used or anomalies.get(name))
