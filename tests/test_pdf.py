@@ -20,6 +20,7 @@ from pypdf import PdfReader
 from conftest import CHROMIUM, DEMO_DAYS, DEMO_END
 from helpers import export_text, payload, write
 from usage_jobs import warehouse
+from usage_jobs.names import FSI, PDI
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
@@ -47,8 +48,9 @@ def _csv(path: Path) -> list[dict]:
 
 
 def _text(path: Path) -> str:
-    """The PDF's text, whitespace collapsed (pypdf breaks lines where the page does), ligatures undone (ﬁ)."""
-    return unicodedata.normalize("NFKC", " ".join(" ".join(page.extract_text() for page in PdfReader(path).pages).split()))
+    """The PDF's text, whitespace collapsed (pypdf breaks lines where the page does), ligatures undone (ﬁ), names' isolates dropped."""
+    text = unicodedata.normalize("NFKC", " ".join(" ".join(page.extract_text() for page in PdfReader(path).pages).split()))
+    return text.replace(FSI, "").replace(PDI, "")  # the isolates around names in plain text
 
 
 def _sections(path: Path) -> list[str]:
@@ -89,6 +91,12 @@ def test_a_finance_pdf_holds_the_global_teams_and_chargeback_views_with_the_expo
         assert f"{amount:,.2f} {currency}" in text, team
     total = sum(charged.values(), Decimal(0))
     assert f"Total {total:,.2f} {currency}" in text  # the statement's total row
+    unbroken = "".join(text.split())  # a long line wraps where the page is full, a model's name after a hyphen too
+    for line in lines:  # each key's line of its team: its share, in USD, its share of the bill, its name and top models
+        name = line["key_alias"] or line["key_hash"][:12]
+        expected = (f"{Decimal(line['billed_cost']):,.2f} {currency} ${Decimal(line['billed_cost_usd']):,.2f} {Decimal(line['share_pct']):.2f}% "
+                    f"{name} · {line['top_models'] or '—'}")
+        assert "".join(expected.split()) in unbroken, name
     for word in NAVIGATION:  # no navigation, filter or export links on paper
         assert word not in text, word
 
