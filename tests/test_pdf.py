@@ -20,7 +20,6 @@ from pypdf import PdfReader
 from conftest import CHROMIUM, DEMO_DAYS, DEMO_END
 from helpers import export_text, payload, write
 from usage_jobs import warehouse
-from usage_jobs.names import FSI, PDI
 from usage_jobs.defs.gateway.aggregates import aggregate_day
 from usage_jobs.defs.gateway.ingest import ingest_day
 from usage_jobs.defs.gateway.pricing import load_prices
@@ -28,6 +27,7 @@ from usage_jobs.defs.report import build as site_build
 from usage_jobs.defs.report import pdf
 from usage_jobs.defs.report.build import build_site
 from usage_jobs.defs.report.periods import Period, report_periods
+from usage_jobs.names import FSI, PDI
 
 MONTH = DEMO_END.strftime("%Y-%m")
 SMALL_DAY = dt.date(2026, 11, 10)
