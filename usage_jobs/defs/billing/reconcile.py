@@ -150,7 +150,8 @@ GROUP BY billing_day, model
 """
 
 
-def _window_params(start: dt.date, end: dt.date, billing_timezone: str) -> dict:
+def requests_window(start: dt.date, end: dt.date, billing_timezone: str) -> dict:
+    """The query parameters selecting the requests started in billing days start..end ($tz, $begin, $finish, $first_day, $last_day)."""
     begin, finish = _bounds(start, end, billing_timezone)
     # `day` (report time zone) narrows the scan; the start-time bounds decide.
     return {"tz": billing_timezone, "begin": begin, "finish": finish,
@@ -183,7 +184,7 @@ def stored_forecast(conn: duckdb.DuckDBPyConnection, asked_on: dt.date | None = 
 
 def reconcile(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *, billing_timezone: str, report_timezone: str, rates: UsdRates) -> int:
     """Rebuild `reconciliation` for billing days start..end: estimate vs bill per day × model."""
-    estimated = {(r[0], r[1]): r[2:] for r in conn.execute(_ESTIMATED_SQL, _window_params(start, end, billing_timezone)).fetchall()}
+    estimated = {(r[0], r[1]): r[2:] for r in conn.execute(_ESTIMATED_SQL, requests_window(start, end, billing_timezone)).fetchall()}
     billed = {(r[0], r[1]): r[2:] for r in conn.execute(
         "SELECT day, model, requests, input_tokens, output_tokens, cost, currency FROM billed_usage WHERE day BETWEEN ? AND ?", [start, end]).fetchall()}
     billed_days = {r[0] for r in conn.execute("SELECT day FROM billing_days WHERE billed AND day BETWEEN ? AND ?", [start, end]).fetchall()}
@@ -276,7 +277,7 @@ def chargeback(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, *,
     """Rebuild `chargeback` for billing days start..end: each day × model's billed cost shared among the
     consumers of that day × model (team × key × report day) at full precision; no rounding here."""
     consumers: dict[tuple, list[Consumer]] = defaultdict(list)
-    for day, model, *values in conn.execute(_CONSUMERS_SQL, _window_params(start, end, billing_timezone)).fetchall():
+    for day, model, *values in conn.execute(_CONSUMERS_SQL, requests_window(start, end, billing_timezone)).fetchall():
         consumers[(day, model)].append(Consumer(*values))
     rows = []
     for day, model, cost, currency in conn.execute(

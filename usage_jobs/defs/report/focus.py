@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, NOT_SEEN
+from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, NOT_SEEN, requests_window
 from usage_jobs.defs.report.exports import DayRows
 from usage_jobs.defs.report.periods import Period, consecutive_runs
 from usage_jobs.defs.report.queries import TeamModelDay
@@ -80,17 +80,8 @@ GROUP BY billing_day, team_id, model
 """
 
 
-def _window(start: dt.date, end: dt.date, billing_timezone: str) -> dict:
-    """The query parameters of billing days start..end: the requests started in them (their report days and one either side)."""
-    zone = ZoneInfo(billing_timezone)
-    return {"start": start, "end": end, "tz": billing_timezone, "first_day": start - dt.timedelta(days=1), "last_day": end + dt.timedelta(days=1),
-            "begin": dt.datetime.combine(start, dt.time(), zone).astimezone(dt.UTC),
-            "finish": dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)}
-
-
 def _cells(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, billing_timezone: str) -> list[ChargeCell]:
     """Billing days start..end × team × model: billed days from the chargeback, the others from the gateway's estimate."""
-    window = _window(start, end, billing_timezone)
     billed_days = {row[0] for row in conn.execute("SELECT day FROM billing_days WHERE billed AND day BETWEEN ? AND ?", [start, end]).fetchall()}
     not_seen_tokens = {(day, model): tokens for day, model, tokens in conn.execute(
         "SELECT day, model, input_tokens + output_tokens FROM billed_usage WHERE day BETWEEN ? AND ?", [start, end]).fetchall()}
@@ -100,14 +91,13 @@ def _cells(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, billin
         if team_id == NOT_SEEN:  # no gateway count: IG1's own
             tokens = not_seen_tokens.get((day, model), 0)
         cells.append(ChargeCell(day, billing_timezone, team_id, alias or BUCKET_LABELS.get(team_id), model, int(tokens), cost, currency, estimated, False))
-    for day, team_id, alias, model, tokens, spend, unpriced in conn.execute(_ESTIMATED_CELLS, {k: window[k] for k in _ESTIMATED_PARAMS}).fetchall():
+    for day, team_id, alias, model, tokens, spend, unpriced in conn.execute(_ESTIMATED_CELLS, requests_window(start, end, billing_timezone)).fetchall():
         if day not in billed_days:
             cells.append(ChargeCell(day, billing_timezone, team_id, alias or BUCKET_LABELS.get(team_id), model, int(tokens),
                                     Decimal(spend or 0), "USD", spend, bool(unpriced)))
     return sorted(cells, key=lambda c: (c.day, c.team_id, c.model))
 
 
-_ESTIMATED_PARAMS = ("tz", "first_day", "last_day", "begin", "finish")
 # How many cells `_cells` gives each billing day, counted in SQL without building them.
 _CELL_COUNTS = """
 SELECT day, count(*) FROM (
@@ -124,7 +114,8 @@ def focus_day_rows(conn: duckdb.DuckDBPyConnection, period: Period, *, billing_t
     """With billing, the period's FOCUS rows a billing day at a time, a day's rows its own whatever the period (its cells' names
     are the chargeback's and the requests' of that day): built for the days asked only. A large period's days mostly come as the
     text of their day period (exports.ExportDays); built whole, a year of 180 days at 3,000 keys took 3.6 CPU-s a build."""
-    days = {_utc(day, billing_timezone): (day, n) for day, n in conn.execute(_CELL_COUNTS, _window(period.start, period.end, billing_timezone)).fetchall()}
+    days = {_utc(day, billing_timezone): (day, n) for day, n in conn.execute(
+        _CELL_COUNTS, requests_window(period.start, period.end, billing_timezone) | {"start": period.start, "end": period.end}).fetchall()}
 
     def fetch(wanted: list[str]) -> dict[str, list[dict]]:
         rows: dict[str, list[dict]] = {day: [] for day in wanted}
