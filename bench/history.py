@@ -5,8 +5,8 @@ Takes a warehouse (by default the 3,000-key one `bench/scale.py --orgs 3000` lea
 by repeating its days earlier: each day table's rows (and the requests, their times shifted alike) again `span`, 2 × `span`, …
 days before, up to `--times` copies (a synthetic history: the same days over again, enough to weigh what grows with it).
 Then, in a fresh process for each history, for each period of `--periods`: its data and views (queries, statement, FOCUS
-rows, insights), its pages and exports rendered once (every day formatted and compressed: a full build) and again (each
-day's text at hand, as a new day's build has them from the day periods: what the daily update pays), and its charts. Prints
+rows, insights), its pages, charts and exports rendered once (every day formatted and compressed: a full build) and again
+(each day's text at hand, as a new day's build has them from the day periods: what the daily update pays). Prints
 CPU seconds beside those of the original history and the ratio.
 """
 
@@ -43,14 +43,10 @@ for slug in sys.argv[2].split(","):
     period = periods[slug]
     began = time.process_time(); views = builder.period_views(period); data = time.process_time() - began
     texts, scratch = ExportDays(), Path(sys.argv[3]) / slug
-    began = time.process_time(); rendered = builder.render(scratch, views, navs[slug], "", None, texts); first = time.process_time() - began
+    began = time.process_time(); builder.render(scratch, views, navs[slug], "", None, texts); first = time.process_time() - began
     shutil.rmtree(scratch)
     began = time.process_time(); builder.render(scratch, views, navs[slug], "", None, texts); again = time.process_time() - began
-    began = time.process_time()
-    for chart in rendered.to_draw:
-        build._draw(chart)
-    figures[slug] = {"data": data, "render_full": first, "render_daily": again, "charts": time.process_time() - began,
-                     "days": len([d for d in days if period.start <= d <= period.end])}
+    figures[slug] = {"data": data, "render_full": first, "render_daily": again, "days": len([d for d in days if period.start <= d <= period.end])}
 print(json.dumps(figures))
 """
 
@@ -94,16 +90,15 @@ def main() -> None:
         lengthen(args.warehouse, long, args.times)
         baseline, now = measure(short, args.periods, work / "short-site"), measure(long, args.periods, work / "long-site")
     print(f"bench/history.py: {args.warehouse}, {baseline['days']} days of history against {now['days']} (the same days repeated)")
-    print("| period | history | days in it | data + views | pages + exports, all days formatted | the same, day texts at hand | charts |")
-    print("|---|---|---|---|---|---|---|")
+    print("| period | history | days in it | data + views | pages, charts + exports, all days formatted | the same, day texts at hand |")
+    print("|---|---|---|---|---|---|")
     for slug in args.periods.split(","):
         for label, figures in ((f"{baseline['days']} days", baseline), (f"{now['days']} days", now)):
             f = figures[slug]
-            print(f"| {slug} | {label} | {f['days']} | {f['data']:.2f} CPU-s | {f['render_full']:.2f} CPU-s | {f['render_daily']:.2f} CPU-s | "
-                  f"{f['charts']:.2f} CPU-s |")
+            print(f"| {slug} | {label} | {f['days']} | {f['data']:.2f} CPU-s | {f['render_full']:.2f} CPU-s | {f['render_daily']:.2f} CPU-s |")
         b, n = baseline[slug], now[slug]
         print(f"| {slug} | ratio | {n['days'] / b['days']:.1f}x | {n['data'] / b['data']:.2f}x | {n['render_full'] / b['render_full']:.2f}x | "
-              f"{n['render_daily'] / b['render_daily']:.2f}x | {n['charts'] / b['charts']:.2f}x |")
+              f"{n['render_daily'] / b['render_daily']:.2f}x |")
     print("A new day re-renders the year and the quarter holding it: their data and their pages with the day texts at hand are what the "
           "daily update pays for them; flat in history would be a ratio of 1.")
 

@@ -219,7 +219,7 @@ def test_the_site_has_the_quarter_and_the_year_like_a_month(export_env):
             '<a href="../../periods/2026/teams.html">Year</a> · <a href="../../periods/last-7-days/teams.html">Last 7 days</a>') in day
     page = (periods / "2026-Q4" / "index.html").read_text(encoding="utf-8")
     assert "Q4 2026" in page and "no earlier quarter" in page and "no later quarter" in page
-    assert (periods / "2026-Q4" / "charts" / "daily-spend.png").is_file()  # per-day charts, as a month's
+    assert (periods / "2026-Q4" / "charts" / "daily-spend.svg").is_file()  # per-day charts, as a month's
 
 
 # --- periods.py -----------------------------------------------------------------------------

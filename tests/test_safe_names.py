@@ -9,10 +9,10 @@ space around it from IG1 is the same model as the one from the logs."""
 import csv
 import datetime as dt
 import json
-import struct
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -31,11 +31,14 @@ RLO_NAME = "evil\u202etxt.exe"
 LONG = "L" * 500
 LONG_TWIN = "L" * 499 + "M"  # the same first 40 characters: must stay a separate bar
 MASTER_KEY = "ig1-names-test-key"
-USUAL_CHART_WIDTH = 1100  # px: 7.5 in at 100 dpi plus labels of at most 40 characters; a 500-character label made 4,110
+USUAL_CHART_WIDTH = 1100  # px: the plot plus labels of at most 40 characters; a 500-character label made 4,110
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _png_size(path: Path) -> tuple[int, int]:
-    return struct.unpack(">II", path.read_bytes()[16:24])
+def _svg(path: Path) -> tuple[int, int, list[str]]:
+    """A chart's width, height and texts: read as XML, so a name that broke the markup fails here."""
+    root = ElementTree.parse(path).getroot()
+    return int(root.get("width")), int(root.get("height")), [text.text for text in root.iter(f"{SVG}text")]
 
 
 def _build(tmp_path: Path, names: list[str], *, tags: bool = True) -> Path:
@@ -63,11 +66,12 @@ def odd_site(tmp_path_factory) -> Path:
 # --- charts -----------------------------------------------------------------------------
 
 def test_charts_keep_their_usual_width_whatever_the_length_of_a_name(odd_site):
-    charts = sorted((odd_site / "periods").glob("*/charts/*.png"))
-    assert {p.name for p in charts} >= {"daily-spend.png", "models-spend.png", "teams-spend.png"}
+    charts = sorted((odd_site / "periods").glob("*/charts/*.svg"))
+    assert {p.name for p in charts} >= {"daily-spend.svg", "models-spend.svg", "teams-spend.svg"}
     for path in charts:
-        width, height = _png_size(path)
+        width, height, texts = _svg(path)
         assert width <= USUAL_CHART_WIDTH and height <= 600, (path.parent.parent.name, path.name, width, height)
+        assert all(len(text) <= 40 and "\u202e" not in text for text in texts), (path.name, texts)
 
 
 def test_chart_labels_are_shortened_distinct_and_free_of_invisible_characters():

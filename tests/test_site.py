@@ -218,10 +218,10 @@ def test_a_failed_build_leaves_the_published_site_untouched(demo_site, tmp_path,
     build_site(conn, site, timezone="UTC", billing_configured=True)
     before = {p.relative_to(site).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in site.rglob("*") if p.is_file()}
 
-    def broken(jobs):
-        raise RuntimeError("disk full while drawing charts")
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while writing the range picker's data")
 
-    monkeypatch.setattr(site_build, "_draw_all", broken)
+    monkeypatch.setattr(site_build, "write_range_data", broken)  # the last step before publishing
     with pytest.raises(RuntimeError, match="disk full"):
         build_site(conn, site, timezone="UTC", billing_configured=True, full=True)
     assert not site.with_name(site.name + ".building").exists()  # nothing left beside the site either
@@ -286,9 +286,9 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
 
     key = conn.execute("SELECT min(key_hash) FROM daily_usage WHERE day = ?", [old]).fetchone()[0]
     finding = "INSERT INTO key_anomalies VALUES (?, ?, 'requests', 99, 3, 9.9, 'requests 99 against a median of 3 (test)')"
-    charts = {p: p.stat().st_ino for p in (site / "periods").glob("*/charts/*.png")}
+    charts = {p: p.stat().st_ino for p in (site / "periods").glob("*/charts/*.svg")}
     assert _rendered_after(conn, site, finding, [key, old]) == holding
-    assert {p: p.stat().st_ino for p in (site / "periods").glob("*/charts/*.png")} == charts  # drawn alike: the published files kept
+    assert {p: p.stat().st_ino for p in (site / "periods").glob("*/charts/*.svg")} == charts  # drawn alike: the published files kept
     anomalies = _csv(site / "periods" / old.isoformat() / "exports" / "anomalies.csv")
     assert [row["key_hash"] for row in anomalies if row["reason"].endswith("(test)")] == [key]  # the re-rendered day shows it
 
@@ -298,8 +298,8 @@ def test_a_changed_old_day_re_renders_exactly_the_periods_that_read_it(demo_site
 
     usage = "DELETE FROM daily_usage WHERE day = ? AND rowid IN (SELECT min(rowid) FROM daily_usage WHERE day = ?)"
     assert _rendered_after(conn, site, usage, [old, old]) == {slug for slug, meta in spans.items() if meta["end_date"] >= old.isoformat()}
-    redrawn = {p.relative_to(site).as_posix() for p in (site / "periods").glob("*/charts/*.png") if charts.get(p) != p.stat().st_ino}
-    assert f"periods/{old}/charts/models-spend.png" in redrawn and f"periods/{DEMO_END}/charts/models-spend.png" not in redrawn
+    redrawn = {p.relative_to(site).as_posix() for p in (site / "periods").glob("*/charts/*.svg") if charts.get(p) != p.stat().st_ino}
+    assert f"periods/{old}/charts/models-spend.svg" in redrawn and f"periods/{DEMO_END}/charts/models-spend.svg" not in redrawn
 
     ingested = "UPDATE ingest_days SET files = files + 1 WHERE day = ?"
     assert _rendered_after(conn, site, ingested, [old]) == holding | {(old + dt.timedelta(days=1)).isoformat()}

@@ -59,7 +59,7 @@ def test_the_installed_wheel_builds_the_demo_site(tmp_path):
         html = (period / page).read_text(encoding="utf-8")
         assert '<link rel="stylesheet" href="../../style.css">' in html and "</html>" in html
     assert "Global usage" in (site / "index.html").read_text(encoding="utf-8")
-    assert list(period.glob("teams/*.html")) and list(period.glob("charts/*.png"))
+    assert list(period.glob("teams/*.html")) and list(period.glob("charts/*.svg"))
     assert (period / "key.html").is_file() and "window.KEY_DATA = " in (period / "key-data.js").read_text(encoding="ascii")
     assert "window.KEYS_DATA = " in (period / "keys-data.js").read_text(encoding="ascii")  # keys.html's tables
     assert (period / "tag.html").is_file() and (period / "end-user.html").is_file() and not (period / "tags").exists()

@@ -34,6 +34,7 @@ from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS
 from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
+from usage_jobs.defs.report import charts as chart_drawing
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
 from usage_jobs.defs.report.exports import DayRows, ExportDays, ExportTable, write_exports
 from usage_jobs.defs.report.focus import FOCUS_COLUMNS, FOCUS_MONEY, focus_day_rows, focus_rows, report_day_cells
@@ -132,18 +133,15 @@ class Rendered:
     pages: int = 0
     exports: int = 0
     charts: int = 0
-    to_draw: list[ChartJob] = field(default_factory=list)  # the charts not drawn alike in the published period
     pdfs: list[PdfJob] = field(default_factory=list)
 
 
 CHART_DIGESTS = ".digests.json"
-# The forkserver starts once a process, with the modules of whichever pool came first: the period workers' and the charts'.
-FORKSERVER_PRELOAD = ["usage_jobs.defs.report.build", "usage_jobs.defs.report.charts"]
 
 
 def _reuse_charts(jobs: list[ChartJob], published: Path | None, version: str) -> list[ChartJob]:
     """Link each chart drawn from the same inputs by the same code into the period's new folder from its `published` one (a period
-    rendered again for a key anomaly or its navigation keeps most of its charts, and matplotlib is slow); the charts to draw.
+    rendered again for a key anomaly or its navigation keeps most of its charts, their files untouched); the charts to draw.
     The new folder records every chart's digest."""
     if not jobs:
         return []
@@ -300,7 +298,7 @@ def _chart_jobs(folder: Path, period: Period, data: PeriodData, billing: Billing
     jobs: dict[str, tuple[ChartJob, str]] = {}
 
     def add(name: str, draw: str, alt: str, **kwargs) -> None:
-        jobs[name] = (ChartJob(draw, folder / "charts" / f"{name}.png", kwargs), alt)
+        jobs[name] = (ChartJob(draw, folder / "charts" / f"{name}.svg", kwargs), alt)
 
     if period.kind != "day":
         days = [row.date[5:] for row in data.daily]
@@ -414,10 +412,12 @@ class SiteBuilder:
                                    billing_timezone=self.context.billing_timezone)
         exports = write_exports(folder / "exports", export_tables(views), metadata, generated_at=self.context.generated_at, days=export_days)
         charts = [job for job, _ in jobs.values()]
-        result = Rendered(exports=len(exports) + 1, charts=len(charts), to_draw=_reuse_charts(charts, published, self.version))
+        for chart in _reuse_charts(charts, published, self.version):
+            getattr(chart_drawing, chart.draw)(chart.path, **chart.kwargs)
+        result = Rendered(exports=len(exports) + 1, charts=len(charts))
 
         def chart_refs(here: str) -> dict:
-            return {name: {"src": f"{here}charts/{name}.png", "alt": alt} for name, (_, alt) in jobs.items()}
+            return {name: {"src": f"{here}charts/{name}.svg", "alt": alt} for name, (_, alt) in jobs.items()}
 
         common = dict(period=period, nav=nav, data=data, exports=exports, views=self.views(), freshness=freshness,
                       pdf=pdf_name(period.slug) if is_pdf_kind(period.kind) else None, page_href=_page_links(period, data),
@@ -530,13 +530,7 @@ def _exit_with(build: int) -> None:
 
 
 def _render_in_worker(scratch: Path, job: PeriodJob, published: Path | None) -> Rendered:
-    """A period rendered and its charts drawn here: its print page is complete when it comes back (the charts of one period
-    are drawn in the worker in the time the pool of `_draw_all` would take to start)."""
-    rendered = _RENDERER["builder"].render_period(scratch, job, _RENDERER["days"], published)
-    for chart in rendered.to_draw:
-        _draw(chart)
-    rendered.to_draw = []
-    return rendered
+    return _RENDERER["builder"].render_period(scratch, job, _RENDERER["days"], published)
 
 
 def _render_periods(builder: SiteBuilder, scratch: Path, jobs: list[PeriodJob], published_days: list[Path], site_dir: Path | None):
@@ -556,7 +550,7 @@ def _render_periods(builder: SiteBuilder, scratch: Path, jobs: list[PeriodJob], 
             yield job, builder.render_period(scratch, job, export_days, published(job))
         return
     context = multiprocessing.get_context("forkserver")  # not fork: forking a process that runs threads can deadlock the child
-    context.set_forkserver_preload(FORKSERVER_PRELOAD)
+    context.set_forkserver_preload(["usage_jobs.defs.report.build"])
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_renderer,
                              initargs=(database, builder.context, published_days, os.getpid())) as pool:
         by_length = sorted(jobs, key=lambda job: -job.period.length)
@@ -573,26 +567,6 @@ def _read_only_file(conn: duckdb.DuckDBPyConnection) -> str | None:
     mode, path = conn.execute("SELECT current_setting('access_mode'), "
                               "(SELECT path FROM duckdb_databases() WHERE database_name = current_database())").fetchone()
     return path if mode == "read_only" and path else None
-
-
-def _draw(job: ChartJob) -> None:
-    from usage_jobs.defs.report import charts  # matplotlib only where a chart is drawn: not in every command that imports the site
-
-    getattr(charts, job.draw)(job.path, **job.kwargs)
-
-
-def _draw_all(jobs: list[ChartJob]) -> None:
-    """matplotlib is single-threaded: charts are drawn on every core, in worker processes."""
-    workers = min(os.cpu_count() or 1, 4)
-    if len(jobs) < 8 or workers == 1:
-        for job in jobs:
-            _draw(job)
-        return
-    # forkserver, not fork: forking a process that runs threads (Dagster, DuckDB, servers) can deadlock the child.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(FORKSERVER_PRELOAD)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        list(pool.map(_draw, jobs, chunksize=4))
 
 
 # Each table with a `day` column is digested per day (a count and a sum of row hashes, one pass over each table); a period's
@@ -723,8 +697,6 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             builder._write(scratch / "index.html", "empty.html.j2", root="")
             result.pages = 1
         navs = navigation(periods) if periods else {}
-        jobs: list[ChartJob] = []
-        pdf_jobs: list[PdfJob] = []
         fingerprints = {period.slug: builder.fingerprint(stamps, period, navs[period.slug], reach) for period in periods}
         current = {period.slug for period in periods if not full and _read(site_dir / "periods" / period.slug / FINGERPRINT_FILE) == fingerprints[period.slug]}
         for period in periods:
@@ -733,7 +705,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
                 try:
                     known = json.loads((published / COUNTS_FILE).read_text())
                 except (OSError, ValueError):
-                    known = {"pages": sum(1 for _ in published.rglob("*.html")), "charts": sum(1 for _ in published.glob("charts/*.png")),
+                    known = {"pages": sum(1 for _ in published.rglob("*.html")), "charts": sum(1 for _ in published.glob("charts/*.svg")),
                              "exports": sum(1 for _ in published.glob("exports/*"))}
                 result.reused_periods += 1
                 result.pages += known["pages"]
@@ -748,7 +720,7 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             printing = stack.enter_context(Printer(printer)) if printer else None
             for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
                 by_slug[job.period.slug] = rendered
-                if printing and not rendered.to_draw:  # its charts drawn (by a period worker): printed while the others render
+                if printing:  # its print page complete: printed while the others render
                     for pdf_job in rendered.pdfs:
                         printing.submit(pdf_job)
                 done += 1
@@ -756,17 +728,12 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
                     progress(done, len(to_render), job.period.slug)
             result.rendered = [job.period.slug for job in to_render]
             for rendered in map(by_slug.__getitem__, result.rendered):  # in the periods' order, however the workers finished
-                jobs += rendered.to_draw
-                pdf_jobs += rendered.pdfs if rendered.to_draw else []  # the others are printing
                 result.rendered_periods += 1
                 result.pages += rendered.pages
                 result.charts += rendered.charts
                 result.export_files += rendered.exports
             if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
                 result.pages += 1  # the published front page stays
-            _draw_all(jobs)
-            for pdf_job in pdf_jobs if printing else []:  # the charts drawn: the print pages are complete
-                printing.submit(pdf_job)
             range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
                                                            stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
             new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
