@@ -25,7 +25,6 @@ def test_a_large_export_is_gzipped_reproducibly_and_the_manifest_says_so(tmp_pat
         if entry["export"] == "focus":
             content = gzip.decompress(stored)
             assert entry["compression"] == "gzip" and len(content) == entry["uncompressed_bytes"] > len(stored)
-            assert hashlib.sha256(content).hexdigest() == entry["uncompressed_sha256"]
             assert content == (exports.render_csv(big) if entry["format"] == "csv" else exports.render_json(big, {"period": "2026-11-20"}))
         else:
             assert "compression" not in entry

@@ -237,6 +237,11 @@ class DayText:
         text = getattr(self, suffix)
         return text.encode("utf-8") if text is not None else gzip.decompress(self.members[suffix])
 
+    def byte_size(self, suffix: str) -> int:
+        """The length of `encoded(suffix)`, read from its gzip member's trailer (ISIZE) when it has one: not inflated."""
+        member = self.members.get(suffix)
+        return int.from_bytes(member[-4:], "little") if member is not None else len(self.encoded(suffix))
+
     def compact(self) -> int:
         """Keep the gzip members alone when there is one for every format: the bytes freed."""
         if self.csv is None or set(self.members) != set(FORMATS):
@@ -294,10 +299,10 @@ class ExportDays:
             _, dropped = self.bodies.popitem(last=False)
             self.size -= dropped.size
 
-    def member(self, day: DayText, suffix: str, text: bytes) -> bytes:
-        """The day's `text` of format `suffix` as a gzip member, compressed the first time only."""
+    def member(self, day: DayText, suffix: str) -> bytes:
+        """The day's text of format `suffix` as a gzip member, compressed the first time only."""
         if suffix not in day.members:
-            day.members[suffix] = _member(text)
+            day.members[suffix] = _member(day.encoded(suffix))
             if self.bodies.get(day.key) is day:
                 self.size += len(day.members[suffix])
         return day.members[suffix]
@@ -425,18 +430,17 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
         for index, suffix in enumerate(FORMATS):
             if suffix not in formats:
                 continue
-            pieces = _pieces(table, suffix, metadata, parts if parts is not None else [whole[index]])
-            texts = [piece.encode("utf-8") if isinstance(piece, str) else piece.encoded(suffix) for piece in pieces]
-            name, size, extra = f"{table.name}.{suffix}", sum(map(len, texts)), {}
+            pieces = [piece.encode("utf-8") if isinstance(piece, str) else piece
+                      for piece in _pieces(table, suffix, metadata, parts if parts is not None else [whole[index]])]
+            sizes = [len(piece) if isinstance(piece, bytes) else piece.byte_size(suffix) for piece in pieces]
+            name, size, extra = f"{table.name}.{suffix}", sum(sizes), {}
             if size > COMPRESS_OVER:
-                digest = hashlib.sha256()
-                for text in texts:
-                    digest.update(text)
-                extra = {"compression": "gzip", "uncompressed_bytes": size, "uncompressed_sha256": digest.hexdigest()}
-                name, content = name + ".gz", b"".join(_member(text) if isinstance(piece, str) else days.member(piece, suffix, text)
-                                                      for piece, text in zip(pieces, texts) if text)
+                # A day's member is taken as it is, never inflated: a year's file is its days' members joined, its size their trailers'.
+                extra = {"compression": "gzip", "uncompressed_bytes": size}
+                name, content = name + ".gz", b"".join(_member(piece) if isinstance(piece, bytes) else days.member(piece, suffix)
+                                                      for piece, piece_size in zip(pieces, sizes) if piece_size)
             else:
-                content = b"".join(texts)
+                content = b"".join(piece if isinstance(piece, bytes) else piece.encoded(suffix) for piece in pieces)
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
                             "sha256": hashlib.sha256(content).hexdigest(), **extra})
