@@ -248,6 +248,16 @@ def lines(path: Path, labels: list[str], series: dict[str, list[float | None]], 
     svg.save(path)
 
 
+def _across_axis(svg: _Svg, scale: _Scale, values: list[float], left: float, bottom: float, label: str) -> None:
+    """A horizontal value axis under the plot: grid lines up through it, ticks and their labels, the axis's label."""
+    for value in values:
+        x = scale(value)
+        svg.line(x, TOP, x, bottom, GRID, 0.8, 0.6)
+        svg.line(x, bottom, x, bottom + 4)
+        svg.text(x, bottom + 17, tick_label(value, values), anchor="middle")
+    svg.text(left + PLOT_WIDTH / 2, bottom + 36, label, anchor="middle")
+
+
 def _bar_chart(labels: list[str], low: float, high: float, row: float, legend: list[str], *, xlabel: str,
                title: str) -> tuple[_Svg, _Scale, float, float]:
     """The frame of a chart of horizontal bars, a row per label (the first at the top): the value scale, its left and top."""
@@ -258,12 +268,7 @@ def _bar_chart(labels: list[str], low: float, high: float, row: float, legend: l
     svg = _Svg(left + PLOT_WIDTH + 10 + _legend_width(legend), max(bottom + 46, TOP + 16 * len(legend) + PAD), title)
     scale = _Scale(values[0], values[-1], left, left + PLOT_WIDTH)
     svg.text(left, TOP - 10, title, TITLE)
-    for value in values:
-        x = scale(value)
-        svg.line(x, TOP, x, bottom, GRID, 0.8, 0.6)
-        svg.line(x, bottom, x, bottom + 4)
-        svg.text(x, bottom + 17, tick_label(value, values), anchor="middle")
-    svg.text(left + PLOT_WIDTH / 2, bottom + 36, xlabel, anchor="middle")
+    _across_axis(svg, scale, values, left, bottom, xlabel)
     for index, label in enumerate(labels):
         svg.text(left - 6, TOP + row * (index + 0.5) + 4, label, anchor="end")
     _frame(svg, left, TOP, bottom)
@@ -308,12 +313,7 @@ def commit_gauge(path: Path, *, spent: float, projected: float, commit: float, c
     left, bottom = PAD + 4, TOP + 70
     svg = _Svg(left + PLOT_WIDTH + 10 + _legend_width(labels), bottom + 46, "Commit")
     scale = _Scale(values[0], values[-1], left, left + PLOT_WIDTH)
-    for value in values:
-        x = scale(value)
-        svg.line(x, TOP, x, bottom, GRID, 0.8, 0.6)
-        svg.line(x, bottom, x, bottom + 4)
-        svg.text(x, bottom + 17, tick_label(value, values), anchor="middle")
-    svg.text(left + PLOT_WIDTH / 2, bottom + 36, currency, anchor="middle")
+    _across_axis(svg, scale, values, left, bottom, currency)
     hatched = svg.fill(PALETTE[1], "//", on_white=True)
     svg.parts.append(f'<rect x="{_num(left)}" y="{TOP + 6}" width="{_num(scale(projected) - left)}" height="58" fill="{hatched}" {OUTLINE}/>')
     svg.parts.append(f'<rect x="{_num(left)}" y="{TOP + 6}" width="{_num(scale(spent) - left)}" height="58" fill="{PALETTE[0]}"/>')
