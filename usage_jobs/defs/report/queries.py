@@ -254,9 +254,11 @@ def _by_spend(usage: Usage, tie: int, name: str) -> tuple:
 # One query sums the period's daily_usage rows over every slice a page or an export shows.
 DIMENSIONS = ("day", "team_id", "key_hash", "model")
 SLICES = ((), ("day",), ("model",), ("team_id",), ("key_hash",), ("day", "team_id"), ("day", "key_hash"), ("day", "model"), ("team_id", "model"),
-          ("team_id", "key_hash"), ("key_hash", "model"), ("day", "team_id", "model"))
-# The day × key × model cells (a large period's ~200,000, most of its rows) are read apart, a day at a time when asked: KeyModelDays.
+          ("team_id", "key_hash"), ("key_hash", "model"))
+# The day × key × model and day × team × model cells (a large period's ~200,000 and ~20,000 a month, most of its rows) are read apart,
+# a day at a time when asked: KeyModelDays, TeamModelDays.
 CELL_SLICE = ("day", "key_hash", "model")
+TEAM_CELL_SLICE = ("day", "team_id", "model")
 # Only the team and key pages read these (their days, keys and models); a period without pages skips them: (day, key_hash) alone
 # is a third of a quarter's rows.
 PAGE_SLICES = frozenset({("day", "team_id"), ("day", "key_hash"), ("team_id", "key_hash"), ("key_hash", "model")})
@@ -267,7 +269,7 @@ def _grouping(dimensions: tuple[str, ...]) -> int:
     return sum(1 << (len(DIMENSIONS) - 1 - i) for i, name in enumerate(DIMENSIONS) if name not in dimensions)
 
 
-SLICE_OF_GROUPING = {_grouping(s): s for s in (*SLICES, CELL_SLICE)}
+SLICE_OF_GROUPING = {_grouping(s): s for s in (*SLICES, CELL_SLICE, TEAM_CELL_SLICE)}
 SLICED_USAGE = (
     "SELECT {grouping} AS grouping, {dimensions}, "
     # counts as BIGINT: DuckDB's sum of BIGINTs is a HUGEINT, ~3x slower to fetch into Python (0.6 s of a quarter's 206,000 rows)
@@ -275,6 +277,11 @@ SLICED_USAGE = (
     # a model with no price on some row has no spend figure when nothing else is priced
     "bool_or(spend_usd IS NULL) AS has_unpriced_rows{names} "
     "FROM daily_usage WHERE day BETWEEN $start AND $end GROUP BY GROUPING SETS ({sets})")
+# The chargeback's shares of days $1..$2, each on its report day: a share follows the requests it was shared among to their report
+# day (chargeback.report_day), never a billing day read as a report day; billed usage the gateway never saw has no request and
+# stays on its billing day.
+ALLOCATED = ("SELECT on_day AS day, team_id, model, allocated_cost, currency FROM (SELECT coalesce(report_day, day) AS on_day, * FROM chargeback) "
+             "WHERE on_day BETWEEN $1 AND $2")
 # The first row in (day, team, key, model) order names a team, a key's team and a cell's key alias; a key keeps its last alias.
 # Ordered aggregates over every set of the period's query were two thirds of it (a quarter's 0.76 s, 0.28 s without): a cell
 # is named in its own query, a team and a key in these.
@@ -397,15 +404,9 @@ class _PeriodReader:
         self.inventory = {row["key_hash"]: row for row in rows_as_dicts(conn.execute(
             "SELECT key_hash, key_alias, team_id, user_id, blocked, expires, created_at, max_budget, budget_duration FROM inventory_keys"))}
         self.team_budgets = {row["team_id"]: row for row in rows_as_dicts(conn.execute("SELECT team_id, max_budget, budget_duration FROM inventory_teams"))}
-        # (date, team_id, model) or (team_id,) → (billed cost allocated, unrounded, currency). A share follows the requests it was
-        # shared among to their report day (chargeback.report_day), never a billing day read as a report day; billed usage
-        # the gateway never saw has no request and stays on its billing day.
-        self.allocated: dict[tuple, tuple] = {}
-        for day, team_id, model, cost, currency in conn.execute(
-                "SELECT strftime(on_day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) "
-                "FROM (SELECT coalesce(report_day, day) AS on_day, * FROM chargeback) WHERE on_day BETWEEN ? AND ? "
-                "GROUP BY GROUPING SETS ((on_day, team_id, model), (team_id))", bounds).fetchall():
-            self.allocated[(day, team_id, model) if day else (team_id,)] = (cost, currency)
+        # team → (billed cost allocated, unrounded, currency): ALLOCATED's shares over the period's days
+        self.allocated = {team_id: (cost, currency) for team_id, cost, currency in conn.execute(
+            f"SELECT team_id, sum(allocated_cost), any_value(currency) FROM ({ALLOCATED}) GROUP BY team_id", bounds).fetchall()}
         self.billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
             "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
             bounds).fetchall()}
@@ -421,7 +422,7 @@ class _PeriodReader:
         seen_teams = self.slices[("team_id",)]
         self.team_alias = {team_id: self.team_names.get(team_id) or self.team_first[team_id][0] or BUCKET_LABELS.get(team_id)
                            for (team_id,) in seen_teams}
-        self.billed_teams = sorted(t for (t, *cell) in self.allocated if not cell and (t,) not in seen_teams)
+        self.billed_teams = sorted(t for t in self.allocated if (t,) not in seen_teams)
         self.team_alias |= {team_id: self.team_names.get(team_id) or BUCKET_LABELS.get(team_id) for team_id in self.billed_teams}
 
     def models(self) -> tuple[ModelUsage, ...]:
@@ -453,7 +454,7 @@ class _PeriodReader:
         seen_teams, teams = self.slices[("team_id",)], []
         for team_id in [t for (t,) in sorted(seen_teams, key=lambda t: (self.team_first[t[0]][1], t))] + self.billed_teams:
             top = self.ranked_models("team_id", team_id, limit=1)
-            cost, currency = self.allocated.get((team_id,), (None, None))
+            cost, currency = self.allocated.get(team_id, (None, None))
             budget = self.team_budgets.get(team_id, {})
             teams.append(TeamUsage(**_counts(seen_teams.get((team_id,))), team_id=team_id, team_alias=self.team_alias[team_id], page=page_name(team_id),
                                    top_model=top[0].model if top else None, billed_cost_allocated=cost, billed_currency=currency,
@@ -511,20 +512,19 @@ class _PeriodReader:
 
 class TeamModelDays:
     """The period's day × team × model cells with the billed cost allocated to them, billed cells the gateway never saw included,
-    built a day at a time when asked (iterated: all of them, in day, team, model order). A cell's team name is the period's
-    (`team_alias`), the one value of a day's rows another period may write otherwise: `names(day)`. A large period's days mostly
-    come as text (exports.ExportDays); built whole, a year of 180 days at 3,000 keys took 1.8 CPU-s a build."""
+    read from the warehouse a day at a time when asked (iterated: all of them, in day, team, model order). A cell's team name is
+    the period's (`team_alias`), the one value of a day's rows another period may write otherwise: `names(day)`. A large period's
+    days mostly come as text (exports.ExportDays): their sums read whole, into dicts, were a year's data cost growing with its
+    history (1.4 CPU-s at 180 days of 3,000 keys)."""
 
-    def __init__(self, seen: dict[tuple, dict], allocated: dict[tuple, tuple], team_alias: dict[str, str | None]):
-        # seen: the period's (day, team, model) sums; allocated: (day, team, model) → billed cost and currency; team_alias: its names
-        self.seen, self.allocated, self.team_alias = seen, allocated, team_alias
-        cells: dict[str, set[tuple[str, str]]] = {}
-        for day, team_id, model in seen:
-            cells.setdefault(day, set()).add((team_id, model))
-        for day, *cell in allocated:
-            if cell:
-                cells.setdefault(day, set()).add(tuple(cell))
-        self.order = {day: sorted(cells[day]) for day in sorted(cells)}
+    def __init__(self, conn: duckdb.DuckDBPyConnection, period: Period, team_alias: dict[str, str | None]):
+        self.conn, self.period, self.team_alias = conn, period, team_alias
+        self.order: dict[str, list[tuple[str, str]]] = {}  # each day holding cells → its (team, model) cells in order
+        for day, team_id, model in conn.execute(
+                f"SELECT strftime(day, '%Y-%m-%d') AS d, team_id, model FROM daily_usage WHERE day BETWEEN $1 AND $2 "
+                f"UNION SELECT strftime(day, '%Y-%m-%d'), team_id, model FROM ({ALLOCATED}) ORDER BY d, team_id, model",
+                [period.start, period.end]).fetchall():
+            self.order.setdefault(day, []).append((team_id, model))
         self.counts = {day: len(day_cells) for day, day_cells in self.order.items()}
 
     def names(self, day: str) -> tuple:
@@ -532,32 +532,32 @@ class TeamModelDays:
         return tuple((self.team_alias.get(team_id),) for team_id, _ in self.order[day])
 
     def cells(self, days: list[str]) -> dict[str, list[TeamModelDay]]:
+        """The cells of `days` (each a day of `counts`), in (team, model) order: two queries a run of consecutive days."""
         out = {}
-        for day in days:
-            out[day] = []
-            for team_id, model in self.order[day]:
-                cost, currency = self.allocated.get((day, team_id, model), (None, None))
-                out[day].append(TeamModelDay(**_counts(self.seen.get((day, team_id, model))), date=day, team_id=team_id,
-                                             team_alias=self.team_alias.get(team_id), model=model, billed_cost_allocated=cost, billed_currency=currency))
-        return out
+        for first, last in consecutive_runs(dt.date.fromisoformat(day) for day in days):
+            seen = _sliced_usage(self.conn, first, last, [TEAM_CELL_SLICE])[TEAM_CELL_SLICE]
+            allocated = {(day, team_id, model): (cost, currency) for day, team_id, model, cost, currency in self.conn.execute(
+                f"SELECT strftime(day, '%Y-%m-%d'), team_id, model, sum(allocated_cost), any_value(currency) FROM ({ALLOCATED}) "
+                "GROUP BY ALL", [first, last]).fetchall()}
+            for day in (d for d in days if first.isoformat() <= d <= last.isoformat()):
+                out[day] = []
+                for team_id, model in self.order[day]:
+                    cost, currency = allocated.get((day, team_id, model), (None, None))
+                    out[day].append(TeamModelDay(**_counts(seen.get((day, team_id, model))), date=day, team_id=team_id,
+                                                 team_alias=self.team_alias.get(team_id), model=model, billed_cost_allocated=cost,
+                                                 billed_currency=currency))
+        return {day: out[day] for day in days}
 
     def __iter__(self):
         for day_cells in self.cells(list(self.order)).values():
             yield from day_cells
 
     def last_days(self) -> dict[str, str]:
-        """Each team's last day with requests or a billed cost: the days walked back from the last until every team of the period
-        is found (a year's every cell walked took 0.3 CPU-s at 180 days of 3,000 keys, a new day's cost growing with history)."""
-        last: dict[str, str] = {}
-        for day in reversed(self.order):
-            for team_id, model in self.order[day]:
-                if team_id not in last:
-                    row = self.seen.get((day, team_id, model))
-                    if (row and row["requests"]) or self.allocated.get((day, team_id, model), (None,))[0] is not None:
-                        last[team_id] = day
-            if len(last) == len(self.team_alias):
-                break
-        return last
+        """Each team's last day with requests or a billed cost."""
+        return dict(self.conn.execute(
+            f"SELECT team_id, strftime(max(day), '%Y-%m-%d') FROM (SELECT day, team_id FROM daily_usage WHERE day BETWEEN $1 AND $2 "
+            f"AND requests > 0 UNION ALL SELECT day, team_id FROM ({ALLOCATED}) WHERE allocated_cost IS NOT NULL) GROUP BY team_id",
+            [self.period.start, self.period.end]).fetchall())
 
 
 class KeyModelDays:
@@ -610,7 +610,7 @@ def period_data(conn: duckdb.DuckDBPyConnection, period: Period, *, pages: bool 
         period=period, daily=tuple(DayUsage(**_counts(reader.slices[("day",)].get((d.isoformat(),))), date=d.isoformat()) for d in period.days),
         totals=_usage(reader.slices[()][()]), previous_totals=_totals(conn, *period.previous_span()),
         models=reader.models(), teams=tuple(sorted(teams, key=lambda t: _by_spend(t, t.requests, t.team_id))), keys=key_list, top_keys=used_keys[:10],
-        team_model_daily=TeamModelDays(reader.slices[("day", "team_id", "model")], reader.allocated, reader.team_alias),
+        team_model_daily=TeamModelDays(conn, period, reader.team_alias),
         key_model_daily=KeyModelDays(conn, period),
         anomalies=anomalies, attention=_attention(anomalies, key_list, teams),
         team_pages=tuple(reader.team_page(team, keys) for team in teams) if pages else (),
