@@ -203,3 +203,25 @@ def test_a_compressed_export_is_a_gzip_member_a_day_the_published_days_kept_as_t
     rows = duckdb.connect().execute("SELECT date, team_alias, spend FROM read_csv(?) ORDER BY date, team_alias",
                                     [str(tmp_path / "month" / "team_model_daily.csv.gz")]).fetchall()
     assert len(rows) == len(month.rows) and rows[0] == (dt.date(2026, 11, 1), "T", 7.0)
+
+
+@pytest.mark.parametrize("record", ["kept", "damaged", "missing"])
+def test_a_published_days_members_are_taken_where_its_record_places_them_else_the_day_is_read_whole(tmp_path, monkeypatch, record):
+    """A day period's compressed files come with where its day's member is in each: a large period takes the members from there,
+    not inflating the day's files to find them; a record that is damaged or missing falls back to reading the files whole."""
+    monkeypatch.setattr(exports, "COMPRESS_OVER", 100)
+    day = _table([{"date": "2026-11-02", "team_alias": f"T{i}", "spend": Decimal(i)} for i in range(20)])
+    write_exports(tmp_path / "day", [day], {"period": "2026-11-02"})
+    places = tmp_path / "day" / exports.DAY_MEMBERS
+    if record == "damaged":
+        places.write_text(places.read_text().replace("[", "[7", 1))
+    elif record == "missing":
+        places.unlink()
+    inflated = []
+    members = exports._members
+    monkeypatch.setattr(exports, "_members", lambda content: inflated.append(len(content)) or members(content))
+    month = _table([{"date": "2026-11-01", "team_alias": "T", "spend": Decimal(7)}, *day.rows])
+    write_exports(tmp_path / "month", [month], {"period": "2026-11"}, days=ExportDays([tmp_path / "day"]))
+    assert bool(inflated) == (record != "kept")
+    assert gzip.decompress((tmp_path / "month" / "team_model_daily.csv.gz").read_bytes()) == render_csv(month)
+    assert gzip.decompress((tmp_path / "month" / "team_model_daily.json.gz").read_bytes()) == render_json(month, {"period": "2026-11"})

@@ -308,6 +308,8 @@ class ExportDays:
         return day.members[suffix]
 
     def _read_published(self, table: ExportTable, folder: Path) -> None:
+        if self._read_members(table, folder):
+            return
         texts, members = {}, {}
         for suffix in FORMATS:
             for name in (f"{table.name}.{suffix}", f"{table.name}.{suffix}.gz"):
@@ -337,6 +339,27 @@ class ExportDays:
         # a member kept when it holds exactly the day's rows
         text.members = {suffix: member for suffix, (member, rows_text) in members.items() if rows_text == getattr(text, suffix).encode("utf-8")}
         self.keep(text)
+
+
+    def _read_members(self, table: ExportTable, folder: Path) -> bool:
+        """The day's members read where DAY_MEMBERS places them in its compressed files, without inflating them (a published day
+        read whole was inflated by every period worker: a cost growing with the days a year holds); False without that record."""
+        try:
+            entry = json.loads((folder / DAY_MEMBERS).read_text(encoding="utf-8"))[table.name]
+            members = {}
+            for suffix in FORMATS:
+                start, length = entry[suffix]
+                with (folder / f"{table.name}.{suffix}.gz").open("rb") as file:
+                    file.seek(start)
+                    members[suffix] = file.read(length)
+                if len(members[suffix]) != length or not members[suffix].startswith(GZIP_MAGIC):
+                    return False
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        text = DayText((table.name, entry["day"], tuple(tuple(values) for values in entry["values"])), None, None)
+        text.members = members
+        self.keep(text)
+        return True
 
 
 def _member(text: bytes) -> bytes:
@@ -394,6 +417,9 @@ def _assembled(table: ExportTable, days: ExportDays) -> list[DayText] | None:
 
 
 FORMATS = ("csv", "json")
+# Beside a day period's exports: where its day's gzip member is in each compressed day-grain file, its day and its period values.
+DAY_MEMBERS = ".day-members.json"
+GZIP_MAGIC = b"\x1f\x8b"
 # The large exports, ~5-10× smaller compressed: at 3,000 keys a day's keys, focus, latency and chargeback are 0.5-1 MB each in
 # every one of the 35+ day periods (about half the site's bytes), a rolling period's focus 83 MB. A file below this, what a
 # smaller organisation's exports mostly are, stays plain for a spreadsheet to open as it is.
@@ -423,7 +449,7 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
     every day again (2 of a quarter's 10 CPU-s at 3,000 keys)."""
     folder.mkdir(parents=True, exist_ok=True)
     days = ExportDays() if days is None else days  # a day table's file is made of its days' pieces however it is written
-    entries = []
+    entries, day_members = [], {}
     for table in tables:
         parts = _assembled(table, days) if table.day_column else None
         whole = None if parts is not None else _bodies(table, formats)  # the values read once for both files
@@ -437,8 +463,14 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
             if size > COMPRESS_OVER:
                 # A day's member is taken as it is, never inflated: a year's file is its days' members joined, its size their trailers'.
                 extra = {"compression": "gzip", "uncompressed_bytes": size}
-                name, content = name + ".gz", b"".join(_member(piece) if isinstance(piece, bytes) else days.member(piece, suffix)
-                                                      for piece, piece_size in zip(pieces, sizes) if piece_size)
+                members, offset, place = [], 0, None
+                for piece in (piece for piece, piece_size in zip(pieces, sizes) if piece_size):
+                    members.append(_member(piece) if isinstance(piece, bytes) else days.member(piece, suffix))
+                    place = place if isinstance(piece, bytes) else [offset, len(members[-1])]
+                    offset += len(members[-1])
+                name, content = name + ".gz", b"".join(members)
+                if parts is not None and len(parts) == 1 and place:  # a day's file: where its day's member is, for ExportDays
+                    day_members.setdefault(table.name, {"day": parts[0].key[1], "values": parts[0].key[2]})[suffix] = place
             else:
                 content = b"".join(piece if isinstance(piece, bytes) else piece.encoded(suffix) for piece in pieces)
             (folder / name).write_bytes(content)
@@ -447,4 +479,7 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
         days.fit()
     manifest = {"metadata": {**metadata, "generated_at": generated_at}, "files": entries}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    (folder / DAY_MEMBERS).unlink(missing_ok=True)
+    if day_members:
+        (folder / DAY_MEMBERS).write_text(json.dumps(day_members, sort_keys=True), encoding="utf-8")
     return entries
