@@ -228,15 +228,14 @@ def lines(path: Path, labels: list[str], series: dict[str, list[float | None]], 
     entries = []
     for index, (name, values) in enumerate(series.items()):
         colour, dash = PALETTE[index % len(PALETTE)], DASHES[index % len(DASHES)]
-        points = [(left + band * (day + 0.5), scale(value)) for day, value in enumerate(values) if value is not None and math.isfinite(value)]
-        steps, previous = [], None
+        points, steps, joined = [], [], False  # joined: the previous day has a value, the line goes on from it
         for day, value in enumerate(values):
             if value is None or not math.isfinite(value):
-                previous = None
+                joined = False
                 continue
-            x, y = left + band * (day + 0.5), scale(value)
-            steps.append(f"{'L' if previous is not None else 'M'}{_num(x)} {_num(y)}")
-            previous = day
+            points.append((left + band * (day + 0.5), scale(value)))
+            steps.append(f"{'L' if joined else 'M'}{_num(points[-1][0])} {_num(points[-1][1])}")
+            joined = True
         dashes = f' stroke-dasharray="{dash}"' if dash else ""
         if steps:
             svg.parts.append(f'<path d="{"".join(steps)}" fill="none" stroke="{colour}" stroke-width="1.5"{dashes}/>')

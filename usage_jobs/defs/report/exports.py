@@ -270,6 +270,7 @@ class ExportDays:
         self.published = published or []
         self.budget, self.size = budget, 0
         self._read: set[str] = set()
+        self._day_members: dict[Path, dict] = {}  # a published folder's DAY_MEMBERS record, read once for all its tables
 
     def lookup(self, table: ExportTable, key: tuple) -> DayText | None:
         if table.name not in self._read:  # the published day files of this table, once
@@ -340,12 +341,19 @@ class ExportDays:
         text.members = {suffix: member for suffix, (member, rows_text) in members.items() if rows_text == getattr(text, suffix).encode("utf-8")}
         self.keep(text)
 
+    def _record(self, folder: Path) -> dict:
+        if folder not in self._day_members:
+            try:
+                self._day_members[folder] = json.loads((folder / DAY_MEMBERS).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self._day_members[folder] = {}
+        return self._day_members[folder]
 
     def _read_members(self, table: ExportTable, folder: Path) -> bool:
         """The day's members read where DAY_MEMBERS places them in its compressed files, without inflating them (a published day
         read whole was inflated by every period worker: a cost growing with the days a year holds); False without that record."""
         try:
-            entry = json.loads((folder / DAY_MEMBERS).read_text(encoding="utf-8"))[table.name]
+            entry = self._record(folder)[table.name]
             members = {}
             for suffix in FORMATS:
                 start, length = entry[suffix]
