@@ -229,6 +229,30 @@ def test_refetching_a_month_on_demand_clears_a_day_ig1_withdrew(billed, tmp_path
     assert statement(conn, DEMO_END.replace(day=1), DEMO_END).billed_total == kept.quantize(CENT, ROUND_HALF_UP)
 
 
+def test_a_backfill_over_a_whole_ended_month_is_its_month_close_fetch(billed, tmp_path):
+    """A backfill from the first day (2026-10-30) to DEMO_END asks IG1 for all of October in its own window: October is closed by
+    it, and the next daily run does not ask for the month a second time."""
+    shutil.copy(billed["settings"].warehouse, tmp_path / "usage.duckdb")
+    october = {"date": "2026-10-30", "model": GHOST_MODEL, "input_tokens": 10, "output_tokens": 0, "cost": 2.0}
+    ledger = {**billed["ledger"], "data": [*billed["ledger"]["data"], october]}
+    with pytest.MonkeyPatch.context() as env, IG1Emulator(ledger, MASTER_KEY, today=DEMO_END + dt.timedelta(days=1)) as emulator:
+        env.setenv("IG1_MASTER_KEY", MASTER_KEY)
+        settings = _settings(tmp_path, billed["demo_org"], emulator.url, USAGE_START_DATE="2026-10-30")
+        instance = dg.DagsterInstance.ephemeral()
+        backfill = _bill(settings, instance, dt.date(2026, 10, 30), DEMO_END)
+        assert backfill.success
+        metadata = backfill.asset_materializations_for_node("billed_usage")[0].metadata
+        assert (metadata["months fetched again"].value, metadata["months closed"].value) == ("none", "2026-10")
+        asked = len(emulator.requests_served)
+        daily = _bill(settings, instance, DEMO_END, DEMO_END).asset_materializations_for_node("billed_usage")[0].metadata
+        assert daily["months fetched again"].value == "none"
+        assert [path for path, _ in emulator.requests_served[asked:] if path.endswith("/usage/history")] == ["/usage/history"]  # its own window only
+    conn = duckdb.connect(str(settings.warehouse), read_only=True)
+    assert conn.execute("SELECT month, closed FROM billing_months").fetchall() == [("2026-10", True)]
+    assert statement(conn, dt.date(2026, 10, 1), dt.date(2026, 10, 31)).billed_total == Decimal("2.00")
+    conn.close()
+
+
 def test_a_restatement_of_an_ended_month_is_picked_up_at_month_close(billed, tmp_path):
     """October was billed €2.00 on the 30th; IG1 restates it to €2.50 weeks later, far outside IG1_REFRESH_DAYS.
     The first run of a day in November asks for the whole of October again, once (then the month is closed)."""

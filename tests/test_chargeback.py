@@ -21,6 +21,7 @@ from usage_jobs.defs.billing.reconcile import (
     UNASSIGNED,
     WITHDRAWN,
     chargeback,
+    months_covered,
     months_to_refetch,
     reconcile,
     record_refetch,
@@ -243,6 +244,18 @@ def test_an_ended_month_is_fetched_again_until_once_after_the_late_days(tmp_path
     assert months_to_refetch(conn, dt.date(2026, 11, 2), earliest) == ["2026-10"]
     assert record_refetch(conn, "2026-10", dt.date(2026, 11, 3), late_days=2) is True
     assert months_to_refetch(conn, dt.date(2026, 11, 4), earliest) == []
+
+
+@pytest.mark.parametrize(("start", "end", "earliest", "covered"), [
+    ("2026-10-01", "2026-11-21", "2026-01-01", ["2026-10"]),  # a backfill over the whole of October
+    ("2026-10-18", "2026-11-21", "2026-10-18", ["2026-10"]),  # October from the first day there is
+    ("2026-10-18", "2026-11-21", "2026-01-01", []),  # October's first days were not asked
+    ("2026-09-01", "2026-10-31", "2026-01-01", ["2026-09"]),  # October has not ended before the run's last day's month
+    ("2026-11-19", "2026-11-21", "2026-01-01", []),  # a daily run
+    ("2025-12-01", "2026-02-10", "2025-01-01", ["2025-12", "2026-01"]),  # across a year's end
+])
+def test_a_window_holding_an_ended_month_whole_counts_as_its_month_close_fetch(start, end, earliest, covered):
+    assert months_covered(dt.date.fromisoformat(start), dt.date.fromisoformat(end), dt.date.fromisoformat(earliest)) == covered
 
 
 def test_a_warehouse_with_cent_rounded_shares_is_upgraded_in_place(tmp_path):

@@ -12,6 +12,7 @@ from usage_jobs.defs.billing.reconcile import (
     billing_window,
     chargeback,
     month_span,
+    months_covered,
     months_to_refetch,
     reconcile,
     record_refetch,
@@ -57,14 +58,16 @@ def billed_usage(context: dg.AssetExecutionContext, config: BilledUsageConfig, w
     day billed before but absent from IG1's answer was withdrawn: it is cleared and marked.
     At month close (each run of a day after a month ends, until one for a day more than
     IG1_LATE_DAYS after it) and on demand (`refetch_month`), the whole month is fetched again, and its
-    reconciliation and chargeback rebuilt."""
+    reconciliation and chargeback rebuilt; a run whose window holds the whole month (a backfill) has fetched it already."""
     if not billing.configured:
         return dg.MaterializeResult(metadata={"billing": NOT_CONFIGURED})
     start, end = _window(context, billing)
     today, earliest = _today(billing), first_partition_day(context)
     # Month close is judged by the run's last day, not the clock: a re-run of a partition does the same.
+    # A month this run's own window fetches whole (a backfill over it) is not asked for a second time.
+    covered = months_covered(start, end, earliest)
     with warehouse.connect() as conn:
-        months = months_to_refetch(conn, end, earliest)
+        months = [month for month in months_to_refetch(conn, end, earliest) if month not in covered]
     if config.refetch_month:
         try:
             month_span(config.refetch_month)
@@ -93,6 +96,7 @@ def billed_usage(context: dg.AssetExecutionContext, config: BilledUsageConfig, w
             chargeback(conn, first, last, billing_timezone=billing.billing_timezone, rates=billing.rates)
             if record_refetch(conn, month, end, billing.late_days):
                 closed.append(month)
+        closed += [month for month in covered if month not in refetched and record_refetch(conn, month, end, billing.late_days)]
     listed = lambda days: ", ".join(d.isoformat() for d in days) or "none"  # noqa: E731
     if stored.unbilled_days:
         context.log.warning(f"IG1 has not billed {listed(stored.unbilled_days)} yet")

@@ -113,6 +113,19 @@ def months_to_refetch(conn: duckdb.DuckDBPyConnection, today: dt.date, earliest:
     return [month for month in months if month not in closed]
 
 
+def months_covered(start: dt.date, end: dt.date, earliest: dt.date) -> list[str]:
+    """Invoice months that ended before the month of `end` and whose every day from `earliest` on lies in start..end: a run
+    asking IG1 for that window (a backfill) has fetched them whole, as a month-close fetch would."""
+    months, first = [], start.replace(day=1)
+    while first < end.replace(day=1):
+        month = first.strftime("%Y-%m")
+        month_first, month_last = month_span(month)
+        if max(month_first, earliest) >= start:
+            months.append(month)
+        first = month_last + dt.timedelta(days=1)
+    return months
+
+
 def record_refetch(conn: duckdb.DuckDBPyConnection, month: str, today: dt.date, late_days: int) -> bool:
     """Note that `month` was fetched whole on `today`; closed once that was more than `late_days` after its end."""
     closed = (today - month_span(month)[1]).days > late_days
