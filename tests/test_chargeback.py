@@ -258,6 +258,21 @@ def test_a_window_holding_an_ended_month_whole_counts_as_its_month_close_fetch(s
     assert months_covered(dt.date.fromisoformat(start), dt.date.fromisoformat(end), dt.date.fromisoformat(earliest)) == covered
 
 
+@pytest.mark.parametrize("record", ["missing", "another version"])
+def test_a_warehouse_without_this_versions_schema_record_is_brought_to_the_schema(tmp_path, record):
+    """The schema and its migrations run once per file and version; a file not recorded at this version gets them again."""
+    path = tmp_path / "w.duckdb"
+    conn = warehouse.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(warehouse.SCHEMA_VERSION,)]
+    conn.execute("DROP TABLE billing_months")
+    conn.execute("DROP TABLE schema_version" if record == "missing" else "UPDATE schema_version SET version = 'older'")
+    conn.close()
+    conn = warehouse.connect(path)
+    assert conn.execute("SELECT count(*) FROM billing_months").fetchone() == (0,)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(warehouse.SCHEMA_VERSION,)]
+    conn.close()
+
+
 def test_a_warehouse_with_cent_rounded_shares_is_upgraded_in_place(tmp_path):
     """A warehouse of the previous version: chargeback keyed without the report day, shares and USD to the cent or 6 places."""
     import duckdb
