@@ -40,7 +40,7 @@ test: install browser azurite
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: install
+bench: install browser
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/site.py
 	$(BIN)/python bench/anomalies.py
