@@ -184,7 +184,7 @@ def test_a_compressed_export_is_a_gzip_member_a_day_the_published_days_kept_as_t
     (Python, the gzip program, DuckDB) reads the members as one text."""
     monkeypatch.setattr(exports, "COMPRESS_OVER", 100)
     day = _table([{"date": "2026-11-02", "team_alias": f"T{i}", "spend": Decimal(i)} for i in range(20)])
-    write_exports(tmp_path / "day", [day], {"period": "2026-11-02"})
+    write_exports(tmp_path / "day", [day], {"period": "2026-11-02"}, days=ExportDays())
     published = {suffix: exports._members((tmp_path / "day" / f"team_model_daily.{suffix}.gz").read_bytes()) for suffix in ("csv", "json")}
     compressed = []
     member = exports._member
@@ -205,23 +205,35 @@ def test_a_compressed_export_is_a_gzip_member_a_day_the_published_days_kept_as_t
     assert len(rows) == len(month.rows) and rows[0] == (dt.date(2026, 11, 1), "T", 7.0)
 
 
+@pytest.mark.parametrize("day_file", ["compressed", "plain"])
 @pytest.mark.parametrize("record", ["kept", "damaged", "missing"])
-def test_a_published_days_members_are_taken_where_its_record_places_them_else_the_day_is_read_whole(tmp_path, monkeypatch, record):
-    """A day period's compressed files come with where its day's member is in each: a large period takes the members from there,
-    not inflating the day's files to find them; a record that is damaged or missing falls back to reading the files whole."""
-    monkeypatch.setattr(exports, "COMPRESS_OVER", 100)
+def test_a_published_days_members_are_taken_where_its_record_places_them_else_the_day_is_read_whole(tmp_path, monkeypatch, record, day_file):
+    """A day period records where its day's gzip member is: in its compressed files, or for a file it writes plain, in its
+    .day-members.gz. A large period takes the members from there, neither inflating the day's files nor compressing its rows
+    again; a record that is damaged or missing falls back to reading the files whole."""
+    monkeypatch.setattr(exports, "COMPRESS_OVER", 100 if day_file == "compressed" else 2_000)
     day = _table([{"date": "2026-11-02", "team_alias": f"T{i}", "spend": Decimal(i)} for i in range(20)])
-    write_exports(tmp_path / "day", [day], {"period": "2026-11-02"})
+    write_exports(tmp_path / "day", [day], {"period": "2026-11-02"}, days=ExportDays())
+    assert (tmp_path / "day" / "team_model_daily.csv.gz").is_file() == (day_file == "compressed")
     places = tmp_path / "day" / exports.DAY_MEMBERS
     if record == "damaged":
         places.write_text(places.read_text().replace("[", "[7", 1))
     elif record == "missing":
         places.unlink()
-    inflated = []
-    members = exports._members
+    inflated, compressed = [], []
+    members, member = exports._members, exports._member
     monkeypatch.setattr(exports, "_members", lambda content: inflated.append(len(content)) or members(content))
-    month = _table([{"date": "2026-11-01", "team_alias": "T", "spend": Decimal(7)}, *day.rows])
+    monkeypatch.setattr(exports, "_member", lambda text: compressed.append(text) or member(text))
+    month = _table([*[{"date": "2026-11-01", "team_alias": f"Team {i}", "spend": Decimal(i)} for i in range(100)], *day.rows])
     write_exports(tmp_path / "month", [month], {"period": "2026-11"}, days=ExportDays([tmp_path / "day"]))
-    assert bool(inflated) == (record != "kept")
+    assert bool(inflated) == (record != "kept" and day_file == "compressed")
+    assert any(b"2026-11-02" in text for text in compressed) == (record != "kept" and day_file == "plain")
     assert gzip.decompress((tmp_path / "month" / "team_model_daily.csv.gz").read_bytes()) == render_csv(month)
     assert gzip.decompress((tmp_path / "month" / "team_model_daily.json.gz").read_bytes()) == render_json(month, {"period": "2026-11"})
+
+
+def test_an_export_of_a_range_carries_no_day_record(tmp_path, monkeypatch):
+    """The day members are the site's own bookkeeping: `usage-report export` (no build's ExportDays) writes none into a user's folder."""
+    monkeypatch.setattr(exports, "COMPRESS_OVER", 100)
+    write_exports(tmp_path / "one-day", [_table([{"date": "2026-11-02", "team_alias": f"T{i}", "spend": Decimal(i)} for i in range(20)])], {})
+    assert sorted(p.name for p in (tmp_path / "one-day").iterdir()) == ["manifest.json", "team_model_daily.csv.gz", "team_model_daily.json.gz"]

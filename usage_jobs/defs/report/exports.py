@@ -356,8 +356,10 @@ class ExportDays:
             entry = self._record(folder)[table.name]
             members = {}
             for suffix in FORMATS:
-                start, length = entry[suffix]
-                with (folder / f"{table.name}.{suffix}.gz").open("rb") as file:
+                start, length, *held_in = entry[suffix]
+                if held_in not in ([], [DAY_MEMBER_FILE]):
+                    return False
+                with (folder / (held_in[0] if held_in else f"{table.name}.{suffix}.gz")).open("rb") as file:
                     file.seek(start)
                     members[suffix] = file.read(length)
                 if len(members[suffix]) != length or not members[suffix].startswith(GZIP_MAGIC):
@@ -425,8 +427,10 @@ def _assembled(table: ExportTable, days: ExportDays) -> list[DayText] | None:
 
 
 FORMATS = ("csv", "json")
-# Beside a day period's exports: where its day's gzip member is in each compressed day-grain file, its day and its period values.
+# Beside a day period's exports: where its day's gzip member is in each day-grain file, its day and its period values. A file
+# written plain has its day's member in DAY_MEMBER_FILE instead: a period holding the day would otherwise compress it again.
 DAY_MEMBERS = ".day-members.json"
+DAY_MEMBER_FILE = ".day-members.gz"
 GZIP_MAGIC = b"\x1f\x8b"
 # The large exports, ~5-10× smaller compressed: at 3,000 keys a day's keys, focus, latency and chargeback are 0.5-1 MB each in
 # every one of the 35+ day periods (about half the site's bytes), a rolling period's focus 83 MB. A file below this, what a
@@ -456,8 +460,9 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
     at all when its day period's published file has them so, where a month, quarter, year and the rolling periods compressed
     every day again (2 of a quarter's 10 CPU-s at 3,000 keys)."""
     folder.mkdir(parents=True, exist_ok=True)
+    record = days is not None  # the build's: its day periods record their members for the periods holding their day
     days = ExportDays() if days is None else days  # a day table's file is made of its days' pieces however it is written
-    entries, day_members = [], {}
+    entries, day_members, plain_members = [], {}, []
     for table in tables:
         parts = _assembled(table, days) if table.day_column else None
         whole = None if parts is not None else _bodies(table, formats)  # the values read once for both files
@@ -467,27 +472,34 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
             pieces = [piece.encode("utf-8") if isinstance(piece, str) else piece
                       for piece in _pieces(table, suffix, metadata, parts if parts is not None else [whole[index]])]
             sizes = [len(piece) if isinstance(piece, bytes) else piece.byte_size(suffix) for piece in pieces]
-            name, size, extra = f"{table.name}.{suffix}", sum(sizes), {}
+            name, size, extra, place = f"{table.name}.{suffix}", sum(sizes), {}, None
             if size > COMPRESS_OVER:
                 # A day's member is taken as it is, never inflated: a year's file is its days' members joined, its size their trailers'.
                 extra = {"compression": "gzip", "uncompressed_bytes": size}
-                members, offset, place = [], 0, None
+                members, offset = [], 0
                 for piece in (piece for piece, piece_size in zip(pieces, sizes) if piece_size):
                     members.append(_member(piece) if isinstance(piece, bytes) else days.member(piece, suffix))
                     place = place if isinstance(piece, bytes) else [offset, len(members[-1])]
                     offset += len(members[-1])
                 name, content = name + ".gz", b"".join(members)
-                if parts is not None and len(parts) == 1 and place:  # a day's file: where its day's member is, for ExportDays
-                    day_members.setdefault(table.name, {"day": parts[0].key[1], "values": parts[0].key[2]})[suffix] = place
             else:
                 content = b"".join(piece if isinstance(piece, bytes) else piece.encoded(suffix) for piece in pieces)
+                if record and parts is not None and len(parts) == 1 and sizes[1]:
+                    member = days.member(parts[0], suffix)
+                    place = [sum(map(len, plain_members)), len(member), DAY_MEMBER_FILE]
+                    plain_members.append(member)
+            if record and parts is not None and len(parts) == 1 and place:  # a day's file: where its day's member is, for ExportDays
+                day_members.setdefault(table.name, {"day": parts[0].key[1], "values": parts[0].key[2]})[suffix] = place
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
                             "sha256": hashlib.sha256(content).hexdigest(), **extra})
         days.fit()
     manifest = {"metadata": {**metadata, "generated_at": generated_at}, "files": entries}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    (folder / DAY_MEMBERS).unlink(missing_ok=True)
+    for stale in (DAY_MEMBERS, DAY_MEMBER_FILE):
+        (folder / stale).unlink(missing_ok=True)
+    if plain_members:
+        (folder / DAY_MEMBER_FILE).write_bytes(b"".join(plain_members))
     if day_members:
         (folder / DAY_MEMBERS).write_text(json.dumps(day_members, sort_keys=True), encoding="utf-8")
     return entries
