@@ -466,6 +466,7 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
     for table in tables:
         parts = _assembled(table, days) if table.day_column else None
         whole = None if parts is not None else _bodies(table, formats)  # the values read once for both files
+        day_file = record and parts is not None and len(parts) == 1  # a day period's: where its day's member is, for ExportDays
         for index, suffix in enumerate(FORMATS):
             if suffix not in formats:
                 continue
@@ -484,11 +485,11 @@ def write_exports(folder: Path, tables: list[ExportTable], metadata: dict, gener
                 name, content = name + ".gz", b"".join(members)
             else:
                 content = b"".join(piece if isinstance(piece, bytes) else piece.encoded(suffix) for piece in pieces)
-                if record and parts is not None and len(parts) == 1 and sizes[1]:
+                if day_file and sizes[1]:
                     member = days.member(parts[0], suffix)
                     place = [sum(map(len, plain_members)), len(member), DAY_MEMBER_FILE]
                     plain_members.append(member)
-            if record and parts is not None and len(parts) == 1 and place:  # a day's file: where its day's member is, for ExportDays
+            if day_file and place:
                 day_members.setdefault(table.name, {"day": parts[0].key[1], "values": parts[0].key[2]})[suffix] = place
             (folder / name).write_bytes(content)
             entries.append({"file": name, "export": table.name, "format": suffix, "rows": len(table.rows), "bytes": len(content),
