@@ -28,6 +28,8 @@ from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
 
+from usage_jobs.defs.gateway.salvage import GZIP_MAGIC
+
 FORMULA_CHARS = "=+-@"  # what starts a formula; a cell starting with a tab or line break is neutralised too
 # Where a spreadsheet may start a cell inside our text: after "," (English locales), ";"
 # (French/German Excel, LibreOffice in those locales), a tab (TSV, paste) or a line break.
@@ -431,7 +433,6 @@ FORMATS = ("csv", "json")
 # written plain has its day's member in DAY_MEMBER_FILE instead: a period holding the day would otherwise compress it again.
 DAY_MEMBERS = ".day-members.json"
 DAY_MEMBER_FILE = ".day-members.gz"
-GZIP_MAGIC = b"\x1f\x8b"
 # The large exports, ~5-10× smaller compressed: at 3,000 keys a day's keys, focus, latency and chargeback are 0.5-1 MB each in
 # every one of the 35+ day periods (about half the site's bytes), a rolling period's focus 83 MB. A file below this, what a
 # smaller organisation's exports mostly are, stays plain for a spreadsheet to open as it is.
