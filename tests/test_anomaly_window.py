@@ -1,6 +1,6 @@
 """Key anomalies judged on the run's days only (issue 14): day-by-day runs that judge their own day
-(and a new key's first day among the 14 before) end with the very findings of runs that judged
-all 14 days before theirs again, and a window judged alone gives what the whole history gives."""
+(and a new key's first day among the 7 before) end with the very findings of runs that judged
+all 7 days before theirs again, and a window judged alone gives what the whole history gives."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _table(conn) -> list[tuple]:
 
 def _run_day(conn, day: dt.date, *, whole_window: bool) -> None:
     start = max(day - dt.timedelta(days=FIRST_DAY_FOLLOWING), FIRST)
-    if whole_window:  # as before issue 14: every metric of the 14 days before the run's day judged again
+    if whole_window:  # as before issue 14: every metric of the 7 days before the run's day judged again
         store(conn, detect(conn, start, day), start, day)
     else:
         store(conn, detect(conn, day, day, first_day_from=start), day, day, first_day_from=start)

@@ -64,6 +64,41 @@ def test_every_key_gets_its_status(activity):
     assert unused == {"unused-now": ("ana@example.org", 313), "never-used": ("bob@example.org", 254)}
 
 
+@pytest.mark.parametrize("made_by", ["this version", "a version before the day aggregates kept first and last uses"])
+def test_a_keys_first_and_last_use_are_read_from_the_day_aggregates(tmp_path, made_by):
+    """A key's first and last request (its status, the key table's columns) come from `daily_usage`, one row per day, key and model,
+    not from every request ever stored; a warehouse made before those columns has them filled from its requests when opened."""
+    path, logs = tmp_path / "w.duckdb", tmp_path / "logs"
+    conn = warehouse.connect(path)
+    store_inventory(conn, parse_inventory([{"token": _key(n), "team_id": "t1"} for n in (1, 2)], [{"team_id": "t1"}], "test"))
+    starts = {_key(1): ["2026-11-07 08:00:00", "2026-11-07 17:30:00", "2026-11-09 09:15:00", "2026-11-10 06:00:00", "2026-11-10 23:59:00"],
+              _key(2): ["2026-11-07 12:00:00", "2026-11-08 00:00:01"]}
+    by_day: dict[str, list[str]] = {}
+    for key_hash, times in starts.items():
+        for n, start in enumerate(times):
+            record = payload(f"{key_hash[-1]}-{n}", start=f"{start}.000000", metadata={"user_api_key_hash": key_hash, "user_api_key_team_id": "t1"})
+            by_day.setdefault(start[:10], []).append(json.dumps(record))
+    for day, lines in by_day.items():
+        write(logs / "gcs" / day / "batch.ndjson", "\n".join(lines) + "\n")
+        ingest_day(conn, logs_dir=logs, day=dt.date.fromisoformat(day), timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+        aggregate_day(conn, dt.date.fromisoformat(day))
+    if made_by != "this version":
+        conn.execute("ALTER TABLE daily_usage DROP COLUMN first_request_at")
+        conn.execute("ALTER TABLE daily_usage DROP COLUMN last_request_at")
+        conn.execute("UPDATE schema_version SET version = 'older'")
+        conn.close()
+        conn = warehouse.connect(path)
+    utc = dt.timezone.utc
+    expected = {_key(1): (dt.datetime(2026, 11, 7, 8, tzinfo=utc), dt.datetime(2026, 11, 10, 23, 59, tzinfo=utc)),
+                _key(2): (dt.datetime(2026, 11, 7, 12, tzinfo=utc), dt.datetime(2026, 11, 8, 0, 0, 1, tzinfo=utc))}
+    assert {k: tuple(v) for k, *v in conn.execute("SELECT key_hash, min(start_time), max(start_time) FROM requests GROUP BY ALL").fetchall()} == expected
+    assert {k: tuple(v) for k, *v in conn.execute(
+        "SELECT key_hash, min(first_request_at), max(last_request_at) FROM daily_usage GROUP BY ALL").fetchall()} == expected
+    keys = {k.key_hash: k for k in period_data(conn, day_period(DAY)).keys}
+    assert {k: (key.first_request_at, key.last_request_at) for k, key in keys.items()} == expected
+    assert (keys[_key(1)].status, keys[_key(2)].status) == ("active", "unused in the period")
+
+
 def test_budgets_are_flagged_at_80_and_100_percent(activity):
     flags = {k.key_alias: (k.budget_used_pct, k.budget_flag) for k in activity.keys if k.max_budget}
     assert flags == {"active": (50.0, None), "expired": (pytest.approx(212.8, abs=0.1), "over budget"),
@@ -143,6 +178,17 @@ def test_a_new_keys_first_day_spike_is_found_and_a_normal_first_day_is_not():
     assert _judge(_series(values), first, created=first) == []
     values[first] = 72  # an old key seen for the first time in the data is not a new key
     assert _judge(_series(values), first, created=dt.date(2025, 1, 1)) == []
+
+
+@pytest.mark.parametrize("first", [dt.date(2026, 10, 7), dt.date(2026, 10, 10), dt.date(2026, 10, 11)], ids=["Wednesday", "Saturday", "Sunday"])
+def test_a_first_day_finding_is_final_a_week_after_the_first_day(first):
+    """A new key's first day is judged against the days of its kind in the week after it: what comes later changes neither the
+    finding nor its baseline, so the past pages showing it are not rendered again by every new day."""
+    week = {first + dt.timedelta(days=i): 12 for i in range(1, 8)} | {first: 72}
+    settled = _judge(_series(week), first, created=first)
+    assert [(f.metric, f.baseline) for f in settled] == [("first_day", 12)]
+    later = week | {first + dt.timedelta(days=i): 500 for i in range(8, 15)}
+    assert _judge(_series(later), first, created=first) == settled
 
 
 def test_too_little_history_raises_nothing():

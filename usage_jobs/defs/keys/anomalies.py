@@ -12,7 +12,7 @@ The method (documented in the README):
 * **New model**: a model the key has not used in its previous 28 days (with at least 7
   days of history), used for 10 requests or more in the day.
 * **First-day spike of a new key**: the key's first day against the following days of the
-  same kind (weekday or weekend, within 14 days), or, before two of those exist, against
+  same kind (weekday or weekend, within 7 days), or, before two of those exist, against
   the median key of the organisation that day.
 """
 
@@ -34,7 +34,10 @@ MIN_REQUESTS_SPIKE = 10
 POISSON_P, POISSON_MIN_REQUESTS = 1e-6, 5  # small keys: a count this unlikely under the key's own mean rate
 MIN_FAILURES, MIN_FAILURE_RATE = 5, 0.3
 NEW_MODEL_MIN_REQUESTS, NEW_MODEL_MIN_HISTORY = 10, 7
-FIRST_DAY_RATIO, FIRST_DAY_MIN_REQUESTS, FIRST_DAY_FOLLOWING = 3.0, 5, 14
+FIRST_DAY_RATIO, FIRST_DAY_MIN_REQUESTS = 3.0, 5
+# A first day is judged against the week after it: its finding, and the past pages showing it, settle within 7 days.
+FIRST_DAY_FOLLOWING = 7
+NEW_WITHOUT_INVENTORY_AFTER = 14  # without an inventory, a key first seen this many days after the data starts is new
 
 
 @dataclass
@@ -95,7 +98,7 @@ def judge_key(key_hash: str, series: dict[dt.date, KeyDay], days: list[dt.date],
     if not series:
         return []
     first = first_day or min(series)
-    new_key = created >= first - dt.timedelta(days=1) if created else first > data_start + dt.timedelta(days=FIRST_DAY_FOLLOWING)
+    new_key = created >= first - dt.timedelta(days=1) if created else first > data_start + dt.timedelta(days=NEW_WITHOUT_INVENTORY_AFTER)
     last_known = max(series)
     findings = []
     for day in days:

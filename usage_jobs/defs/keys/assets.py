@@ -18,7 +18,7 @@ def key_anomalies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     """Abnormal days per key against the key's own trailing 28 days: robust z-scores of daily
     requests, spend and failure rate (weekdays and weekends apart), first use of a model,
     and first-day spikes of new keys. Each run judges its own days and re-judges a new key's
-    first day among the 14 days before them, because that day is judged against the days
+    first day among the 7 days before them, because that day is judged against the days
     that follow it; only those days' rows are read, whatever the length of the history."""
     days = partition_days(context)
     start = max(days[0] - dt.timedelta(days=FIRST_DAY_FOLLOWING), first_partition_day(context))
