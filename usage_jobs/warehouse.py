@@ -132,6 +132,8 @@ CREATE TABLE IF NOT EXISTS daily_usage (
     cache_savings_usd DECIMAL(18, 10),
     cache_hit_requests BIGINT NOT NULL DEFAULT 0,  -- answered from LiteLLM's response cache
     cache_unpriced_tokens BIGINT NOT NULL DEFAULT 0,  -- cached input tokens of models without a price: savings unknown
+    first_request_at TIMESTAMPTZ,  -- the group's first and last start: a key's first and last use without reading `requests`
+    last_request_at TIMESTAMPTZ,
     PRIMARY KEY (day, team_id, key_hash, model)
 );
 CREATE TABLE IF NOT EXISTS daily_tag_usage (
@@ -326,6 +328,8 @@ ADDED_COLUMNS = (
     ("daily_usage", "cache_savings_usd", "DECIMAL(18, 10)"),
     ("daily_usage", "cache_hit_requests", "BIGINT DEFAULT 0"),
     ("daily_usage", "cache_unpriced_tokens", "BIGINT DEFAULT 0"),
+    ("daily_usage", "first_request_at", "TIMESTAMPTZ"),
+    ("daily_usage", "last_request_at", "TIMESTAMPTZ"),
     ("ingest_days", "id_collisions", "BIGINT DEFAULT 0"),
     ("ingest_days", "unrecognised_with_data", "INTEGER DEFAULT 0"),
     ("billing_days", "withdrawn", "BOOLEAN DEFAULT false"),
@@ -346,6 +350,10 @@ def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
     for table, column, kind in ADDED_COLUMNS:
         if (table, column) not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    if ("daily_usage", "first_request_at") not in columns:
+        conn.execute("UPDATE daily_usage SET first_request_at = used.first, last_request_at = used.last FROM (SELECT day, team_id, key_hash, model, "
+                     "min(start_time) AS first, max(start_time) AS last FROM requests GROUP BY ALL) AS used "
+                     "WHERE (daily_usage.day, daily_usage.team_id, daily_usage.key_hash, daily_usage.model) = (used.day, used.team_id, used.key_hash, used.model)")
     types = {(t, c): kind for t, c, kind in conn.execute("SELECT table_name, column_name, data_type FROM information_schema.columns").fetchall()}
     for table, column, kind in WIDENED_COLUMNS:
         if types.get((table, column)) not in (None, kind):

@@ -30,7 +30,8 @@ SELECT
     count(*) FILTER (spend_repriced) AS repriced_requests,
     sum(cache_savings_usd) AS cache_savings_usd,
     count(*) FILTER (cache_hit) AS cache_hit_requests,
-    coalesce(sum(cached_input_tokens) FILTER (cache_savings_usd IS NULL), 0) AS cache_unpriced_tokens
+    coalesce(sum(cached_input_tokens) FILTER (cache_savings_usd IS NULL), 0) AS cache_unpriced_tokens,
+    min(start_time) AS first_request_at, max(start_time) AS last_request_at
 FROM requests
 WHERE day = $day
 GROUP BY day, team_id, key_hash, model;

@@ -410,10 +410,11 @@ class _PeriodReader:
         self.billed = {m: (i, o, c, cur) for m, i, o, c, cur in conn.execute(
             "SELECT model, sum(input_tokens), sum(output_tokens), sum(cost), any_value(currency) FROM billed_usage WHERE day BETWEEN ? AND ? GROUP BY model",
             bounds).fetchall()}
+        # From the day aggregates, not `requests`: read for every period rendered, they hold a row per key and model a day.
         self.seen = {k: (first, last) for k, first, last in conn.execute(
-            "SELECT key_hash, min(start_time), max(start_time) FROM requests WHERE day <= ? GROUP BY key_hash", [period.end]).fetchall()}
+            "SELECT key_hash, min(first_request_at), max(last_request_at) FROM daily_usage WHERE day <= ? GROUP BY key_hash", [period.end]).fetchall()}
         self.last_in_period = dict(conn.execute(
-            "SELECT key_hash, max(start_time) FROM requests WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall())
+            "SELECT key_hash, max(last_request_at) FROM daily_usage WHERE day BETWEEN ? AND ? GROUP BY key_hash", bounds).fetchall())
         self.anomaly_rows = conn.execute(
             "SELECT strftime(day, '%Y-%m-%d'), key_hash, metric, value, baseline, score, reason FROM key_anomalies "
             "WHERE day BETWEEN ? AND ? ORDER BY day DESC, score DESC, key_hash, metric", bounds).fetchall()
