@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -716,8 +716,14 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         to_render = [PeriodJob(period, navs[period.slug], fingerprints[period.slug]) for period in periods if period.slug not in current]
         by_slug: dict[str, Rendered] = {}
         done = 0
+        range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
+                                                       stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
+        new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
         with contextlib.ExitStack() as stack:
             printing = stack.enter_context(Printer(printer)) if printer else None
+            # The range picker's data is written beside the periods, on its own cursor: at the end it kept one core idle.
+            range_data = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="range")).submit(
+                write_range_data, conn.cursor(), scratch / "range", hide_user_agent_tags=hide_user_agent_tags) if new_range else None
             for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
                 by_slug[job.period.slug] = rendered
                 if printing:  # its print page complete: printed while the others render
@@ -734,11 +740,8 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
                 result.export_files += rendered.exports
             if "last-7-days" not in result.rendered and (site_dir / "index.html").is_file() and periods:
                 result.pages += 1  # the published front page stays
-            range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
-                                                           stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
-            new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
-            if new_range:
-                write_range_data(conn, scratch / "range", hide_user_agent_tags=hide_user_agent_tags)
+            if range_data:
+                range_data.result()
                 (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
             failures = sorted(printing.failures(), key=lambda failure: result.rendered.index(failure.slug)) if printing else []
         if printer is None and any(is_pdf_kind(period.kind) for period in periods):
