@@ -88,7 +88,7 @@ def test_a_keys_first_and_last_use_are_read_from_the_day_aggregates(tmp_path, ma
         conn.execute("UPDATE schema_version SET version = 'older'")
         conn.close()
         conn = warehouse.connect(path)
-    utc = dt.timezone.utc
+    utc = dt.UTC
     expected = {_key(1): (dt.datetime(2026, 11, 7, 8, tzinfo=utc), dt.datetime(2026, 11, 10, 23, 59, tzinfo=utc)),
                 _key(2): (dt.datetime(2026, 11, 7, 12, tzinfo=utc), dt.datetime(2026, 11, 8, 0, 0, 1, tzinfo=utc))}
     assert {k: tuple(v) for k, *v in conn.execute("SELECT key_hash, min(start_time), max(start_time) FROM requests GROUP BY ALL").fetchall()} == expected

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from usage_jobs import collector
+from usage_jobs import collector, worker_processes
 from usage_jobs.settings import ENV_NAMES, SECRET_ENV_NAMES, Settings, SettingsError, load_settings
 
 DAGSTER_YAML = """# Dagster instance of usage-report (created by the usage-report command).
@@ -573,6 +573,8 @@ def cmd_run(args) -> int:
     # The partitions reach back to the range asked for.
     environ = {**os.environ, "USAGE_START_DATE": min(args.start, settings.first_day).isoformat()}
     with Session(environ, args.command_line, refetch=args.refetch) as session:
+        if not args.no_site or args.end > args.start:  # workers will be started: their server imports while the days are read
+            worker_processes.start()
         failures = run_days(session, args.start, args.end, args.refetch_billing_month)
         site_failures = build_site(session) if not args.no_site else []
     published = not args.no_site and not any(asset == "usage_report_site" for asset, _ in site_failures)

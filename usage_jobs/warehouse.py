@@ -352,8 +352,8 @@ def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if ("daily_usage", "first_request_at") not in columns:
         conn.execute("UPDATE daily_usage SET first_request_at = used.first, last_request_at = used.last FROM (SELECT day, team_id, key_hash, model, "
-                     "min(start_time) AS first, max(start_time) AS last FROM requests GROUP BY ALL) AS used "
-                     "WHERE (daily_usage.day, daily_usage.team_id, daily_usage.key_hash, daily_usage.model) = (used.day, used.team_id, used.key_hash, used.model)")
+                     "min(start_time) AS first, max(start_time) AS last FROM requests GROUP BY ALL) AS used WHERE (daily_usage.day, "
+                     "daily_usage.team_id, daily_usage.key_hash, daily_usage.model) = (used.day, used.team_id, used.key_hash, used.model)")
     types = {(t, c): kind for t, c, kind in conn.execute("SELECT table_name, column_name, data_type FROM information_schema.columns").fetchall()}
     for table, column, kind in WIDENED_COLUMNS:
         if types.get((table, column)) not in (None, kind):

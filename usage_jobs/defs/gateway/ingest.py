@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from usage_jobs import collector
+from usage_jobs import collector, worker_processes
 from usage_jobs.defs.gateway.fold import FOLD_SHARD_FILES, SOURCE_FILE_FIELD, write_shard
 from usage_jobs.defs.gateway.layout import (
     FOLDER,
@@ -537,8 +537,7 @@ def _ingest_days(conn: duckdb.DuckDBPyConnection, where: DaySource, days: list[d
         for day in days:
             yield store_day(conn, stage_day(conn, where, day))
         return
-    context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
-    context.set_forkserver_preload(["usage_jobs.defs.gateway.ingest"])
+    context = worker_processes.context()
     threads = max(1, (os.cpu_count() or 1) // workers)
     ahead: deque[tuple[dt.date, Path, AsyncResult]] = deque()
     queue = iter(days)
@@ -731,9 +730,7 @@ def _fold_slices(jobs: list[tuple[Path, list[tuple[str, str]]]]) -> list[list[st
     files = sum(len(pairs) for _, pairs in jobs)
     cores = min(os.cpu_count() or 1, FOLD_THREADS)
     if files >= FOLD_IN_PROCESSES_FROM and cores > 1 and not multiprocessing.current_process().daemon:
-        context = multiprocessing.get_context("forkserver")  # not fork: this process runs threads (Dagster, DuckDB)
-        context.set_forkserver_preload(["usage_jobs.defs.gateway.fold"])
-        with ProcessPoolExecutor(cores, mp_context=context, initializer=_start_worker) as pool:
+        with ProcessPoolExecutor(cores, mp_context=worker_processes.context(), initializer=_start_worker) as pool:
             return list(pool.map(write_shard, *zip(*jobs)))
     with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool:
         return list(pool.map(write_shard, *zip(*jobs)))

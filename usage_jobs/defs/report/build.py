@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import jinja2
 
-from usage_jobs import names
+from usage_jobs import names, worker_processes
 from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS
 from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
@@ -549,9 +549,7 @@ def _render_periods(builder: SiteBuilder, scratch: Path, jobs: list[PeriodJob], 
         for job in jobs:
             yield job, builder.render_period(scratch, job, export_days, published(job))
         return
-    context = multiprocessing.get_context("forkserver")  # not fork: forking a process that runs threads can deadlock the child
-    context.set_forkserver_preload(["usage_jobs.defs.report.build"])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_renderer,
+    with ProcessPoolExecutor(workers, mp_context=worker_processes.context(), initializer=_start_renderer,
                              initargs=(database, builder.context, published_days, os.getpid())) as pool:
         by_length = sorted(jobs, key=lambda job: -job.period.length)
         futures = {pool.submit(_render_in_worker, scratch, job, published(job)): job for job in by_length}

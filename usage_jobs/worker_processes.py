@@ -1,0 +1,37 @@
+"""Worker processes (days staged, files folded, periods rendered): started by one forkserver per process, with every module a
+worker runs imported once, in the server.
+
+Not fork: the command runs threads (Dagster, DuckDB), and forking a process that runs threads can deadlock the child. The
+server is a process-wide singleton whose preload is fixed when it starts: each pool naming only its own module left the others'
+workers importing theirs after the fork. `start()` starts it ahead of the pools: it imports those modules (~0.4 s) while the
+command ingests, instead of when the site's first period is due.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from multiprocessing import forkserver
+from multiprocessing.context import BaseContext
+
+PRELOAD = ["usage_jobs.defs.gateway.ingest", "usage_jobs.defs.gateway.fold", "usage_jobs.defs.report.build"]
+
+
+def context() -> BaseContext:
+    """The multiprocessing context every pool of the product uses."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def start() -> None:
+    """Start the forkserver now, if it does not run yet; returns at once (the server imports the modules on its own).
+
+    The signal mask is kept: starting multiprocessing's resource tracker unblocks SIGINT in the calling thread, and the command
+    blocks it there so that Ctrl-C reaches it alone, not Dagster's log-tail helpers it starts later (run_guard)."""
+    context()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
