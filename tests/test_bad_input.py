@@ -109,20 +109,24 @@ def test_refused_requests_without_a_model_are_stored_as_failures_not_rejected(tm
         40, "failure", "ProxyException", "401", "unassigned")
 
 
-def test_an_id_met_on_two_days_is_two_requests_and_a_counted_collision(tmp_path):
-    logs = tmp_path / "logs"
+@pytest.mark.parametrize("days_later, collision", [(1, 1), (31, 1), (32, 0)])
+def test_an_id_met_on_two_days_is_two_requests_and_a_counted_collision_within_31_days(tmp_path, days_later, collision):
+    logs, later = tmp_path / "logs", DAY + dt.timedelta(days=days_later)
     write(logs / "gcs" / "2026-11-10" / "b.ndjson", json.dumps(payload("reused", start="2026-11-10 10:00:00.0")) + "\n")
     # A re-delivery of the same request (same id, same start) in another file is a duplicate.
     write(logs / "gcs" / "2026-11-10" / "c.ndjson", json.dumps(payload("reused", start="2026-11-10 10:00:00.0")) + "\n")
-    write(logs / "gcs" / "2026-11-11" / "b.ndjson", json.dumps(payload("reused", start="2026-11-11 08:00:00.0")) + "\n")
+    write(logs / "gcs" / later.isoformat() / "b.ndjson", json.dumps(payload("reused", start=f"{later} 08:00:00.0")) + "\n")
     conn, first = ingest(logs, tmp_path)
     from usage_jobs.defs.gateway.ingest import ingest_day
     from usage_jobs.defs.gateway.pricing import load_prices
 
-    second = ingest_day(conn, logs_dir=logs, day=DAY + dt.timedelta(days=1), timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+    second = ingest_day(conn, logs_dir=logs, day=later, timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
     assert (first.rows, first.duplicates, first.id_collisions) == (1, 1, 0)
-    assert (second.rows, second.duplicates, second.id_collisions) == (1, 0, 1)
+    assert (second.rows, second.duplicates, second.id_collisions) == (1, 0, collision)
     assert conn.execute("SELECT count(*) FROM requests WHERE request_id = 'reused'").fetchone()[0] == 2
+    # The earlier day ingested again finds the later one alike.
+    again = ingest_day(conn, logs_dir=logs, day=DAY, timezone="UTC", prices=load_prices(), max_record_bytes=16_000_000)
+    assert again.id_collisions == collision
 
 
 @pytest.mark.parametrize("name, content, holds_data", [

@@ -56,6 +56,7 @@ FOLD_IN_PROCESSES_FROM = 20_000
 
 MAX_TOKENS = 100_000_000
 MAX_COST_USD = 10_000
+COLLISION_WINDOW_DAYS = 31  # an id met again this many days before or after the day counts as a collision
 
 # The payload fields the product uses, and their SpendLogs-export equivalents. Read as
 # JSON so that a string where a number belongs is rejected by name, not coerced.
@@ -774,10 +775,12 @@ def _stats(conn: duckdb.DuckDBPyConnection, staged: StagedDay) -> IngestStats:
         "count(*) FILTER (unpriced), count(*) FILTER (metadata_unreadable) FROM requests WHERE day = ?",
         [staged.day.isoformat()],
     ).fetchone()
-    # Ids of the day met with another start time, that day or on another day already ingested.
+    # Ids of the day met with another start time, that day or on another day ingested within COLLISION_WINDOW_DAYS of it: the
+    # days are stored in order, so the window's row groups alone are read, however long the history (all of it grew every day).
     collisions = conn.execute(
-        "SELECT count(*) FROM (SELECT request_id FROM requests WHERE request_id IN (SELECT request_id FROM requests WHERE day = ?) "
-        "GROUP BY request_id HAVING count(*) > 1)", [staged.day.isoformat()],
+        "SELECT count(*) FROM (SELECT request_id FROM requests WHERE day BETWEEN $day::DATE - $window AND $day::DATE + $window "
+        "AND request_id IN (SELECT request_id FROM requests WHERE day = $day) GROUP BY request_id HAVING count(*) > 1)",
+        {"day": staged.day.isoformat(), "window": COLLISION_WINDOW_DAYS},
     ).fetchone()[0]
     return IngestStats(
         day=staged.day.isoformat(),
