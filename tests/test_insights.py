@@ -155,6 +155,23 @@ def test_the_range_picker_sums_any_days_as_the_day_exports_do_from_the_file_syst
     assert footer[header.index("Requests")] == f"{sum(v[0] for v in expected.values()):,}"
 
 
+def test_the_range_picker_sums_days_of_two_months_loaded_a_script_each(browser, demo_site, tmp_path):
+    """Each month's rows come in a script of their own (range/<view>/<month>.js): a range across two months sums both."""
+    from test_site import _site_over_two_months
+
+    conn, site = _site_over_two_months(demo_site, tmp_path)
+    days = ["2026-10-30", WEEK_DAYS[0]]  # the October day (a copy of the demo's last) and the first of November's
+    from usage_jobs.defs.billing.reconcile import BUCKET_LABELS
+
+    expected = {alias or BUCKET_LABELS.get(team_id, team_id): f"{requests:,}" for team_id, alias, requests in conn.execute(
+        "SELECT d.team_id, coalesce(i.team_alias, max(d.team_alias)), sum(requests) FROM daily_usage d LEFT JOIN inventory_teams i USING (team_id) "
+        "WHERE day BETWEEN ? AND ? GROUP BY d.team_id, i.team_alias", days).fetchall()}
+    assert sum(int(n.replace(",", "")) for n in expected.values()) == conn.execute(
+        "SELECT sum(requests) FROM daily_usage WHERE day IN (?, ?)", [DEMO_END, WEEK_DAYS[0]]).fetchone()[0]
+    header, rows, _ = _pick(browser, (site / "periods" / WEEK / "teams.html").as_uri(), *days)
+    assert {r[0]: r[header.index("Requests")] for r in rows} == expected
+
+
 def test_the_range_picker_gives_the_exports_latency_percentiles_for_the_same_days(browser, demo_site):
     header, rows, _ = _pick(browser, (demo_site.site_dir / "periods" / WEEK / "latency.html").as_uri(), *WEEK_DAYS)
     expected = {f"{r['model']} · {'stream' if r['stream'] == 'true' else 'non-stream'}": [f"{int(r['requests']):,}", f"{int(r['p50_ms']):,}",

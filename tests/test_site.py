@@ -252,6 +252,38 @@ def test_only_periods_touched_by_a_changed_day_are_rendered_again(demo_site, tmp
     assert changed.rendered_periods == 7 and changed.reused_periods == first.periods - 7
 
 
+def _site_over_two_months(demo_site, tmp_path) -> tuple:
+    """A copy of the demo warehouse whose last day is also copied to an October day, and its site."""
+    db = tmp_path / "usage.duckdb"
+    db.write_bytes(demo_site.warehouse.read_bytes())
+    conn = warehouse.connect(db)
+    for table in ("daily_usage", "ingest_days"):
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * REPLACE (DATE '2026-10-30' AS day) FROM {table} WHERE day = ?", [DEMO_END])
+    site = tmp_path / "site"
+    build_site(conn, site, timezone="UTC", billing_configured=True)
+    return conn, site
+
+
+def _range_scripts(site: Path) -> dict[str, bytes]:
+    return {p.relative_to(site / "range").as_posix(): p.read_bytes() for p in (site / "range").rglob("*.js")}
+
+
+def test_a_changed_day_writes_again_only_its_months_range_scripts(demo_site, tmp_path):
+    """The range picker's rows are a script per view and month: a changed day writes its month's again, every other month's stays
+    the published file, and the scripts are the ones a full build writes."""
+    conn, site = _site_over_two_months(demo_site, tmp_path)
+    october = {p: p.stat().st_ino for p in (site / "range").glob("*/2026-10.js")}
+    assert len(october) == len(list((site / "range").glob("*.js"))) == 12
+    assert json.loads((site / "range" / "index.js").read_text().split(" = ", 1)[1].rstrip(";\n"))["months"] == ["2026-10", "2026-11"]
+    november = (site / "range" / "index" / "2026-11.js").read_bytes()
+    conn.execute("DELETE FROM daily_usage WHERE day = ? AND model = 'bge-m3'", [DEMO_END])
+    build_site(conn, site, timezone="UTC", billing_configured=True)
+    assert {p: p.stat().st_ino for p in october} == october  # the same files, not written again
+    assert (site / "range" / "index" / "2026-11.js").read_bytes() != november
+    build_site(conn, tmp_path / "full", timezone="UTC", billing_configured=True, full=True)
+    assert _range_scripts(site) == _range_scripts(tmp_path / "full")
+
+
 @pytest.mark.parametrize("module", ["defs/billing/statement.py", "defs/billing/allocation.py", "defs/keys/budgets.py", "names.py",
                                     "defs/report/queries.py"])
 def test_a_change_to_any_code_the_pages_run_re_renders_every_period(module, monkeypatch):

@@ -3,7 +3,9 @@
 (function () {
   "use strict";
 
-  /* Any range: sum the view's daily rows (range/<view>.js, loaded after this script) between two days.
+  /* Any range: sum the view's daily rows between two days. range/<view>.js (loaded after this script) names the view's
+     months; each month's rows are in range/<view>/<YYYY-MM>.js, loaded here in order once the page is read, each adding
+     its days and rows (its day numbers moved past the days before).
      Money arrives as whole 1e-10 USD in strings and is summed as BigInt, so totals are exact and rounded once,
      half to even, as the exports round them. Text is set as text, never as markup; the CSV neutralises formulas as
      the exports do (exports.spreadsheet_safe). */
@@ -59,6 +61,10 @@
     var status = section.querySelector(".range-status"), table = section.querySelector(".range-result"), link = section.querySelector(".range-csv");
     var from = form.elements.from.value, to = form.elements.to.value;
     if (!data) { status.textContent = "The daily rows of this view (range/" + form.dataset.view + ".js) are missing."; return; }
+    if (data.failed.length) {
+      status.textContent = "The daily rows of " + data.failed.join(", ") + " (range/" + data.view + "/<month>.js) are missing."; return;
+    }
+    if (data.loaded < data.months.length) { status.textContent = "The daily rows are still loading: sum again in a moment."; return; }
     if (!from || !to || from > to) { status.textContent = "Pick a first day on or before the last day."; return; }
     var latency = data.measures[0].kind === "percentile";
     var groups = sumRange(data, from, to);
@@ -102,7 +108,27 @@
     link.download = data.view + "_" + from + "_" + to + ".csv";
     link.hidden = false;
   }
+  window.usageRangeMonth = function (month) {
+    var data = window.usageRange, offset = data.days.length;
+    Array.prototype.push.apply(data.days, month.days);
+    month.rows.forEach(function (row) { row[0] += offset; data.rows.push(row); });
+    data.loaded += 1;
+  };
+  function loadRangeMonths() {
+    var data = window.usageRange, head = document.querySelector('script[src*="range/"]');
+    if (!data || !head) { return; }
+    var base = head.getAttribute("src").replace(/\.js$/, "/");
+    data.days = []; data.rows = []; data.loaded = 0; data.failed = [];
+    data.months.forEach(function (month) {
+      var script = document.createElement("script");
+      script.src = base + month + ".js";
+      script.async = false;  /* run in the order added: the days stay in order */
+      script.onerror = function () { data.failed.push(month); };
+      document.head.appendChild(script);
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    loadRangeMonths();
     document.querySelectorAll(".range-form").forEach(function (form) {
       form.addEventListener("submit", function (event) { event.preventDefault(); showRange(form); });
     });

@@ -59,7 +59,7 @@ from usage_jobs.defs.report.queries import (
     page_name,
     period_data,
 )
-from usage_jobs.defs.report.range_data import write_range_data
+from usage_jobs.defs.report.range_data import month_span, write_range_data
 from usage_jobs.defs.report.table_data import DIMENSION_PAGES, dimension_data, keys_data
 from usage_jobs.defs.report.table_data import KEYS_SCRIPT as KEYS_DATA_FILE
 from usage_jobs.defs.report.table_data import script as data_script
@@ -714,14 +714,12 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         to_render = [PeriodJob(period, navs[period.slug], fingerprints[period.slug]) for period in periods if period.slug not in current]
         by_slug: dict[str, Rendered] = {}
         done = 0
-        range_fingerprint = hashlib.sha256(json.dumps([builder.version, hide_user_agent_tags, timezone, stamps.over(dt.date.min, dt.date.max),
-                                                       stamps.global_digest, stamps.rolling_digest]).encode()).hexdigest()
-        new_range = full or _read(site_dir / "range" / FINGERPRINT_FILE) != range_fingerprint
+        range_plan = _range_plan(builder, stamps, site_dir / "range", hide_user_agent_tags, timezone, full)
         with contextlib.ExitStack() as stack:
             printing = stack.enter_context(Printer(printer)) if printer else None
             # The range picker's data is written beside the periods, on its own cursor: at the end it kept one core idle.
             range_data = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="range")).submit(
-                write_range_data, conn.cursor(), scratch / "range", hide_user_agent_tags=hide_user_agent_tags) if new_range else None
+                _write_range, conn.cursor(), scratch / "range", site_dir / "range", range_plan, hide_user_agent_tags) if range_plan else None
             for job, rendered in _render_periods(builder, scratch, to_render, published_days, None if full else site_dir):
                 by_slug[job.period.slug] = rendered
                 if printing:  # its print page complete: printed while the others render
@@ -740,7 +738,6 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
                 result.pages += 1  # the published front page stays
             if range_data:
                 range_data.result()
-                (scratch / "range" / FINGERPRINT_FILE).write_text(range_fingerprint)
             failures = sorted(printing.failures(), key=lambda failure: result.rendered.index(failure.slug)) if printing else []
         if printer is None and any(is_pdf_kind(period.kind) for period in periods):
             result.pdf_notes.append(builder.context.pdf_note)
@@ -752,9 +749,52 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
             result.pdfs = sum(1 for _ in scratch.glob(f"periods/*/{pdf_name('*')}"))
             _swap(scratch, site_dir)  # a first (or full) build: the whole site at once
         else:
-            _publish(scratch, site_dir, rendered=result.rendered, keep={period.slug for period in periods}, new_range=new_range)
+            _publish(scratch, site_dir, rendered=result.rendered, keep={period.slug for period in periods}, new_range=range_plan is not None)
             result.pdfs = sum(1 for _ in site_dir.glob(f"periods/*/{pdf_name('*')}"))
         return result
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """The range picker's data to write: its months and their fingerprints, and the months whose scripts change."""
+
+    fingerprints: dict  # {"head": …, "months": {month: …}}
+    months: list[str]
+    changed: list[str]
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()
+
+
+def _range_plan(builder: SiteBuilder, stamps: Stamps, published: Path, hide_user_agent_tags: bool, timezone: str, full: bool) -> RangePlan | None:
+    """What of the range picker's data to write again (None: nothing). A month's scripts change with the stamps of its days
+    and the names of teams (inventory), so a new day writes its month's again, not every month's."""
+    months = sorted({day.strftime("%Y-%m") for day in stamps.by_day})
+    head = [builder.version, hide_user_agent_tags, timezone]
+    fingerprints = {"head": _digest([*head, months]), "months": {
+        month: _digest([*head, stamps.over(*month_span(month)), stamps.global_digest]) for month in months}}
+    try:
+        recorded = {} if full else json.loads(_read(published / FINGERPRINT_FILE) or "{}")
+    except ValueError:
+        recorded = {}
+    if recorded == fingerprints:
+        return None
+    known = recorded.get("months", {}) if isinstance(recorded, dict) else {}
+    return RangePlan(fingerprints, months, [month for month in months if known.get(month) != fingerprints["months"][month]])
+
+
+def _write_range(conn: duckdb.DuckDBPyConnection, folder: Path, published: Path, plan: RangePlan, hide_user_agent_tags: bool) -> None:
+    """The range picker's data in `folder`: the published scripts of the unchanged months linked (no copy: same file system),
+    the others written (an unchanged month's script missing too)."""
+    kept = set(plan.months) - set(plan.changed)
+    for view_folder in published.iterdir() if published.is_dir() else ():
+        for script in view_folder.glob("*.js") if view_folder.is_dir() else ():
+            if script.stem in kept:
+                (folder / view_folder.name).mkdir(parents=True, exist_ok=True)
+                os.link(script, folder / view_folder.name / script.name)  # a published file is replaced or removed, never rewritten
+    write_range_data(conn, folder, hide_user_agent_tags=hide_user_agent_tags, months=plan.months, write=plan.changed)
+    (folder / FINGERPRINT_FILE).write_text(json.dumps(plan.fingerprints))
 
 
 @contextlib.contextmanager
