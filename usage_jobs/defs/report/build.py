@@ -32,6 +32,7 @@ import jinja2
 from usage_jobs import names, worker_processes
 from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS
 from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
+from usage_jobs.defs.billing.reconcile import month_span
 from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report import charts as chart_drawing
@@ -59,7 +60,7 @@ from usage_jobs.defs.report.queries import (
     page_name,
     period_data,
 )
-from usage_jobs.defs.report.range_data import month_span, write_range_data
+from usage_jobs.defs.report.range_data import write_range_data
 from usage_jobs.defs.report.table_data import DIMENSION_PAGES, dimension_data, keys_data
 from usage_jobs.defs.report.table_data import KEYS_SCRIPT as KEYS_DATA_FILE
 from usage_jobs.defs.report.table_data import script as data_script

@@ -11,7 +11,6 @@ rounded once, like the exports; counts as numbers.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from usage_jobs.defs.billing.reconcile import BUCKET_LABELS
+from usage_jobs.defs.billing.reconcile import BUCKET_LABELS, month_span
 from usage_jobs.defs.gateway.aggregates import LATENCY_BUCKET_RATIO
 from usage_jobs.defs.report.insights import NO_END_USER, NO_TAG, tag_rows
 
@@ -110,12 +109,6 @@ def _billing_views() -> tuple[RangeView, ...]:
                   "SELECT strftime(day, '%Y-%m-%d'), strftime(day, '%Y-%m-%d'), strftime(day, '%Y-%m-%d'), records_read, rows, rejected, duplicates, "
                   f"tokens_estimated FROM ingest_days WHERE {_DAYS} ORDER BY 1"),
     )
-
-
-def month_span(month: str) -> tuple[dt.date, dt.date]:
-    """The first and last day of a `YYYY-MM` month."""
-    first = dt.date.fromisoformat(f"{month}-01")
-    return first, (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def write_range_data(conn: duckdb.DuckDBPyConnection, folder: Path, *, hide_user_agent_tags: bool, months: list[str],
