@@ -335,3 +335,13 @@ def test_ctrl_c_in_a_terminal_stops_the_run_with_one_line_from_the_command_alone
     assert line == (f"usage-report: stopped by SIGINT during {BIG}; that day was rolled back, {FIRST} was stored without its aggregates "
                     "(run it again), nothing was published")
     assert _stored_days(env) == [FIRST] and _requests_on(env, BIG) == 0
+
+
+@pytest.mark.parametrize("first", ["worker_processes.start()",
+                                   "ProcessPoolExecutor(1, mp_context=worker_processes.context()).submit(int).result()"], ids=["start", "a pool"])
+def test_the_first_worker_pool_leaves_sigint_blocked_where_the_command_blocked_it(first):
+    """Starting the forkserver starts multiprocessing's resource tracker, which unblocks SIGINT in the calling thread: whichever
+    starts it (the command ahead of the days, or a pool), the command's mask stays, and Ctrl-C stays its own."""
+    code = ("import signal; from concurrent.futures import ProcessPoolExecutor; from usage_jobs import worker_processes; "
+            f"signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}}); {first}; print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout.strip() == "True"

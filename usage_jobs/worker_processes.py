@@ -18,18 +18,18 @@ PRELOAD = ["usage_jobs.defs.gateway.ingest", "usage_jobs.defs.gateway.fold", "us
 
 
 def context() -> BaseContext:
-    """The multiprocessing context every pool of the product uses."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
+    """The multiprocessing context every pool of the product uses, its server running."""
+    start()
+    return multiprocessing.get_context("forkserver")
 
 
 def start() -> None:
     """Start the forkserver now, if it does not run yet; returns at once (the server imports the modules on its own).
 
     The signal mask is kept: starting multiprocessing's resource tracker unblocks SIGINT in the calling thread, and the command
-    blocks it there so that Ctrl-C reaches it alone, not Dagster's log-tail helpers it starts later (run_guard)."""
-    context()
+    blocks it there so that Ctrl-C reaches it alone, not Dagster's log-tail helpers it starts later (run_guard). Every pool
+    starts it through here, so none unblocks it, whichever comes first."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
         forkserver.ensure_running()
