@@ -11,7 +11,7 @@ import os
 import re
 import time
 import unicodedata
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
@@ -90,8 +90,14 @@ def test_a_finance_pdf_holds_the_global_teams_and_chargeback_views_with_the_expo
     for team, amount in charged.items():
         assert f"{amount:,.2f} {currency}" in text, team
     total = sum(charged.values(), Decimal(0))
-    assert f"Total {total:,.2f} {currency}" in text  # the statement's total row
+    assert re.search(rf"{re.escape(f'{total:,.2f} {currency}')} \$[\d,]+\.\d\d 100\.00% Total", text)  # the statement's total line
     unbroken = "".join(text.split())  # a long line wraps where the page is full, a model's name after a hyphen too
+    for team in teams:  # each team's line of the teams view: requests, failed, tokens and spend, then its name and top model
+        counts = f"{int(team['requests']):,}{int(team['failed_requests']):,}{int(team['total_tokens']):,}"
+        # The page rounds the exact spend to 4 decimals, the export to 6: a 6-decimal value ending in 50 may go either way.
+        spends = {f"${Decimal(team['spend_usd']).quantize(Decimal('0.0001'), way):,}" for way in (ROUND_FLOOR, ROUND_CEILING)} if team["spend_usd"] else {"—"}
+        name = f"{team['team_alias'] or team['team_id']} · {team['top_model'] or '—'}"
+        assert any(counts + spend in unbroken for spend in spends) and "".join(name.split()) in unbroken, team["team_id"]
     for line in lines:  # each key's line of its team: its share, in USD, its share of the bill, its name and top models
         name = line["key_alias"] or line["key_hash"][:12]
         expected = (f"{Decimal(line['billed_cost']):,.2f} {currency} ${Decimal(line['billed_cost_usd']):,.2f} {Decimal(line['share_pct']):.2f}% "

@@ -154,6 +154,25 @@ def test_the_focus_export_follows_the_focus_rules(demo_site):
         assert Decimal(row["BilledCost"]) == Decimal(row["EffectiveCost"]) >= 0
 
 
+@pytest.mark.parametrize("slug", ["2026", "2026-Q4", "2026-11", "2026-W47", "last-30-days"])
+def test_the_daily_tables_list_the_days_with_logs_and_the_daily_export_every_day(demo_site, slug):
+    """A day not ingested (before the history, after the last day) is no row of zeros on the page; the export keeps every day."""
+    folder = demo_site.site_dir / "periods" / slug
+    daily = _csv(folder / "exports" / "daily.csv")
+    metadata = json.loads((folder / "exports" / "manifest.json").read_text())["metadata"]
+    assert [row["date"] for row in daily] == metadata["source_days"]  # the export contract: every day of the period
+    logged = [row for row in daily if row["date"] not in metadata["missing_days"]]
+    assert 0 < len(logged) <= 4 and all(dt.date.fromisoformat(row["date"]) <= DEMO_END for row in logged)
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    spend, tokens, requests = (re.findall(r"<tr><td>(\d{4}-\d\d-\d\d)</td>(.*?)</tr>", table, re.S)
+                               for table in page.split('<section class="chart-block">')[1:4])
+    cells = [re.findall(r'<td class="num">([^<]*)</td>', row) for _, row in requests]
+    assert [day for day, _ in spend] == [day for day, _ in tokens] == [day for day, _ in requests] == [row["date"] for row in logged]
+    assert cells == [[f"{int(row[column]):,}" for column in ("requests", "successful_requests", "failed_requests")] for row in logged]
+    assert [cell for _, row in spend for cell in re.findall(r'<td class="num">\$([^<]*)</td>', row)] == [
+        f"{Decimal(row['spend_usd']).quantize(Decimal('0.0001'), ROUND_HALF_UP):,}" for row in logged]
+
+
 def test_every_local_link_and_image_resolves_and_nothing_points_elsewhere(demo_site):
     site = demo_site.site_dir
     pages = list(site.rglob("*.html"))
