@@ -63,6 +63,17 @@ def _pdf_links(folder: Path) -> dict[str, int]:
             for page in folder.rglob("*.html")}
 
 
+@pytest.mark.parametrize("text", ["platform-code-04 · qwen35-397b (92.2%)", "search-rag-16-json-extract-1586 · " + "; ".join(
+    f"qwen35-397b-a17b-instruct-general-{n} ({n}.0%)" for n in range(6))], ids=["short", "long"])
+def test_a_printed_list_line_wraps_its_name_under_itself_within_the_paper_width(text):
+    columns = f"{'2.37 EUR':>14} {'$2.55':>11} {'0.59%':>7}  "
+    lines = pdf.hanging_line(text, columns).split("\n")
+    assert lines[0].startswith(columns) and all(line.startswith(" " * len(columns)) and line.strip() for line in lines[1:])
+    assert all(len(line) <= pdf.PRINT_LINE_WIDTH for line in lines)
+    assert "".join(line[len(columns):] for line in lines).replace(" ", "") == text.replace(" ", "")  # every character, in order
+    assert (len(lines) == 1) == (len(columns + text) <= pdf.PRINT_LINE_WIDTH)
+
+
 def test_the_months_are_finance_periods():
     assert MONTH in {period.slug for period in DEMO_FINANCE} and "2026-11" in SMALL_FINANCE
 

@@ -43,7 +43,7 @@ from usage_jobs.defs.report.insights import CACHE_COLUMNS, END_USER_COLUMNS, ERR
 from usage_jobs.defs.report.key_data import PAGE_FILE as KEY_PAGE
 from usage_jobs.defs.report.key_data import SCRIPT_FILE as KEY_DATA_FILE
 from usage_jobs.defs.report.key_data import key_data
-from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, Printer, find_chromium, is_pdf_kind, missing_note, pdf_name, withdraw_link
+from usage_jobs.defs.report.pdf import PRINT_PAGE, PdfJob, Printer, find_chromium, hanging_line, is_pdf_kind, missing_note, pdf_name, withdraw_link
 from usage_jobs.defs.report.periods import Navigation, Period, day_runs, navigation, report_periods
 from usage_jobs.defs.report.quality_view import DATA_QUALITY_COLUMNS, QualityView, quality_view
 from usage_jobs.defs.report.queries import (
@@ -184,6 +184,7 @@ def _environment() -> jinja2.Environment:
     env.filters["day_runs"] = day_runs
     env.filters["name"] = names.name_html  # every name from the logs/inventory: escaped, in <bdi>
     env.filters["name_text"] = names.name_text  # the same in <title>, isolated with FSI … PDI
+    env.filters["hanging"] = hanging_line  # a line of a preformatted list on paper
     return env
 
 
