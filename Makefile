@@ -15,6 +15,8 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+	@# The package's own bytecode, written ahead: an environment with PYTHONDONTWRITEBYTECODE compiles its modules in every process.
+	@$(BIN)/python -m compileall -q usage_jobs
 
 demo: install browser
 	$(BIN)/usage-report demo

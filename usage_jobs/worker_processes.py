@@ -14,7 +14,7 @@ import signal
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 
-PRELOAD = ["usage_jobs.defs.gateway.ingest", "usage_jobs.defs.gateway.fold", "usage_jobs.defs.report.build"]
+PRELOAD = ["usage_jobs.defs.gateway.ingest", "usage_jobs.defs.gateway.fold", "usage_jobs.defs.report.warm_templates"]
 
 
 def context() -> BaseContext:
