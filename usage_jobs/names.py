@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 NAME_TRIM_CHARS = " \t\r\n"
 NAME_TRIM_SQL = "E' \\t\\r\\n'"  # the same characters as a DuckDB string literal, for trim(x, …)
@@ -68,9 +68,11 @@ def name_html(value, limit: int | None = None) -> Markup:
     (`evil\\u202etxt.exe`) cannot reorder the text around it. With `limit`, a longer name is
     shown shortened with the full text in the `title` attribute."""
     text = "" if value is None else str(value)
+    # escape() into an f-string, not Markup.format: the same escaping, without a string.Formatter a call (12 µs, 80,000 names a
+    # new day's site at 3,000 keys).
     if limit is not None and len(text) > limit:
-        return Markup('<bdi title="{0}">{1}</bdi>').format(text, shorten(text, limit))
-    return Markup("<bdi>{0}</bdi>").format(text)
+        return Markup(f'<bdi title="{escape(text)}">{escape(shorten(text, limit))}</bdi>')
+    return Markup(f"<bdi>{escape(text)}</bdi>")
 
 
 def name_text(value, limit: int | None = None) -> str:
