@@ -345,3 +345,17 @@ def test_the_first_worker_pool_leaves_sigint_blocked_where_the_command_blocked_i
     code = ("import signal; from concurrent.futures import ProcessPoolExecutor; from usage_jobs import worker_processes; "
             f"signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}}); {first}; print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout.strip() == "True"
+
+
+def test_the_worker_server_imports_the_installed_package_from_a_folder_holding_another(tmp_path):
+    """A command run from a folder that holds another `usage_jobs` (another checkout): its workers still run the installed code."""
+    decoy = tmp_path / "here" / "usage_jobs"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("DECOY = True\n")
+    script = tmp_path / "bin" / "probe.py"  # a script, as the usage-report command is: its own folder starts its path, not here
+    script.parent.mkdir()
+    script.write_text("from concurrent.futures import ProcessPoolExecutor\nfrom importlib.util import find_spec\nimport usage_jobs\n"
+                      "from usage_jobs import worker_processes\n\nif __name__ == '__main__':\n    print(usage_jobs.__file__)\n"
+                      "    print(ProcessPoolExecutor(1, mp_context=worker_processes.context()).submit(find_spec, 'usage_jobs.names').result().origin)\n")
+    parent, worker = subprocess.run([sys.executable, str(script)], cwd=decoy.parent, capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    assert Path(worker).parent == Path(parent).parent != decoy

@@ -10,6 +10,7 @@ command ingests, instead of when the site's first period is due.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
@@ -28,10 +29,20 @@ def start() -> None:
 
     The signal mask is kept: starting multiprocessing's resource tracker unblocks SIGINT in the calling thread, and the command
     blocks it there so that Ctrl-C reaches it alone, not Dagster's log-tail helpers it starts later (run_guard). Every pool
-    starts it through here, so none unblocks it, whichever comes first."""
+    starts it through here, so none unblocks it, whichever comes first.
+
+    The server is a `python -c` whose preload imports see the working directory first (Python 3.11 ignores the sys.path it is
+    handed there): from a folder holding another checkout of the package, the workers ran that code. PYTHONSAFEPATH keeps the
+    directory out of its path."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    safe_path = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
     try:
         forkserver.ensure_running()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if safe_path is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = safe_path
