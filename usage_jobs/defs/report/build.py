@@ -141,14 +141,18 @@ class Rendered:
 CHART_DIGESTS = ".digests.json"
 
 
+def _digest(value) -> str:
+    """What a fingerprint or a chart's digest is: the sha256 of the value as JSON, keys sorted."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _reuse_charts(jobs: list[ChartJob], published: Path | None, version: str) -> list[ChartJob]:
     """Link each chart drawn from the same inputs by the same code into the period's new folder from its `published` one (a period
     rendered again for a key anomaly or its navigation keeps most of its charts, their files untouched); the charts to draw.
     The new folder records every chart's digest."""
     if not jobs:
         return []
-    digests = {job.path.name: hashlib.sha256(json.dumps([version, job.draw, job.kwargs], sort_keys=True, default=str).encode()).hexdigest()
-               for job in jobs}
+    digests = {job.path.name: _digest([version, job.draw, job.kwargs]) for job in jobs}
     folder = jobs[0].path.parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CHART_DIGESTS).write_text(json.dumps(digests, sort_keys=True))
@@ -397,7 +401,7 @@ class SiteBuilder:
                     "days": period_reads(stamps, period, reach), "global": stamps.global_digest,
                     "rolling": stamps.rolling_digest if rolling else None,
                     "nav": [nav.previous and nav.previous.slug, nav.next and nav.next.slug, [(label, p and p.slug) for label, p in nav.kinds]]}
-        return hashlib.sha256(json.dumps(document, default=str, sort_keys=True).encode()).hexdigest()
+        return _digest(document)
 
     def render_period(self, scratch: Path, job: PeriodJob, export_days: ExportDays, published: Path | None) -> Rendered:
         """One period rendered into `scratch`, with its fingerprint and counts (what a period worker does)."""
@@ -655,7 +659,7 @@ def warehouse_stamps(conn: duckdb.DuckDBPyConnection) -> Stamps:
         if NOWCAST_TABLE in by_table else []
 
     def digest(queries) -> str:
-        return hashlib.sha256(json.dumps([[str(v) for v in conn.execute(query).fetchone()] for query in queries]).encode()).hexdigest()
+        return _digest([[str(v) for v in conn.execute(query).fetchone()] for query in queries])
 
     return Stamps(by_table, by_day, unbilled, digest(GLOBAL_SOURCES), digest(ROLLING_SOURCES))
 
@@ -774,10 +778,6 @@ class RangePlan:
     fingerprints: dict  # {"head": …, "months": {month: …}}
     months: list[str]
     changed: list[str]
-
-
-def _digest(value) -> str:
-    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()
 
 
 def _range_plan(builder: SiteBuilder, stamps: Stamps, published: Path, hide_user_agent_tags: bool, timezone: str, full: bool) -> RangePlan | None:
