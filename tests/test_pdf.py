@@ -9,6 +9,9 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
 import unicodedata
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -248,6 +251,59 @@ def test_a_chromium_that_hangs_or_fails_is_reported_by_period_and_the_build_goes
     monkeypatch.undo()  # a real Chromium, its real timeout
     again = _build(small_warehouse, site, chromium=CHROMIUM)
     assert set(SMALL_FINANCE) <= set(again.rendered) and again.pdfs == len(SMALL_FINANCE) and not again.pdf_notes
+
+
+LOGGED = """#!/bin/sh
+echo "$$" >> "{pids}"
+exec "{chromium}" "$@"
+"""
+
+
+def test_one_browser_prints_every_pdf_of_a_build_and_none_outlives_it(small_warehouse, tmp_path, monkeypatch):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    pids = tmp_path / "pids"
+    logged = tmp_path / "logged-chromium"
+    logged.write_text(LOGGED.format(pids=pids, chromium=CHROMIUM))
+    logged.chmod(0o755)
+    site = tmp_path / "site"
+    result = _build(small_warehouse, site, chromium=logged)
+    assert result.pdfs == len(SMALL_FINANCE) > 1 and not result.pdf_notes
+    for slug in SMALL_FINANCE:
+        assert _sections(site / "periods" / slug / pdf.pdf_name(slug))  # a whole PDF, its outline in
+    (browser,) = map(int, pids.read_text().split())  # one start for the three PDFs
+    assert not pdf._group_alive(browser)  # nor any helper it started
+    assert not list(temporary.glob("usage-report-chromium-*"))  # its profile removed
+    again = _build(small_warehouse, site, chromium=logged)
+    assert again.rendered == [] and pids.read_text().split() == [str(browser)]  # nothing to print: no browser started
+
+
+DIES = """
+import sys, time
+from pathlib import Path
+from usage_jobs.defs.report import pdf
+browser = pdf.Browser(Path(sys.argv[1]))
+assert browser.print(pdf.PdfJob("page", Path(sys.argv[2]), Path(sys.argv[3])), timeout=60) is None
+print(browser.process.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_browser_exits_when_the_command_holding_its_pipe_is_killed(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><title>Page</title><h1>On paper</h1>")
+    command = subprocess.Popen([sys.executable, "-c", DIES, str(CHROMIUM), str(page), str(tmp_path / "page.pdf")], stdout=subprocess.PIPE, text=True)
+    try:
+        browser = int(command.stdout.readline())
+        assert "On paper" in _text(tmp_path / "page.pdf") and pdf._group_alive(browser)
+    finally:
+        command.kill()
+        command.wait()
+    deadline = time.monotonic() + 20
+    while pdf._group_alive(browser) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pdf._group_alive(browser)
 
 
 def test_find_chromium_takes_the_setting_or_looks_on_path(tmp_path, monkeypatch):

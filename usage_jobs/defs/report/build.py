@@ -733,7 +733,8 @@ def build_site(conn: duckdb.DuckDBPyConnection, site_dir: Path, *, timezone: str
         done = 0
         range_plan = _range_plan(builder, stamps, site_dir / "range", hide_user_agent_tags, timezone, full)
         with contextlib.ExitStack() as stack:
-            printing = stack.enter_context(Printer(printer)) if printer else None
+            # A browser started only for a build that prints: a rebuild with nothing changed starts none.
+            printing = stack.enter_context(Printer(printer)) if printer and any(is_pdf_kind(job.period.kind) for job in to_render) else None
             # The range picker's data is written beside the periods, on its own cursor: at the end it kept one core idle.
             range_data = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="range")).submit(
                 _write_range, conn.cursor(), scratch / "range", site_dir / "range", range_plan, hide_user_agent_tags) if range_plan else None
