@@ -263,10 +263,7 @@ def test_one_browser_prints_every_pdf_of_a_build_and_none_outlives_it(small_ware
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
-    pids = tmp_path / "pids"
-    logged = tmp_path / "logged-chromium"
-    logged.write_text(LOGGED.format(pids=pids, chromium=CHROMIUM))
-    logged.chmod(0o755)
+    logged, pids = _logged_chromium(tmp_path)
     site = tmp_path / "site"
     result = _build(small_warehouse, site, chromium=logged)
     assert result.pdfs == len(SMALL_FINANCE) > 1 and not result.pdf_notes
@@ -277,6 +274,30 @@ def test_one_browser_prints_every_pdf_of_a_build_and_none_outlives_it(small_ware
     assert not list(temporary.glob("usage-report-chromium-*"))  # its profile removed
     again = _build(small_warehouse, site, chromium=logged)
     assert again.rendered == [] and pids.read_text().split() == [str(browser)]  # nothing to print: no browser started
+
+
+def _logged_chromium(tmp_path: Path) -> tuple[Path, Path]:
+    """A Chromium that writes its pid to a file each time it starts: (the program, the file)."""
+    pids, logged = tmp_path / "pids", tmp_path / "logged-chromium"
+    logged.write_text(LOGGED.format(pids=pids, chromium=CHROMIUM))
+    logged.chmod(0o755)
+    return logged, pids
+
+
+def test_the_browser_a_run_starts_ahead_prints_its_build_and_one_no_build_takes_is_closed_at_exit(small_warehouse, tmp_path):
+    logged, pids = _logged_chromium(tmp_path)
+    pdf.start_ahead(logged)  # as `usage-report run` does before the days
+    result = _build(small_warehouse, tmp_path / "site", chromium=logged)
+    assert result.pdfs == len(SMALL_FINANCE) and not result.pdf_notes
+    (browser,) = map(int, pids.read_text().split())  # the one started ahead, nothing else
+    assert not pdf._group_alive(browser) and not pdf._AHEAD
+    pids.unlink()
+    subprocess.run([sys.executable, "-c", f"from usage_jobs.defs.report import pdf; pdf.start_ahead({str(logged)!r})"], check=True, timeout=60)
+    (unused,) = map(int, pids.read_text().split())
+    deadline = time.monotonic() + 20
+    while pdf._group_alive(unused) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pdf._group_alive(unused)
 
 
 DIES = """

@@ -575,6 +575,10 @@ def cmd_run(args) -> int:
     with Session(environ, args.command_line, refetch=args.refetch) as session:
         if not args.no_site or args.end > args.start:  # workers will be started: their server imports while the days are read
             worker_processes.start()
+        if not args.no_site:  # and the browser printing the PDFs starts up meanwhile
+            from usage_jobs.defs.report.pdf import start_ahead
+
+            start_ahead(settings.chromium)
         failures = run_days(session, args.start, args.end, args.refetch_billing_month)
         site_failures = build_site(session) if not args.no_site else []
     published = not args.no_site and not any(asset == "usage_report_site" for asset, _ in site_failures)

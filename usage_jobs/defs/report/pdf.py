@@ -8,6 +8,7 @@ another. A PDF that fails is reported by its period; the build goes on without i
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import html
@@ -286,13 +287,28 @@ class Browser:
             self._profile = None
 
 
+# Browsers started ahead of a build in this process, by Chromium: the build's printer takes its own.
+_AHEAD: dict[Path, Browser] = {}
+
+
+def start_ahead(configured: Path | str | None) -> None:
+    """Start the browser a build later in this process will print with, beside work that leaves a core idle (a run's days):
+    its start-up then costs the build nothing. One no build takes is closed as the process exits."""
+    chromium = find_chromium(configured)
+    if chromium is not None and chromium not in _AHEAD:
+        browser = _AHEAD[chromium] = Browser(chromium)
+        atexit.register(browser.close)
+        with contextlib.suppress(OSError):  # not started: the first print says why
+            browser.start()
+
+
 class Printer:
     """Prints each job handed to it as it comes, one at a time in one browser: a finance period is printed as soon as its print
-    page and charts are complete, while the other periods are still being rendered. The browser starts as the printer is
-    entered, beside the first renders. `failures()` waits for every print."""
+    page and charts are complete, while the other periods are still being rendered. The browser is the one started ahead
+    (start_ahead), else it starts as the printer is entered, beside the first renders. `failures()` waits for every print."""
 
     def __init__(self, chromium: Path, *, timeout: float | None = None):
-        self.browser, self.timeout = Browser(chromium), timeout
+        self.browser, self.timeout = _AHEAD.pop(chromium, None) or Browser(chromium), timeout
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="pdf")
         self.printing: list[Future] = []
 
