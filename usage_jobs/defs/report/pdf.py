@@ -162,6 +162,8 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="usage-report-chromium-")
         self._commands, chromium_reads = os.pipe()[::-1]
         self._replies, chromium_writes = os.pipe()
+        self._poll = select.poll()
+        self._poll.register(self._replies, select.POLLIN)
         try:
             with open(Path(self._profile) / "stderr.log", "wb") as stderr:
                 # sh hands Chromium the pipes as fds 3 and 4, where it looks for them (no preexec_fn in a threaded process).
@@ -187,7 +189,8 @@ class Browser:
         while (end := self._buffer.find(b"\0", scanned)) < 0:
             scanned = len(self._buffer)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self._replies], [], [], remaining)[0]:
+            # poll, not select: select refuses a descriptor numbered 1024 or more, which a busy process may hold
+            if remaining <= 0 or not self._poll.poll(remaining * 1000):
                 raise TimeoutError
             chunk = os.read(self._replies, 1 << 20)
             if not chunk:
