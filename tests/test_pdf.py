@@ -327,6 +327,16 @@ def test_a_browser_exits_when_the_command_holding_its_pipe_is_killed(tmp_path):
     assert not pdf._group_alive(browser)
 
 
+def test_a_browser_that_cannot_start_is_reported_and_leaves_no_pipe_or_profile(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(pdf.subprocess, "Popen", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(24, "Too many open files")))
+    descriptors = len(os.listdir("/proc/self/fd"))
+    job = pdf.PdfJob("2026-11", tmp_path / "print.html", tmp_path / "2026-11-report.pdf")
+    failure = pdf.Browser(CHROMIUM).print(job, timeout=5)
+    assert str(failure) == f"PDF of 2026-11 not made: {CHROMIUM} could not be started ([Errno 24] Too many open files)"
+    assert len(os.listdir("/proc/self/fd")) == descriptors and not list(tmp_path.glob("usage-report-chromium-*"))
+
+
 def test_find_chromium_takes_the_setting_or_looks_on_path(tmp_path, monkeypatch):
     assert pdf.find_chromium(CHROMIUM) == CHROMIUM
     assert pdf.find_chromium(tmp_path / "missing") is None

@@ -172,6 +172,9 @@ class Browser:
                      "--remote-debugging-pipe", f"--user-data-dir={self._profile}", "about:blank"],
                     stdin=chromium_reads, stdout=chromium_writes, stderr=stderr, start_new_session=True,
                     env=os.environ | {"HOME": self._profile})
+        except OSError:
+            self.close()  # its pipes and profile: a later start makes new ones
+            raise
         finally:
             os.close(chromium_reads)
             os.close(chromium_writes)
