@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 
@@ -79,6 +80,11 @@ class Statement:
         return tuple(key for team in self.teams for key in team.keys)
 
 
+def models_text(models: Iterable[tuple[str, float]]) -> str:
+    """Models and their shares as one text, "model (62.5%); …": a key's top models, and a team's on paper."""
+    return "; ".join(f"{model} ({pct:.1f}%)" for model, pct in models)
+
+
 def _top(by_model: dict[str, Decimal], whole: Decimal) -> tuple[tuple[str, float], ...]:
     ranked = sorted(by_model.items(), key=lambda item: (-item[1], item[0]))[:TOP_MODELS]
     return tuple((model, round(float(share / whole * 100), 1) if whole else 0.0) for model, share in ranked)
@@ -136,7 +142,7 @@ def statement(conn: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> 
                 period_start=start.isoformat(), period_end=end.isoformat(), team_id=team_id, team_alias=values["team_alias"], key_hash=key_hash,
                 key_alias=values["key_alias"], billed_cost=key_cost, billed_currency=currency, billed_cost_usd=key_cost_usd,
                 share_pct=_pct(values["cost"], exact_total), exact_cost=values["cost"], billing_days=billed_days,
-                top_models="; ".join(f"{model} ({pct:.1f}%)" for model, pct in _top(values["models"], values["cost"]))))
+                top_models=models_text(_top(values["models"], values["cost"]))))
         lines.sort(key=lambda line: (-line.exact_cost, line.key_hash))
         teams.append(StatementTeam(team_id, lines[0].team_alias if lines else BUCKET_LABELS.get(team_id), cents, usd, _pct(exact, exact_total),
                                    _top(team_models, exact), tuple(lines)))

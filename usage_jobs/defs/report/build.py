@@ -34,7 +34,7 @@ from usage_jobs import names, worker_processes
 from usage_jobs.defs.billing.nowcast import MAX_AGE_DAYS as NOWCAST_HISTORY_DAYS
 from usage_jobs.defs.billing.nowcast import UNBILLED_STATUS
 from usage_jobs.defs.billing.reconcile import month_span
-from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, statement
+from usage_jobs.defs.billing.statement import CHARGEBACK_COLUMNS, Statement, StatementError, models_text, statement
 from usage_jobs.defs.refreshes import outage_notes
 from usage_jobs.defs.report import charts as chart_drawing
 from usage_jobs.defs.report.billing_view import RECONCILIATION_COLUMNS, BillingView, billing_view
@@ -190,6 +190,7 @@ def _environment() -> jinja2.Environment:
     env.filters["name"] = names.name_html  # every name from the logs/inventory: escaped, in <bdi>
     env.filters["name_text"] = names.name_text  # the same in <title>, isolated with FSI … PDI
     env.filters["hanging"] = hanging_line  # a line of a preformatted list on paper
+    env.filters["models_text"] = lambda models: models_text((names.name_text(model), pct) for model, pct in models)  # (model, %) pairs
     return env
 
 
